@@ -1,0 +1,208 @@
+"""The engine's one error hierarchy.
+
+Every error the engine raises on purpose derives from :class:`EngineError`. Each class carries the
+data a caller needs as attributes (not only in its message), and its message says what to do.
+This module is a leaf: it imports nothing from the engine, so every layer can raise these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AggregateNotFound",
+    "CommandRejected",
+    "CommitFailed",
+    "ConcurrencyConflict",
+    "ConsistencyTimeout",
+    "CorruptLog",
+    "EngineClosed",
+    "EngineError",
+    "IdempotencyConflict",
+    "InvalidCommand",
+    "InvalidQuery",
+    "LogLocked",
+    "UnknownView",
+]
+
+
+class EngineError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries in crash tests; keyword-only constructors need this so
+        # pickling rebuilds them with their data, not just their message.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[EngineError], args: tuple[Any, ...], state: dict[str, Any]) -> EngineError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class CommandRejected(EngineError):
+    """A command broke a domain rule; nothing was written.
+
+    Attributes:
+        aggregate_id: The aggregate the command was aimed at.
+        rule: A short, stable name of the rule that was broken (e.g. ``"order_not_pending"``).
+    """
+
+    def __init__(self, aggregate_id: str, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.aggregate_id = aggregate_id
+        self.rule = rule
+
+
+class InvalidCommand(CommandRejected):
+    """A command is malformed (wrong types, absurd values, unknown type); nothing is written."""
+
+
+class AggregateNotFound(EngineError):
+    """The command or query names an aggregate that does not exist.
+
+    Attributes:
+        aggregate_id: The id that was not found.
+    """
+
+    def __init__(self, aggregate_id: str, stream_type: str = "aggregate") -> None:
+        super().__init__(
+            f"{stream_type} {aggregate_id!r} does not exist; create it first or check the id"
+        )
+        self.aggregate_id = aggregate_id
+        self.stream_type = stream_type
+
+
+class ConcurrencyConflict(EngineError):
+    """The aggregate's version was not the one the command expected; nothing was written.
+
+    Attributes:
+        aggregate_id: The aggregate whose version differed.
+        expected: The version the command expected the aggregate to have before it.
+        actual: The version the aggregate actually had.
+    """
+
+    def __init__(self, aggregate_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"{aggregate_id!r} is at version {actual}, but the command expected version "
+            f"{expected}; reload the aggregate and retry with expected_version={actual}"
+        )
+        self.aggregate_id = aggregate_id
+        self.expected = expected
+        self.actual = actual
+
+
+class IdempotencyConflict(EngineError):
+    """A command id was reused for a different command; nothing was written.
+
+    Attributes:
+        command_id: The reused id.
+    """
+
+    def __init__(self, command_id: str) -> None:
+        super().__init__(
+            f"command id {command_id!r} was already used for a different command; "
+            "use a fresh command_id for a new command"
+        )
+        self.command_id = command_id
+
+
+class InvalidQuery(EngineError):
+    """A query's parameters are out of range or unknown; no view was touched.
+
+    Attributes:
+        field: The offending parameter.
+        value: The value it had.
+    """
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        super().__init__(f"invalid query: {field}={value!r}; allowed: {allowed}")
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+
+
+class UnknownView(InvalidQuery):
+    """A view name (rebuild, parked events) or query type no view serves."""
+
+    def __init__(self, name: object, known: list[str]) -> None:
+        super().__init__("view", name, ", ".join(sorted(known)) or "no views registered")
+        self.known = known
+
+
+class ConsistencyTimeout(EngineError):
+    """The view did not reach the requested position in time.
+
+    Attributes:
+        view: The view that served the query.
+        wanted: The position the caller asked for (``after=``).
+        reached: The position the view had applied when the wait gave up.
+        stale_result: The query's answer as of ``reached``.
+    """
+
+    def __init__(self, view: str, wanted: int, reached: int, stale_result: object) -> None:
+        super().__init__(
+            f"view {view!r} reached position {reached}, not {wanted}, before the timeout; "
+            "the stale answer is in .stale_result, or retry with a longer timeout"
+        )
+        self.view = view
+        self.wanted = wanted
+        self.reached = reached
+        self.stale_result = stale_result
+
+
+class LogLocked(EngineError):
+    """Another live engine (this process or another) holds the data directory.
+
+    Attributes:
+        path: The data directory.
+        pid: The process id of the holder.
+    """
+
+    def __init__(self, path: str, pid: int) -> None:
+        super().__init__(
+            f"data directory {path} is in use by process {pid}; stop that process or use "
+            "another --data directory"
+        )
+        self.path = path
+        self.pid = pid
+
+
+class CorruptLog(EngineError):
+    """A stored record cannot be decoded (bad bytes or an unknown event tag).
+
+    Attributes:
+        position: Global position of the bad record (0 if it is not a log record).
+        reason: What is wrong with it.
+    """
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(
+            f"corrupt record at position {position}: {reason}; restore the data directory from "
+            "a backup, register an upcaster, or let views skip unknown events"
+        )
+        self.position = position
+        self.reason = reason
+
+
+class CommitFailed(EngineError):
+    """The batch holding this command failed to commit; nothing of it was written.
+
+    Attributes:
+        reason: Why the commit failed.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the commit failed ({reason}); nothing of this command was written, retry it"
+        )
+        self.reason = reason
+
+
+class EngineClosed(EngineError):
+    """The engine was closed; open a new one to continue."""
+
+    def __init__(self, message: str = "the engine is closed; open a new Engine") -> None:
+        super().__init__(message)

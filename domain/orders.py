@@ -1,0 +1,442 @@
+"""The reference domain: orders. Pure data and pure functions, no actors, no I/O, no clocks.
+
+Commands and value types are plain msgspec Structs: building one never raises, every rule is
+checked by :func:`decide` when the command is executed. Each accepted command yields exactly one
+event, so an order's version and the log's position advance by one per command.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Final, Literal
+
+import msgspec
+
+from domain.errors import AggregateNotFound, CommandRejected, InvalidCommand
+
+__all__ = [
+    "ORDERS",
+    "AddOrderItem",
+    "Address",
+    "CancelOrder",
+    "CreateOrder",
+    "OrderCancelled",
+    "OrderCommand",
+    "OrderCreated",
+    "OrderDecider",
+    "OrderEvent",
+    "OrderItem",
+    "OrderItemAdded",
+    "OrderItemRemoved",
+    "OrderShipped",
+    "OrderState",
+    "OrderStatus",
+    "RemoveOrderItem",
+    "ShipOrder",
+    "order_total",
+]
+
+OrderStatus = Literal["pending", "shipped", "cancelled"]
+STATUSES: Final = ("pending", "shipped", "cancelled")
+
+# Limits that keep absurd input out of the log: each is far above any real order.
+MAX_ID_LENGTH: Final = 200
+MAX_TEXT_LENGTH: Final = 1000
+MAX_LINES: Final = 500
+MAX_QUANTITY: Final = 1_000_000
+MAX_PRICE: Final = Decimal(1_000_000_000)
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# ---------------------------------------------------------------- value types
+
+
+class OrderItem(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One line of an order: ``quantity`` units of ``product_id`` at ``price`` each."""
+
+    product_id: str
+    quantity: int
+    price: Decimal
+
+
+class Address(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A shipping address."""
+
+    street: str
+    city: str
+    postal_code: str
+    country: str
+
+
+# ---------------------------------------------------------------- commands
+
+
+class CreateOrder(msgspec.Struct, kw_only=True, tag="CreateOrder"):
+    """Create a pending order with at least one item."""
+
+    customer_id: str
+    items: list[OrderItem]
+    shipping_address: Address
+    order_id: str = msgspec.field(default_factory=_new_id)
+    command_id: str = msgspec.field(default_factory=_new_id)
+    expected_version: int | None = None
+
+
+class AddOrderItem(msgspec.Struct, kw_only=True, tag="AddOrderItem"):
+    """Add units of a product to a pending order (same product: quantities add, same price)."""
+
+    order_id: str
+    product_id: str
+    quantity: int
+    price: Decimal
+    command_id: str = msgspec.field(default_factory=_new_id)
+    expected_version: int | None = None
+
+
+class RemoveOrderItem(msgspec.Struct, kw_only=True, tag="RemoveOrderItem"):
+    """Remove a product's line from a pending order; the last line cannot be removed."""
+
+    order_id: str
+    product_id: str
+    command_id: str = msgspec.field(default_factory=_new_id)
+    expected_version: int | None = None
+
+
+class ShipOrder(msgspec.Struct, kw_only=True, tag="ShipOrder"):
+    """Ship a pending order."""
+
+    order_id: str
+    command_id: str = msgspec.field(default_factory=_new_id)
+    expected_version: int | None = None
+
+
+class CancelOrder(msgspec.Struct, kw_only=True, tag="CancelOrder"):
+    """Cancel a pending order, with a non-empty reason."""
+
+    order_id: str
+    reason: str
+    command_id: str = msgspec.field(default_factory=_new_id)
+    expected_version: int | None = None
+
+
+OrderCommand = CreateOrder | AddOrderItem | RemoveOrderItem | ShipOrder | CancelOrder
+
+# ---------------------------------------------------------------- events
+# Tags are part of the log format: never change one. New fields need defaults (msgspec's
+# schema-evolution rules); anything else gets a new schema version and an upcaster.
+
+
+class OrderCreated(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="OrderCreated"):
+    """An order was created, with its first items."""
+
+    order_id: str
+    customer_id: str
+    items: tuple[OrderItem, ...]
+    shipping_address: Address
+    created_at: datetime
+
+
+class OrderItemAdded(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="OrderItemAdded"):
+    """Units of a product were added to an order."""
+
+    order_id: str
+    product_id: str
+    quantity: int
+    price: Decimal
+
+
+class OrderItemRemoved(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="OrderItemRemoved"):
+    """A product's line was removed from an order."""
+
+    order_id: str
+    product_id: str
+
+
+class OrderShipped(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="OrderShipped"):
+    """An order was shipped."""
+
+    order_id: str
+    shipped_at: datetime
+
+
+class OrderCancelled(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="OrderCancelled"):
+    """An order was cancelled."""
+
+    order_id: str
+    reason: str
+    cancelled_at: datetime
+
+
+OrderEvent = OrderCreated | OrderItemAdded | OrderItemRemoved | OrderShipped | OrderCancelled
+
+# ---------------------------------------------------------------- state
+
+
+class OrderState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """The write model's view of one order. ``status == ""`` means it does not exist yet."""
+
+    order_id: str = ""
+    customer_id: str = ""
+    status: str = ""
+    items: tuple[OrderItem, ...] = ()
+    shipping_address: Address | None = None
+    created_at: datetime | None = None
+    shipped_at: datetime | None = None
+    cancel_reason: str = ""
+
+
+def order_total(items: Sequence[OrderItem]) -> Decimal:
+    """Return the exact total of the given lines."""
+    return sum((item.price * item.quantity for item in items), Decimal(0))
+
+
+# ---------------------------------------------------------------- validation helpers
+
+
+def _check_str(order_id: str, field: str, value: object, limit: int = MAX_ID_LENGTH) -> str:
+    if not isinstance(value, str):
+        raise InvalidCommand(
+            order_id, "invalid_type", f"{field} must be a string, got {type(value).__name__}"
+        )
+    if not value.strip():
+        raise CommandRejected(order_id, f"empty_{field}", f"{field} must not be empty")
+    if len(value) > limit:
+        raise InvalidCommand(
+            order_id, "too_long", f"{field} is {len(value)} characters long; the limit is {limit}"
+        )
+    return value
+
+
+def _check_item(order_id: str, product_id: object, quantity: object, price: object) -> OrderItem:
+    pid = _check_str(order_id, "product_id", product_id)
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise InvalidCommand(
+            order_id,
+            "invalid_type",
+            f"quantity of {pid!r} must be an integer, got {type(quantity).__name__}",
+        )
+    if isinstance(price, bool) or not isinstance(price, Decimal | int):
+        raise InvalidCommand(
+            order_id,
+            "invalid_type",
+            f"price of {pid!r} must be a Decimal (never a float), got {type(price).__name__}",
+        )
+    exact = Decimal(price)
+    if not exact.is_finite():
+        raise InvalidCommand(order_id, "invalid_price", f"price of {pid!r} must be finite")
+    if quantity < 1:
+        raise CommandRejected(
+            order_id, "quantity_below_one", f"quantity of {pid!r} is {quantity}; it must be >= 1"
+        )
+    if quantity > MAX_QUANTITY:
+        raise InvalidCommand(
+            order_id,
+            "quantity_too_large",
+            f"quantity of {pid!r} is {quantity}; the limit is {MAX_QUANTITY}",
+        )
+    if exact < 0:
+        raise CommandRejected(
+            order_id, "negative_price", f"price of {pid!r} is {exact}; it must be >= 0"
+        )
+    if exact > MAX_PRICE:
+        raise InvalidCommand(
+            order_id, "price_too_large", f"price of {pid!r} is {exact}; the limit is {MAX_PRICE}"
+        )
+    return OrderItem(product_id=pid, quantity=quantity, price=exact)
+
+
+def _require_pending(state: OrderState, action: str) -> None:
+    if state.status != "pending":
+        raise CommandRejected(
+            state.order_id,
+            "order_not_pending",
+            f"cannot {action} order {state.order_id!r}: it is {state.status}, not pending",
+        )
+
+
+def _decide_create(state: OrderState, cmd: CreateOrder, now: datetime) -> OrderCreated:
+    order_id = _check_str("", "order_id", cmd.order_id)
+    if state.status:
+        raise CommandRejected(
+            order_id, "order_exists", f"order {order_id!r} already exists; use a new order_id"
+        )
+    customer_id = _check_str(order_id, "customer_id", cmd.customer_id)
+    if not isinstance(cmd.items, list | tuple):
+        raise InvalidCommand(order_id, "invalid_type", "items must be a list of OrderItem")
+    if not cmd.items:
+        raise CommandRejected(order_id, "no_items", "an order needs at least one item")
+    if len(cmd.items) > MAX_LINES:
+        raise InvalidCommand(
+            order_id, "too_many_items", f"{len(cmd.items)} items; the limit is {MAX_LINES}"
+        )
+    lines: dict[str, OrderItem] = {}
+    for raw in cmd.items:
+        if not isinstance(raw, OrderItem):
+            raise InvalidCommand(
+                order_id, "invalid_type", f"items must be OrderItem, got {type(raw).__name__}"
+            )
+        item = _check_item(order_id, raw.product_id, raw.quantity, raw.price)
+        lines[item.product_id] = _merge(order_id, lines.get(item.product_id), item)
+    address = cmd.shipping_address
+    if not isinstance(address, Address):
+        raise InvalidCommand(
+            order_id,
+            "invalid_type",
+            f"shipping_address must be an Address, got {type(address).__name__}",
+        )
+    for field in ("street", "city", "postal_code", "country"):
+        _check_str(order_id, field, getattr(address, field))
+    return OrderCreated(
+        order_id=order_id,
+        customer_id=customer_id,
+        items=tuple(lines.values()),
+        shipping_address=address,
+        created_at=now,
+    )
+
+
+def _merge(order_id: str, old: OrderItem | None, new: OrderItem) -> OrderItem:
+    if old is None:
+        return new
+    if old.price != new.price:
+        raise CommandRejected(
+            order_id,
+            "price_mismatch",
+            f"{new.product_id!r} is already in the order at {old.price}, not {new.price}",
+        )
+    if old.quantity + new.quantity > MAX_QUANTITY:
+        raise InvalidCommand(
+            order_id, "quantity_too_large", f"quantity of {new.product_id!r} would exceed limit"
+        )
+    return OrderItem(
+        product_id=new.product_id, quantity=old.quantity + new.quantity, price=old.price
+    )
+
+
+class OrderDecider:
+    """The order aggregate as a :class:`~domain.decider.Decider`."""
+
+    stream_type: str = "order"
+    command_types: tuple[type, ...] = (
+        CreateOrder,
+        AddOrderItem,
+        RemoveOrderItem,
+        ShipOrder,
+        CancelOrder,
+    )
+    event_types: tuple[type[msgspec.Struct], ...] = (
+        OrderCreated,
+        OrderItemAdded,
+        OrderItemRemoved,
+        OrderShipped,
+        OrderCancelled,
+    )
+    state_type: type[OrderState] = OrderState
+    state_schema_version: int = 1
+
+    def initial(self) -> OrderState:
+        """Return the state of an order that does not exist yet."""
+        return OrderState()
+
+    def aggregate_id(self, command: OrderCommand) -> str:
+        """Return the order id the command is aimed at."""
+        return command.order_id
+
+    def decide(
+        self, state: OrderState, command: OrderCommand, now: datetime
+    ) -> Sequence[msgspec.Struct]:
+        """Check ``command`` against ``state``; return its one event or raise.
+
+        Raises:
+            AggregateNotFound: The order does not exist (any command but CreateOrder).
+            CommandRejected: A rule is broken; the message names it.
+            InvalidCommand: The command is malformed (wrong types, absurd values).
+        """
+        if isinstance(command, CreateOrder):
+            return (_decide_create(state, command, now),)
+        order_id = _check_str("", "order_id", command.order_id)
+        if not state.status:
+            raise AggregateNotFound(order_id, "order")
+        if isinstance(command, AddOrderItem):
+            _require_pending(state, "add items to")
+            item = _check_item(order_id, command.product_id, command.quantity, command.price)
+            existing = next((i for i in state.items if i.product_id == item.product_id), None)
+            _merge(order_id, existing, item)
+            return (
+                OrderItemAdded(
+                    order_id=order_id,
+                    product_id=item.product_id,
+                    quantity=item.quantity,
+                    price=item.price,
+                ),
+            )
+        if isinstance(command, RemoveOrderItem):
+            _require_pending(state, "remove items from")
+            product_id = _check_str(order_id, "product_id", command.product_id)
+            if all(i.product_id != product_id for i in state.items):
+                raise CommandRejected(
+                    order_id, "item_not_in_order", f"{product_id!r} is not in order {order_id!r}"
+                )
+            if len(state.items) == 1:
+                raise CommandRejected(
+                    order_id,
+                    "last_item",
+                    f"{product_id!r} is the last item of {order_id!r}; cancel the order instead",
+                )
+            return (OrderItemRemoved(order_id=order_id, product_id=product_id),)
+        if isinstance(command, ShipOrder):
+            _require_pending(state, "ship")
+            return (OrderShipped(order_id=order_id, shipped_at=now),)
+        if isinstance(command, CancelOrder):
+            _require_pending(state, "cancel")
+            reason = _check_str(order_id, "reason", command.reason, MAX_TEXT_LENGTH)
+            return (OrderCancelled(order_id=order_id, reason=reason, cancelled_at=now),)
+        raise InvalidCommand(  # pragma: no cover - the engine routes by command type
+            order_id, "unknown_command", f"{type(command).__name__} is not an order command"
+        )
+
+    def evolve(self, state: OrderState, event: msgspec.Struct) -> OrderState:
+        """Return the order after ``event``."""
+        if isinstance(event, OrderCreated):
+            return OrderState(
+                order_id=event.order_id,
+                customer_id=event.customer_id,
+                status="pending",
+                items=event.items,
+                shipping_address=event.shipping_address,
+                created_at=event.created_at,
+            )
+        if isinstance(event, OrderItemAdded):
+            added = OrderItem(
+                product_id=event.product_id, quantity=event.quantity, price=event.price
+            )
+            items = list(state.items)
+            for index, item in enumerate(items):
+                if item.product_id == event.product_id:
+                    items[index] = OrderItem(
+                        product_id=item.product_id,
+                        quantity=item.quantity + event.quantity,
+                        price=item.price,
+                    )
+                    break
+            else:
+                items.append(added)
+            return msgspec.structs.replace(state, items=tuple(items))
+        if isinstance(event, OrderItemRemoved):
+            kept = tuple(i for i in state.items if i.product_id != event.product_id)
+            return msgspec.structs.replace(state, items=kept)
+        if isinstance(event, OrderShipped):
+            return msgspec.structs.replace(state, status="shipped", shipped_at=event.shipped_at)
+        if isinstance(event, OrderCancelled):
+            return msgspec.structs.replace(state, status="cancelled", cancel_reason=event.reason)
+        return state
+
+
+ORDERS: Final = OrderDecider()
+"""The order decider instance the engine uses by default."""
