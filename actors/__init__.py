@@ -1,1 +1,51 @@
-"""actors package."""
+"""Concurrency: the dispatcher actor runtime, aggregates, the log writer, projectors, the router.
+
+The public entry point is :class:`Engine`; the engine's errors are re-exported here too.
+"""
+
+from actors._dispatch import Dispatcher, DispatcherActor, DispatcherFuture, freeze_gc
+from actors._engine import Engine, EngineStatus
+from actors._messages import CommandResult
+from actors._readside import RebuildReport, ViewStatus
+from domain.errors import (
+    AggregateNotFound,
+    CommandRejected,
+    CommandTimeout,
+    CommitFailed,
+    ConcurrencyConflict,
+    ConsistencyTimeout,
+    CorruptLog,
+    EngineClosed,
+    EngineError,
+    IdempotencyConflict,
+    InvalidCommand,
+    InvalidQuery,
+    LogLocked,
+    UnknownView,
+)
+
+__all__ = [
+    "AggregateNotFound",
+    "CommandRejected",
+    "CommandResult",
+    "CommandTimeout",
+    "CommitFailed",
+    "ConcurrencyConflict",
+    "ConsistencyTimeout",
+    "CorruptLog",
+    "Dispatcher",
+    "DispatcherActor",
+    "DispatcherFuture",
+    "Engine",
+    "EngineClosed",
+    "EngineError",
+    "EngineStatus",
+    "IdempotencyConflict",
+    "InvalidCommand",
+    "InvalidQuery",
+    "LogLocked",
+    "RebuildReport",
+    "UnknownView",
+    "ViewStatus",
+    "freeze_gc",
+]

@@ -12,6 +12,7 @@ from typing import Any
 __all__ = [
     "AggregateNotFound",
     "CommandRejected",
+    "CommandTimeout",
     "CommitFailed",
     "ConcurrencyConflict",
     "ConsistencyTimeout",
@@ -199,6 +200,26 @@ class CommitFailed(EngineError):
             f"the commit failed ({reason}); nothing of this command was written, retry it"
         )
         self.reason = reason
+
+
+class CommandTimeout(EngineError, TimeoutError):
+    """A command was not acknowledged in time (or the engine was too busy to accept it).
+
+    The command may still commit later: retry with the same ``command_id`` to learn its outcome
+    without applying it twice.
+
+    Attributes:
+        command_id: The command's id.
+        seconds: The timeout that expired.
+    """
+
+    def __init__(self, command_id: str, seconds: float, what: str = "acknowledged") -> None:
+        super().__init__(
+            f"command {command_id!r} was not {what} within {seconds} s; retry with the same "
+            "command_id to get its outcome exactly once"
+        )
+        self.command_id = command_id
+        self.seconds = seconds
 
 
 class EngineClosed(EngineError):

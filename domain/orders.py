@@ -199,6 +199,11 @@ def order_total(items: Sequence[OrderItem]) -> Decimal:
 # ---------------------------------------------------------------- validation helpers
 
 
+def _show(number: int) -> str:
+    # str() of an int over 4300 digits raises ValueError; absurd quantities must still be reported.
+    return str(number) if abs(number) <= MAX_QUANTITY else f"{Decimal(number):.3E}"
+
+
 def _check_str(order_id: str, field: str, value: object, limit: int = MAX_ID_LENGTH) -> str:
     if not isinstance(value, str):
         raise InvalidCommand(
@@ -232,13 +237,15 @@ def _check_item(order_id: str, product_id: object, quantity: object, price: obje
         raise InvalidCommand(order_id, "invalid_price", f"price of {pid!r} must be finite")
     if quantity < 1:
         raise CommandRejected(
-            order_id, "quantity_below_one", f"quantity of {pid!r} is {quantity}; it must be >= 1"
+            order_id,
+            "quantity_below_one",
+            f"quantity of {pid!r} is {_show(quantity)}; it must be >= 1",
         )
     if quantity > MAX_QUANTITY:
         raise InvalidCommand(
             order_id,
             "quantity_too_large",
-            f"quantity of {pid!r} is {quantity}; the limit is {MAX_QUANTITY}",
+            f"quantity of {pid!r} is {_show(quantity)}; the limit is {MAX_QUANTITY}",
         )
     if exact < 0:
         raise CommandRejected(
@@ -319,6 +326,20 @@ def _merge(order_id: str, old: OrderItem | None, new: OrderItem) -> OrderItem:
     )
 
 
+def _decide_add(state: OrderState, cmd: AddOrderItem, order_id: str) -> OrderItemAdded:
+    _require_pending(state, "add items to")
+    item = _check_item(order_id, cmd.product_id, cmd.quantity, cmd.price)
+    existing = next((i for i in state.items if i.product_id == item.product_id), None)
+    if existing is None and len(state.items) >= MAX_LINES:
+        raise InvalidCommand(
+            order_id, "too_many_items", f"the order has {MAX_LINES} lines, the limit"
+        )
+    _merge(order_id, existing, item)
+    return OrderItemAdded(
+        order_id=order_id, product_id=item.product_id, quantity=item.quantity, price=item.price
+    )
+
+
 class OrderDecider:
     """The order aggregate as a :class:`~domain.decider.Decider`."""
 
@@ -358,24 +379,17 @@ class OrderDecider:
             CommandRejected: A rule is broken; the message names it.
             InvalidCommand: The command is malformed (wrong types, absurd values).
         """
+        if not isinstance(command, self.command_types):
+            raise InvalidCommand(
+                "", "unknown_command", f"{type(command).__name__} is not an order command"
+            )
         if isinstance(command, CreateOrder):
             return (_decide_create(state, command, now),)
         order_id = _check_str("", "order_id", command.order_id)
         if not state.status:
             raise AggregateNotFound(order_id, "order")
         if isinstance(command, AddOrderItem):
-            _require_pending(state, "add items to")
-            item = _check_item(order_id, command.product_id, command.quantity, command.price)
-            existing = next((i for i in state.items if i.product_id == item.product_id), None)
-            _merge(order_id, existing, item)
-            return (
-                OrderItemAdded(
-                    order_id=order_id,
-                    product_id=item.product_id,
-                    quantity=item.quantity,
-                    price=item.price,
-                ),
-            )
+            return (_decide_add(state, command, order_id),)
         if isinstance(command, RemoveOrderItem):
             _require_pending(state, "remove items from")
             product_id = _check_str(order_id, "product_id", command.product_id)

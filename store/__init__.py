@@ -1,1 +1,30 @@
-"""store package."""
+"""The store: every byte on disk (LMDB log, stream index, idempotency, snapshots, checkpoints).
+
+One LMDB environment per data directory, held exclusively by one process. See
+:class:`EventStore` for the operations and :class:`Codec` for how events are stored.
+"""
+
+from store._codec import Codec, Upcaster
+from store._records import (
+    CommandRecord,
+    Committed,
+    Durability,
+    ParkedEvent,
+    RecordedEvent,
+    Snapshot,
+    StreamAppend,
+)
+from store._store import EventStore
+
+__all__ = [
+    "Codec",
+    "CommandRecord",
+    "Committed",
+    "Durability",
+    "EventStore",
+    "ParkedEvent",
+    "RecordedEvent",
+    "Snapshot",
+    "StreamAppend",
+    "Upcaster",
+]

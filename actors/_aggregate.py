@@ -1,0 +1,270 @@
+"""The generic aggregate actor: one per live aggregate, running a Decider's pure functions.
+
+It loads the latest snapshot plus the tail of its stream, then handles its commands one at a
+time: idempotency and version checks, ``decide``, ``evolve``, and hands the events to the log
+writer together with the caller's future. It goes on with its next command before the commit
+lands (pipelining); if a commit fails, the writer tells it to :class:`Reload`, and it stashes new
+commands until everything it sent earlier has settled, then reloads from the log.
+
+It never blocks on another actor: a blocked worker would stall every aggregate on the dispatcher.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
+import pykka
+import structlog
+
+from actors._dispatch import DispatcherActor
+from actors._messages import (
+    AppendCommand,
+    AwaitCommand,
+    Execute,
+    Passivate,
+    Reload,
+    ReloadNow,
+    Resync,
+)
+from actors._writer import LogStore, fail, result_from_record
+from domain.errors import ConcurrencyConflict, EngineError, IdempotencyConflict
+from store import Snapshot, StreamAppend
+
+if TYPE_CHECKING:
+    from actors._registry import AggregateRegistry
+    from domain.decider import Decider
+
+__all__ = ["AggregateActor", "SnapshotStore", "fingerprint", "utc_now"]
+
+log = structlog.get_logger(__name__)
+
+_encoder = msgspec.msgpack.Encoder(decimal_format="string")
+
+# Commands sent to the writer and maybe not committed yet, remembered so that a duplicate
+# arriving meanwhile is answered with the original's result instead of being decided again.
+_RECENT_LIMIT = 64
+
+
+def fingerprint(command: object) -> bytes:
+    """Return a stable hash of a command's type and every field (its id included)."""
+    payload = _encoder.encode(command)
+    return hashlib.blake2b(
+        type(command).__qualname__.encode() + b"\0" + payload, digest_size=16
+    ).digest()
+
+
+class SnapshotStore(LogStore, Protocol):
+    """The part of the store an aggregate uses to load itself."""
+
+    def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        """Return the latest snapshot of a stream."""
+        ...
+
+    def stream_version(self, stream_id: str) -> int:
+        """Return the committed version of a stream."""
+        ...
+
+
+class AggregateActor(DispatcherActor):
+    """One live aggregate on the dispatcher.
+
+    Args:
+        aggregate_id: The aggregate's id (also its stream id).
+        decider: The pure write model.
+        store: The event store (reads: snapshots, stream tail, idempotency records).
+        writer: The log writer actor.
+        registry: The registry that activated it (passivation removes it there).
+        snapshot_every: Events between snapshots (0 disables snapshots).
+        clock: Returns the current UTC time; passed to ``decide``.
+    """
+
+    def __init__(
+        self,
+        *,
+        aggregate_id: str,
+        decider: Decider[Any, Any, Any],
+        store: SnapshotStore,
+        writer: pykka.ActorRef[Any],
+        registry: AggregateRegistry,
+        snapshot_every: int,
+        clock: Callable[[], datetime],
+    ) -> None:
+        super().__init__()
+        self.aggregate_id = aggregate_id
+        self._decider = decider
+        self._store = store
+        self._writer = writer
+        self._registry = registry
+        self._snapshot_every = snapshot_every
+        self._clock = clock
+        self._state: Any = decider.initial()
+        self._version = 0
+        self._recent: OrderedDict[str, tuple[bytes, pykka.Future[Any]]] = OrderedDict()
+        self._stash: deque[Execute] | None = None  # not None while waiting to reload
+
+    def on_start(self) -> None:
+        """Load the latest snapshot and the tail of the stream."""
+        self._load()
+
+    def on_stop(self) -> None:
+        """Drop the state early: a stopped actor may linger in a frozen GC generation."""
+        self._state = None
+        self._recent.clear()
+
+    def on_receive(self, message: Any) -> Any:
+        """Handle engine, writer and registry messages; never raises for a command."""
+        if isinstance(message, Execute):
+            if self._stash is not None:
+                self._stash.append(message)
+            else:
+                self._execute(message)
+        elif isinstance(message, Reload):
+            self._begin_reload()
+        elif isinstance(message, ReloadNow):
+            self._finish_reload()
+        elif isinstance(message, Passivate):
+            return self._passivate()
+        return None
+
+    # ------------------------------------------------------------ loading
+
+    def _load(self) -> None:
+        decider = self._decider
+        state = decider.initial()
+        version = 0
+        snapshot = self._store.load_snapshot(self.aggregate_id)
+        if snapshot is not None and snapshot.schema_version == decider.state_schema_version:
+            try:
+                state = msgspec.msgpack.decode(snapshot.state, type=decider.state_type)
+                version = snapshot.version
+            except msgspec.DecodeError:
+                # A snapshot is only a cache of the log: replay everything instead.
+                log.warning("snapshot_unreadable", aggregate_id=self.aggregate_id)
+        for recorded in self._store.read_stream(self.aggregate_id, version + 1):
+            state = decider.evolve(state, recorded.event)
+            version = recorded.version
+        self._state = state
+        self._version = version
+
+    def _begin_reload(self) -> None:
+        if self._stash is None:
+            self._stash = deque()
+            # The writer answers after everything this actor sent before; only then is the log
+            # the whole truth about this aggregate.
+            self._writer.tell(Resync(self.aggregate_id, self.actor_ref))
+
+    def _finish_reload(self) -> None:
+        self._recent.clear()
+        self._load()
+        stash, self._stash = self._stash, None
+        while stash:
+            again = self._pending()
+            if again is not None:  # a stashed command triggered another reload
+                again.extend(stash)
+                return
+            self._execute(stash.popleft())
+
+    def _pending(self) -> deque[Execute] | None:
+        return self._stash
+
+    # ------------------------------------------------------------ commands
+
+    def _execute(self, message: Execute) -> None:
+        command, reply = message.command, message.reply
+        try:
+            print_ = fingerprint(command)
+            if self._answer_duplicate(command.command_id, print_, reply):
+                return
+            self._check_version(command.expected_version)
+            now = self._clock()
+            events = tuple(self._decider.decide(self._state, command, now))
+        except EngineError as error:
+            fail(reply, error)
+            return
+        except Exception as error:  # a bug in decide fails this command only
+            log.exception("decide_failed", aggregate_id=self.aggregate_id)
+            fail(reply, error)
+            return
+        try:
+            state = self._state
+            for event in events:
+                state = self._decider.evolve(state, event)
+        except Exception as error:  # a bug in evolve fails this command only
+            log.exception("evolve_failed", aggregate_id=self.aggregate_id)
+            fail(reply, error)
+            self._begin_reload()  # our state may be half-evolved: rebuild it from the log
+            return
+        before = self._version
+        version = before + len(events)
+        snapshot = None
+        every = self._snapshot_every
+        if every and events and version // every != before // every:
+            snapshot = _encoder.encode(state)
+        append = StreamAppend(
+            stream_id=self.aggregate_id,
+            stream_type=self._decider.stream_type,
+            expected_version=before,
+            events=events,
+            command_id=command.command_id,
+            fingerprint=print_,
+            timestamp=int(now.timestamp() * 1_000_000) * 1000,
+            snapshot=snapshot,
+            snapshot_schema=self._decider.state_schema_version,
+        )
+        self._writer.tell(AppendCommand(append, self.aggregate_id, reply, self.actor_ref))
+        self._state = state
+        self._version = version
+        self._remember(command.command_id, print_, reply)
+
+    def _check_version(self, expected: int | None) -> None:
+        if expected is not None and expected != self._version:
+            raise ConcurrencyConflict(self.aggregate_id, expected, self._version)
+
+    def _answer_duplicate(
+        self, command_id: str, print_: bytes, reply: pykka.Future[Any]
+    ) -> bool:
+        recent = self._recent.get(command_id)
+        if recent is not None:
+            if recent[0] != print_:
+                raise IdempotencyConflict(command_id)
+            # The original may still be in flight: the writer answers once it has settled.
+            self._writer.tell(AwaitCommand(command_id, print_, self.aggregate_id, reply))
+            return True
+        record = self._store.lookup_command(command_id)
+        if record is None:
+            return False
+        if record.fingerprint != print_:
+            raise IdempotencyConflict(command_id)
+        reply.set(result_from_record(self._store, record, self.aggregate_id))
+        return True
+
+    def _remember(self, command_id: str, print_: bytes, reply: pykka.Future[Any]) -> None:
+        recent = self._recent
+        recent[command_id] = (print_, reply)
+        if len(recent) > _RECENT_LIMIT:
+            # Old entries are committed (or failed) long ago: the log answers for them.
+            recent.popitem(last=False)
+
+    # ------------------------------------------------------------ passivation
+
+    def _passivate(self) -> bool:
+        """Stop if nothing of ours is in flight; return whether we stopped."""
+        busy = self._stash is not None or (
+            # appends still in flight: their outcome may need this actor
+            self._store.stream_version(self.aggregate_id) != self._version
+        )
+        if busy:
+            self._registry.refused(self.aggregate_id)
+            return False
+        return self._registry.retire(self)
+
+
+def utc_now() -> datetime:
+    """Return the current UTC time (the engine's default clock)."""
+    return datetime.fromtimestamp(time.time(), UTC)

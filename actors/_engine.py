@@ -1,0 +1,445 @@
+"""The `Engine` facade: the public API of the contract, over the actors and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import msgspec
+import pykka
+import structlog
+
+from actors._aggregate import utc_now
+from actors._dispatch import Dispatcher, DispatcherFuture
+from actors._gate import InFlightGate
+from actors._messages import CommandResult, Execute
+from actors._readside import ReadSide, RebuildReport, ViewStatus
+from actors._registry import AggregateRegistry
+from actors._writer import LogWriter
+from domain.errors import CommandTimeout, EngineClosed, InvalidCommand
+from domain.orders import ORDERS
+from store import Codec, Durability, EventStore
+
+__all__ = ["Engine", "EngineStatus"]
+
+log = structlog.get_logger(__name__)
+
+_MAX_ID = 200
+
+
+class EngineStatus(msgspec.Struct, frozen=True):
+    """A snapshot of the engine's state (see the contract).
+
+    Attributes:
+        head: Last committed position.
+        views: Per view: position, lag in events and seconds, parked events.
+        live_aggregates: Aggregate actors in memory now.
+        parked_events: Poison events parked, over all views.
+        durability: ``"sync"`` or ``"async"``.
+        in_flight: Commands submitted and not yet acknowledged.
+        file_size: Size of the data file in bytes.
+    """
+
+    head: int
+    views: dict[str, ViewStatus]
+    live_aggregates: int
+    parked_events: int
+    durability: str
+    in_flight: int = 0
+    file_size: int = 0
+
+
+def _codec_for(deciders: Sequence[Any], codec: Codec | None) -> Codec:
+    codec = codec if codec is not None else Codec()
+    known = codec.known_tags()
+    for decider in deciders:
+        for event_type in decider.event_types:
+            if event_type.__struct_config__.tag not in known:
+                codec.register(event_type)
+    return codec
+
+
+def _check_id(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidCommand(str(value)[:_MAX_ID], "invalid_type", f"{field} must be a string")
+    if len(value) > _MAX_ID or "\x00" in value:
+        raise InvalidCommand(
+            value[:_MAX_ID], "invalid_id", f"{field} must be <= {_MAX_ID} chars, without NUL"
+        )
+    return value
+
+
+class Engine:
+    """An embedded CQRS / event-sourcing engine over one data directory.
+
+    Open it with :meth:`Engine.open`; use it as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, _token: object, **parts: Any) -> None:
+        if _token is not _OPEN:
+            raise TypeError("use Engine.open(path, ...)")
+        self._store: EventStore = parts["store"]
+        self._dispatcher: Dispatcher = parts["dispatcher"]
+        self._writer: pykka.ActorRef[LogWriter] = parts["writer"]
+        self._routes: dict[type, AggregateRegistry] = parts["routes"]
+        self._registries: list[AggregateRegistry] = parts["registries"]
+        self._read: ReadSide = parts["read"]
+        self._gate = InFlightGate(parts["max_in_flight"])
+        self._idle_timeout: float | None = parts["idle_timeout"]
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._stop_housekeeping = threading.Event()
+        self._housekeeper = threading.Thread(
+            target=self._housekeep, name="engine-housekeeping", daemon=True
+        )
+        self._housekeeper.start()
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "sync",
+        max_live_aggregates: int = 100_000,
+        idle_timeout: float | None = 600.0,
+        snapshot_every: int = 100,
+        deciders: Sequence[Any] | None = None,
+        views: Sequence[Any] | None = None,
+        view_backends: Mapping[str, Literal["memory", "lmdb"]] | None = None,
+        skip_unknown_events: bool = False,
+        workers: int = 1,
+        max_batch: int = 2000,
+        max_in_flight: int = 20_000,
+        map_size: int = 64 * 2**20,
+        clock: Callable[[], datetime] | None = None,
+        codec: Codec | None = None,
+        store_wrapper: Callable[[EventStore], Any] | None = None,
+    ) -> Engine:
+        """Open (creating if needed) the engine over the data directory ``path``.
+
+        Args:
+            path: The data directory; created if missing.
+            durability: ``"sync"``: an acknowledged command survives power loss (fsync per group
+                commit); ``"async"``: survives a process crash, may lose the last commits on an
+                OS crash.
+            max_live_aggregates: LRU cap on live aggregate actors.
+            idle_timeout: Seconds before an idle aggregate is passivated (None: never).
+            snapshot_every: Events per aggregate between snapshots (0: no snapshots).
+            deciders: Aggregate types (default: the order domain).
+            views: Views to keep (default: the order read models); ``[]`` for none.
+            view_backends: Per order view name, ``"memory"`` or ``"lmdb"``.
+            skip_unknown_events: Let views skip (and count) events they cannot decode.
+            workers: Dispatcher worker threads for aggregate actors.
+            max_batch: Most commands per group commit.
+            max_in_flight: Commands in flight before ``submit`` applies backpressure.
+            map_size: Initial LMDB map size in bytes (grows by itself).
+            clock: Returns the current UTC time (default: the system clock).
+            codec: A codec with extra event types or upcasters registered.
+            store_wrapper: Wraps the store used by the write side (a fault-injection seam).
+
+        Raises:
+            LogLocked: Another live engine holds ``path``; ``.pid`` names it.
+        """
+        deciders = list(deciders) if deciders is not None else [ORDERS]
+        codec = _codec_for(deciders, codec)
+        Path(path).mkdir(parents=True, exist_ok=True)
+        store = EventStore.open(path, codec=codec, durability=durability, map_size=map_size)
+        dispatcher: Dispatcher | None = None
+        writer: pykka.ActorRef[LogWriter] | None = None
+        read: ReadSide | None = None
+        try:
+            write_store = store_wrapper(store) if store_wrapper is not None else store
+            dispatcher = Dispatcher(workers=workers, name="aggregates")
+            writer = LogWriter.start(write_store, max_batch=max_batch)
+            read = ReadSide.start(
+                store,
+                writer,
+                views=views,
+                view_backends=view_backends,
+                skip_unknown=skip_unknown_events,
+            )
+            routes: dict[type, AggregateRegistry] = {}
+            registries = []
+            for decider in deciders:
+                registry = AggregateRegistry(
+                    decider=decider,
+                    store=write_store,
+                    writer=writer,
+                    dispatcher=dispatcher,
+                    max_live=max_live_aggregates,
+                    snapshot_every=snapshot_every,
+                    clock=clock or utc_now,
+                )
+                registries.append(registry)
+                for command_type in decider.command_types:
+                    routes[command_type] = registry
+            engine = cls(
+                _OPEN,
+                store=store,
+                dispatcher=dispatcher,
+                writer=writer,
+                routes=routes,
+                registries=registries,
+                read=read,
+                max_in_flight=max_in_flight,
+                idle_timeout=idle_timeout,
+            )
+        except BaseException:
+            if read is not None:
+                read.close()
+            if writer is not None:
+                writer.stop(timeout=10)
+            if dispatcher is not None:
+                dispatcher.shutdown(timeout=10)
+            store.close()
+            raise
+        log.info("engine_opened", path=str(path), durability=durability, head=store.head())
+        return engine
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Drain in-flight commands, stop every actor and close the store (idempotent).
+
+        Nothing acknowledged is lost; commands still in flight are committed before it returns.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if not self._gate.wait_idle(timeout):
+            log.warning("close_with_commands_in_flight", in_flight=self._gate.count)
+        self._stop_housekeeping.set()
+        self._housekeeper.join(timeout)
+        for registry in self._registries:
+            registry.stop_all(timeout)
+        self._writer.stop(timeout=timeout)
+        self._read.close()
+        self._dispatcher.shutdown(timeout=timeout)
+        self._store.close()
+        log.info("engine_closed")
+
+    def __enter__(self) -> Self:
+        """Return the engine itself."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the engine."""
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def store(self) -> EventStore:
+        """The underlying event store (read-only use: events, checkpoints)."""
+        return self._store
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineClosed
+
+    def _housekeep(self) -> None:
+        idle = self._idle_timeout
+        period = 1.0 if idle is None else max(0.05, min(idle / 4, 5.0))
+        while not self._stop_housekeeping.wait(period):
+            if idle is not None:
+                for registry in self._registries:
+                    registry.sweep(idle)
+
+    # ------------------------------------------------------------ commands
+
+    def submit(self, command: Any, *, timeout: float = 10.0) -> pykka.Future[CommandResult]:
+        """Send a command without waiting for it; the future resolves once it is committed.
+
+        Blocks only when too many commands are in flight (backpressure), up to ``timeout``.
+
+        Raises:
+            EngineClosed: The engine was closed.
+            InvalidCommand: Not a command of a registered aggregate type, or malformed ids.
+            CommandTimeout: The engine stayed too busy to accept it for ``timeout`` seconds.
+        """
+        self._check_open()
+        registry, aggregate_id = self._route(command)
+        if not self._gate.try_enter() and not self._gate.enter(timeout):
+            raise CommandTimeout(command.command_id, timeout, "accepted (engine busy)")
+        return self._dispatch(registry, aggregate_id, command)
+
+    def _route(self, command: Any) -> tuple[AggregateRegistry, str]:
+        registry = self._routes.get(type(command))
+        if registry is None:
+            raise InvalidCommand(
+                "",
+                "unknown_command",
+                f"{type(command).__name__} is not a command of any registered aggregate type",
+            )
+        command_id = _check_id(getattr(command, "command_id", None), "command_id")
+        expected = getattr(command, "expected_version", None)
+        if expected is not None and (
+            isinstance(expected, bool) or not isinstance(expected, int) or expected < 0
+        ):
+            raise InvalidCommand(
+                command_id, "invalid_expected_version", "expected_version must be an int >= 0"
+            )
+        try:
+            aggregate_id = _check_id(registry.decider.aggregate_id(command), "aggregate id")
+        except AttributeError as error:
+            raise InvalidCommand("", "invalid_type", str(error)) from error
+        return registry, aggregate_id
+
+    def _dispatch(
+        self, registry: AggregateRegistry, aggregate_id: str, command: Any
+    ) -> DispatcherFuture[CommandResult]:
+        future: DispatcherFuture[CommandResult] = DispatcherFuture()
+        future.add_done_callback(self._gate.leave)
+        try:
+            registry.route(aggregate_id, Execute(command, future))
+        except BaseException as error:
+            if not future.done():
+                future.set_exception((type(error), error, error.__traceback__))
+            raise
+        return future
+
+    def execute(self, command: Any, *, timeout: float = 10.0) -> CommandResult:
+        """Run a command and return once its events are committed.
+
+        Raises:
+            CommandRejected: A domain rule is broken (nothing written).
+            AggregateNotFound: The aggregate does not exist.
+            ConcurrencyConflict: ``expected_version`` did not match.
+            IdempotencyConflict: ``command_id`` was used for a different command.
+            CommandTimeout: Not acknowledged within ``timeout`` (it may still commit).
+            EngineClosed: The engine was closed.
+        """
+        future = self.submit(command, timeout=timeout)
+        try:
+            return future.get(timeout=timeout)
+        except pykka.Timeout:
+            raise CommandTimeout(command.command_id, timeout) from None
+
+    async def execute_async(self, command: Any, *, timeout: float = 10.0) -> CommandResult:
+        """Like :meth:`execute`, without ever blocking the event loop."""
+        self._check_open()
+        registry, aggregate_id = self._route(command)
+        if not self._gate.try_enter():
+            loop = asyncio.get_running_loop()
+            # Backpressure: wait for a slot on a worker thread, not on the loop.
+            if not await loop.run_in_executor(None, self._gate.enter, timeout):
+                raise CommandTimeout(command.command_id, timeout, "accepted (engine busy)")
+        future = self._dispatch(registry, aggregate_id, command)
+        try:
+            return await asyncio.wait_for(bridge(future), timeout)
+        except TimeoutError:
+            raise CommandTimeout(command.command_id, timeout) from None
+
+    # ------------------------------------------------------------ queries and views
+
+    def query(self, query: Any, *, after: int | None = None, timeout: float = 5.0) -> Any:
+        """Answer a query from the views; with ``after``, first wait for that position.
+
+        Raises:
+            InvalidQuery: The query is malformed (no view was touched).
+            ConsistencyTimeout: The view did not reach ``after`` in time; ``.stale_result``
+                holds the answer as of now.
+        """
+        self._check_open()
+        return self._read.query(query, after=after, timeout=timeout)
+
+    async def query_async(
+        self, query: Any, *, after: int | None = None, timeout: float = 5.0
+    ) -> Any:
+        """Like :meth:`query`, without ever blocking the event loop."""
+        self._check_open()
+        return await self._read.query_async(query, after=after, timeout=timeout)
+
+    def rebuild(
+        self,
+        view: str | None = None,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> RebuildReport:
+        """Replay the log into fresh copies of the views and swap them in atomically.
+
+        Queries keep being answered from the old copies meanwhile.
+
+        Args:
+            view: The view to rebuild (default: all).
+            progress: Called with (events done, events total) as the replay advances.
+        """
+        self._check_open()
+        return self._read.rebuild(view, progress=progress)
+
+    def parked(self, view: str | None = None) -> list[Any]:
+        """Return the parked (poison) events, of one view or of all."""
+        self._check_open()
+        return self._store.parked(view)
+
+    def retry_parked(self, view: str, position: int) -> bool:
+        """Apply a parked event to its view again; True if it applied and was unparked."""
+        self._check_open()
+        return self._read.retry_parked(view, position)
+
+    def discard_parked(self, view: str, position: int) -> bool:
+        """Forget a parked event (the view stays without it); True if it was parked."""
+        self._check_open()
+        return self._store.unpark(view, position)
+
+    def wait_for_views(self, position: int | None = None, timeout: float = 10.0) -> bool:
+        """Wait until every view has applied ``position`` (default: the head now)."""
+        self._check_open()
+        target = self._store.head() if position is None else position
+        return self._read.wait_all(target, timeout)
+
+    def status(self) -> EngineStatus:
+        """Return the engine's status: head, views, live aggregates, parked events."""
+        self._check_open()
+        head = self._store.head()
+        views = self._read.status(head)
+        return EngineStatus(
+            head=head,
+            views=views,
+            live_aggregates=sum(len(registry) for registry in self._registries),
+            parked_events=len(self._store.parked()),
+            durability=self._store.durability,
+            in_flight=self._gate.count,
+            file_size=self._store.file_size(),
+        )
+
+
+async def bridge(future: pykka.Future[Any]) -> Any:
+    """Await a dispatcher future from asyncio without blocking the event loop."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[Any] = loop.create_future()
+
+    def transfer(done: DispatcherFuture[Any]) -> None:
+        loop.call_soon_threadsafe(_settle, done, waiter)
+
+    if not isinstance(future, DispatcherFuture):  # pragma: no cover - engine futures are
+        return await loop.run_in_executor(None, future.get)
+    future.add_done_callback(transfer)
+    return await waiter
+
+
+def _settle(done: DispatcherFuture[Any], waiter: asyncio.Future[Any]) -> None:
+    if waiter.done():
+        return
+    try:
+        waiter.set_result(done.get(timeout=0))
+    except Exception as error:  # noqa: BLE001 - the awaiting coroutine gets the error
+        waiter.set_exception(error)
+
+
+_OPEN = object()

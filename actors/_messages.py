@@ -1,0 +1,96 @@
+"""Messages between the engine, the aggregate actors, the log writer and the projectors.
+
+They are small frozen structs; futures travel inside them because actors on the dispatcher never
+block on each other: an aggregate hands its caller's future on to the writer, and the writer
+resolves it once the events are committed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pykka
+
+from store import StreamAppend
+
+__all__ = [
+    "AppendCommand",
+    "AwaitCommand",
+    "CommandResult",
+    "Execute",
+    "HeadAdvanced",
+    "Passivate",
+    "Reload",
+    "ReloadNow",
+    "Resync",
+]
+
+
+class CommandResult(msgspec.Struct, frozen=True):
+    """What an accepted command produced.
+
+    Attributes:
+        aggregate_id: The aggregate the command was aimed at.
+        version: The aggregate's version after the command.
+        position: Global position of the command's last event.
+        events: The committed domain events, in order.
+    """
+
+    aggregate_id: str
+    version: int
+    position: int
+    events: tuple[msgspec.Struct, ...] = ()
+
+
+class Execute(msgspec.Struct, frozen=True):
+    """Engine -> aggregate: run ``command`` and resolve ``reply`` when it is committed."""
+
+    command: Any
+    reply: pykka.Future[CommandResult]
+
+
+class AppendCommand(msgspec.Struct, frozen=True):
+    """Aggregate -> writer: commit one command's events, then resolve ``reply``.
+
+    ``owner`` is told to :class:`Reload` if the append cannot be committed.
+    """
+
+    append: StreamAppend
+    aggregate_id: str
+    reply: pykka.Future[CommandResult]
+    owner: pykka.ActorRef[Any]
+
+
+class AwaitCommand(msgspec.Struct, frozen=True):
+    """Aggregate -> writer: answer a duplicate of a command still in flight, once it committed."""
+
+    command_id: str
+    fingerprint: bytes
+    aggregate_id: str
+    reply: pykka.Future[CommandResult]
+
+
+class Resync(msgspec.Struct, frozen=True):
+    """Aggregate -> writer: everything I sent before this is settled; tell me to reload."""
+
+    stream_id: str
+    owner: pykka.ActorRef[Any]
+
+
+class Reload(msgspec.Struct, frozen=True):
+    """Writer -> aggregate: a commit of yours failed; your state may hold uncommitted events."""
+
+
+class ReloadNow(msgspec.Struct, frozen=True):
+    """Writer -> aggregate: all your earlier appends are settled; reload from the log now."""
+
+
+class Passivate(msgspec.Struct, frozen=True):
+    """Registry -> aggregate: stop if nothing of yours is in flight."""
+
+
+class HeadAdvanced(msgspec.Struct, frozen=True):
+    """Writer -> projectors: the log's head moved to ``head``."""
+
+    head: int

@@ -1,0 +1,118 @@
+"""The query router actor: routes each query to its view, with read-your-writes on request.
+
+A query with ``after=position`` is answered once the view serving it has applied that position.
+The router never blocks while waiting: it parks the query until the view's projector reports
+(:class:`ViewAdvanced`) that the view got there. The caller gives up after its timeout and then
+gets the answer as of now in :class:`ConsistencyTimeout`'s ``stale_result``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+import pykka
+
+from actors._projector import ViewAdvanced
+from actors._writer import fail
+from domain.errors import UnknownView
+from views import View
+
+__all__ = ["Ask", "Cancel", "QueryRouter", "view_for"]
+
+
+def view_for(views: Mapping[str, View], routes: Mapping[type, str], query: Any) -> View:
+    """Return the view that serves ``query``, or raise :class:`UnknownView`."""
+    name = routes.get(type(query))
+    if name is None or name not in views:
+        raise UnknownView(type(query).__name__, [t.__name__ for t in routes])
+    return views[name]
+
+
+class Ask(msgspec.Struct, frozen=True):
+    """Caller -> router: answer ``query`` once its view has applied ``after``."""
+
+    query: Any
+    after: int | None
+    ticket: int
+    reply: pykka.Future[Any]
+
+
+class Cancel(msgspec.Struct, frozen=True):
+    """Caller -> router: the caller stopped waiting for ``ticket``."""
+
+    ticket: int
+
+
+class QueryRouter(pykka.ThreadingActor):
+    """Serves queries from the views.
+
+    Args:
+        views: Every view, by name.
+        routes: Query type -> view name.
+        validate: Raises :class:`InvalidQuery` for a malformed query (before any view is used).
+    """
+
+    use_daemon_thread = True
+
+    def __init__(
+        self,
+        views: Mapping[str, View],
+        routes: Mapping[type, str],
+        validate: Any,
+    ) -> None:
+        super().__init__()
+        self._views = dict(views)
+        self._routes = dict(routes)
+        self._validate = validate
+        # Per view: a heap of (position, ticket) and the parked asks by ticket.
+        self._waiting: dict[str, list[tuple[int, int]]] = {name: [] for name in views}
+        self._asks: dict[int, Ask] = {}
+
+    def view_for(self, query: Any) -> View:
+        """Return the view serving ``query``."""
+        return view_for(self._views, self._routes, query)
+
+    def on_receive(self, message: Any) -> Any:
+        """Answer, park or cancel asks; wake parked asks when a view advances."""
+        if isinstance(message, Ask):
+            self._ask(message)
+        elif isinstance(message, ViewAdvanced):
+            self._wake(message.view, message.position)
+        elif isinstance(message, Cancel):
+            self._asks.pop(message.ticket, None)
+        return None
+
+    def _ask(self, ask: Ask) -> None:
+        try:
+            self._validate(ask.query)
+            view = self.view_for(ask.query)
+        except Exception as error:  # noqa: BLE001 - the caller gets InvalidQuery / UnknownView
+            fail(ask.reply, error)
+            return
+        if ask.after is None or view.position() >= ask.after:
+            self._answer(view, ask)
+            return
+        self._asks[ask.ticket] = ask
+        heapq.heappush(self._waiting[view.name], (ask.after, ask.ticket))
+
+    def _answer(self, view: View, ask: Ask) -> None:
+        try:
+            result = view.query(ask.query)
+        except Exception as error:  # noqa: BLE001 - a failing query fails its caller only
+            fail(ask.reply, error)
+        else:
+            ask.reply.set(result)
+
+    def _wake(self, name: str, position: int) -> None:
+        heap = self._waiting.get(name)
+        view = self._views.get(name)
+        if not heap or view is None:
+            return
+        while heap and heap[0][0] <= position:
+            _, ticket = heapq.heappop(heap)
+            ask = self._asks.pop(ticket, None)
+            if ask is not None:
+                self._answer(view, ask)

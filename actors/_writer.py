@@ -1,0 +1,264 @@
+"""The log writer actor: one writer, group commit, futures resolved after the commit.
+
+Every aggregate hands its events to this one actor. It drains its inbox into a single LMDB write
+transaction (flushing when the inbox is empty or the batch is full), so one fsync covers many
+commands, and positions are assigned in commit order by construction (one writer: no gaps).
+Callers' futures are resolved only after the commit, so an acknowledged command is durable at the
+chosen durability.
+
+The writer runs on its own OS thread (a ``ThreadingActor``): it blocks on fsync, which must never
+stall the dispatcher's workers.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast
+
+import pykka
+import structlog
+
+from actors._messages import (
+    AppendCommand,
+    AwaitCommand,
+    CommandResult,
+    HeadAdvanced,
+    Reload,
+    ReloadNow,
+    Resync,
+)
+from domain.errors import CommitFailed, EngineError, IdempotencyConflict
+from store import CommandRecord, Committed, RecordedEvent, StreamAppend
+
+__all__ = ["LogStore", "LogWriter", "barrier", "fail", "result_from_record"]
+
+log = structlog.get_logger(__name__)
+
+
+class LogStore(Protocol):
+    """The part of the store the write side uses (a fault-injection wrapper implements it too)."""
+
+    def append_batch(self, appends: Sequence[StreamAppend]) -> list[Committed | EngineError]:
+        """Append a batch in one transaction."""
+        ...
+
+    def lookup_command(self, command_id: str) -> CommandRecord | None:
+        """Return the idempotency record of a command, if any."""
+        ...
+
+    def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+        """Read one stream from a version."""
+        ...
+
+    def head(self) -> int:
+        """Return the last position."""
+        ...
+
+
+def fail(reply: pykka.Future[Any], error: BaseException) -> None:
+    """Resolve ``reply`` with ``error`` (ignoring a future that is already resolved)."""
+    try:
+        reply.set_exception((type(error), error, error.__traceback__))
+    except queue.Full:  # pragma: no cover - a future is resolved exactly once by design
+        log.warning("future_already_resolved", error=repr(error))
+
+
+def result_from_record(store: LogStore, record: CommandRecord, aggregate_id: str) -> CommandResult:
+    """Rebuild the original :class:`CommandResult` of an already committed command."""
+    count = record.last_position - record.first_position + 1
+    first_version = record.version - count + 1
+    events = tuple(
+        recorded.event
+        for recorded in store.read_stream(record.stream_id, first_version)[:count]
+        if record.first_position <= recorded.position <= record.last_position
+    )
+    return CommandResult(
+        aggregate_id=aggregate_id,
+        version=record.version,
+        position=record.last_position,
+        events=events,
+    )
+
+
+class LogWriter(pykka.ThreadingActor):
+    """Group-commits aggregates' appends to the log and resolves their callers' futures.
+
+    Args:
+        store: The event store (or a fault-injection wrapper around it).
+        max_batch: Most commands committed in one transaction.
+    """
+
+    use_daemon_thread = True  # a crashed embedding program must not hang on this thread
+
+    def __init__(self, store: LogStore, *, max_batch: int = 2000) -> None:
+        super().__init__()
+        self._store = store
+        self._max_batch = max_batch
+        # Streams whose commit failed: later appends of the same aggregate were decided on a
+        # state that never reached the log, so they fail until the aggregate has resynced.
+        self._tainted: set[str] = set()
+        self._subscribers: tuple[pykka.ActorRef[Any], ...] = ()
+        self.batches = 0
+        self.commands = 0
+
+    def subscribe(self, ref: pykka.ActorRef[Any]) -> None:
+        """Tell ``ref`` a :class:`HeadAdvanced` after every commit (called before traffic)."""
+        self._subscribers = (*self._subscribers, ref)
+
+    def on_receive(self, message: Any) -> Any:
+        """Handle one message; appends pull every queued append into the same commit."""
+        if isinstance(message, AppendCommand):
+            self._drain_and_commit(message)
+        elif isinstance(message, AwaitCommand):
+            self._answer_duplicate(message)
+        elif isinstance(message, Resync):
+            self._tainted.discard(message.stream_id)
+            message.owner.tell(ReloadNow())
+        elif callable(message):
+            # A barrier: a function run after everything queued before it (tests, close()).
+            return message()
+        return None
+
+    def _drain_and_commit(self, first: AppendCommand) -> None:
+        batch = [first]
+        inbox = cast("queue.Queue[Any]", self.actor_inbox)
+        control: Any = None
+        while len(batch) < self._max_batch:
+            try:
+                envelope = inbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(envelope.message, AppendCommand):
+                batch.append(envelope.message)
+            else:
+                # Keep arrival order: commit what came before, then handle this one.
+                control = envelope
+                break
+        self._commit(batch)
+        if control is not None:
+            self._handle_envelope(control)
+
+    def _handle_envelope(self, envelope: Any) -> None:
+        # The same contract as pykka's loop for a message we took out of the inbox ourselves.
+        try:
+            response = self._handle_receive(envelope.message)
+        except Exception as error:  # the asker gets the error, as in pykka's loop
+            if envelope.reply_to is not None:
+                fail(envelope.reply_to, error)
+            else:
+                log.exception("writer_message_failed")
+        else:
+            if envelope.reply_to is not None:
+                envelope.reply_to.set(response)
+
+    def _commit(self, batch: list[AppendCommand]) -> None:
+        started = time.perf_counter()
+        live: list[AppendCommand] = []
+        for message in batch:
+            if message.append.stream_id in self._tainted:
+                fail(
+                    message.reply,
+                    CommitFailed(
+                        "an earlier command of this aggregate failed to commit and this one "
+                        "was decided on top of it"
+                    ),
+                )
+            else:
+                live.append(message)
+        if not live:
+            return
+        try:
+            results = self._store.append_batch([message.append for message in live])
+        except Exception as error:
+            log.exception("commit_failed", commands=len(live))
+            failure = CommitFailed(repr(error))
+            for message in live:
+                fail(message.reply, failure)
+            self._reload_owners(live)
+            return
+        head, events = self._settle(live, results)
+        self.batches += 1
+        self.commands += len(live)
+        log.info(
+            "commit",
+            commands=len(live),
+            events=events,
+            head=head,
+            ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        if head:
+            for subscriber in self._subscribers:
+                subscriber.tell(HeadAdvanced(head))
+
+    def _settle(
+        self, live: list[AppendCommand], results: list[Committed | EngineError]
+    ) -> tuple[int, int]:
+        """Resolve every caller's future; return (new head, events committed)."""
+        head = 0
+        events = 0
+        to_reload: list[AppendCommand] = []
+        for message, result in zip(live, results, strict=True):
+            if isinstance(result, Committed) and not result.duplicate:
+                head = max(head, result.last_position)
+                events += len(message.append.events)
+                message.reply.set(
+                    CommandResult(
+                        aggregate_id=message.aggregate_id,
+                        version=result.version,
+                        position=result.last_position,
+                        events=tuple(message.append.events),
+                    )
+                )
+                continue
+            # The aggregate decided on a state the log does not have (a racing duplicate id or a
+            # stale version): answer from the log, and make the aggregate reload.
+            to_reload.append(message)
+            if isinstance(result, Committed):
+                self._answer_from_log(message.append.command_id, message)
+            else:
+                fail(message.reply, result)
+        self._reload_owners(to_reload)
+        return head, events
+
+    def _answer_from_log(self, command_id: str, message: AppendCommand) -> None:
+        record = self._store.lookup_command(command_id)
+        if record is None:  # pragma: no cover - the store just reported it as recorded
+            fail(message.reply, CommitFailed("duplicate command vanished from the log"))
+            return
+        message.reply.set(result_from_record(self._store, record, message.aggregate_id))
+
+    def _reload_owners(self, messages: list[AppendCommand]) -> None:
+        owners: dict[str, pykka.ActorRef[Any]] = {}
+        for message in messages:
+            self._tainted.add(message.append.stream_id)
+            owners[message.append.stream_id] = message.owner
+        for owner in owners.values():
+            try:
+                owner.tell(Reload())
+            except pykka.ActorDeadError:
+                # The aggregate was already stopped: its successor loads from the log anyway,
+                # so nothing decided on the failed state can follow.
+                log.debug("reload_target_gone")
+        for stream_id, owner in owners.items():
+            if not owner.is_alive():
+                self._tainted.discard(stream_id)
+
+    def _answer_duplicate(self, message: AwaitCommand) -> None:
+        # Everything this aggregate sent earlier has been committed (or failed) by now.
+        record = self._store.lookup_command(message.command_id)
+        if record is None:
+            fail(
+                message.reply,
+                CommitFailed("the first command with this command_id failed to commit"),
+            )
+        elif record.fingerprint != message.fingerprint:
+            fail(message.reply, IdempotencyConflict(message.command_id))
+        else:
+            message.reply.set(result_from_record(self._store, record, message.aggregate_id))
+
+
+def barrier(writer: pykka.ActorRef[Any], fn: Callable[[], Any]) -> pykka.Future[Any]:
+    """Run ``fn`` on the writer after everything queued before it; return its future."""
+    return writer.ask(fn, block=False)

@@ -1,0 +1,172 @@
+"""The order workload every benchmark runs: deterministic, seeded, built from domain commands.
+
+Per order: one ``CreateOrder`` (1-3 distinct initial items), ``adds_per_order`` ``AddOrderItem``
+commands, then a ``ShipOrder`` (even order index) or a ``CancelOrder`` (odd index). With the
+default 18 adds, 1,000 orders make 1,000 creates, 18,000 add-items and 1,000 ships/cancels:
+20,000 commands, each accepted, each yielding exactly one event.
+
+Each product id has exactly one price (:func:`price_of`), so adding a product that is already in
+the order never breaks the same-price rule. Order ids and command ids are derived from the seed,
+so two calls with the same arguments return equal command lists.
+
+Two orderings of the same commands:
+
+- *interleaved* (round-robin across orders: all creates, then every order's first add, ...):
+  every order is live at once, as when the engine benchmark keeps the whole workload in flight;
+- *sequential*: all of one order's commands, then the next order's.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from typing import Final
+
+from domain.orders import (
+    AddOrderItem,
+    Address,
+    CancelOrder,
+    CreateOrder,
+    OrderCommand,
+    OrderItem,
+    ShipOrder,
+)
+
+__all__ = [
+    "ADDS_PER_ORDER",
+    "PRODUCTS",
+    "SEED",
+    "order_scripts",
+    "order_workload",
+    "price_of",
+    "product_id",
+    "round_robin",
+    "workload_mix",
+]
+
+ADDS_PER_ORDER: Final = 18
+"""Adds per order: 1 create + 18 adds + 1 ship/cancel = 20 commands (and events) per order."""
+SEED: Final = 7
+PRODUCTS: Final = 500
+"""Size of the product catalogue the items are drawn from."""
+MAX_QUANTITY: Final = 5
+
+_CITIES: Final = ("Lyon", "Porto", "Leipzig", "Gdansk", "Turin", "Ghent", "Aarhus", "Brno")
+_COUNTRIES: Final = ("FR", "PT", "DE", "PL", "IT", "BE", "DK", "CZ")
+_STREETS: Final = ("Rue Centrale", "Rua Nova", "Hauptstrasse", "Dluga", "Via Roma", "Veldstraat")
+_REASONS: Final = ("customer request", "payment failed", "out of stock", "duplicate order")
+
+
+def product_id(index: int) -> str:
+    """Return the id of product number ``index`` of the catalogue."""
+    return f"sku-{index:05d}"
+
+
+def price_of(product: str) -> Decimal:
+    """Return the one price of ``product`` (exact, two decimals, 1.00-99.99), from its id alone."""
+    cents = 100 + (sum(ord(ch) * (i + 1) for i, ch in enumerate(product)) * 7919) % 9900
+    return Decimal(cents).scaleb(-2)
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _item(rng: random.Random, product: str) -> OrderItem:
+    return OrderItem(
+        product_id=product, quantity=rng.randint(1, MAX_QUANTITY), price=price_of(product)
+    )
+
+
+def _script(rng: random.Random, index: int, adds_per_order: int) -> list[OrderCommand]:
+    """Return one order's commands: create, ``adds_per_order`` adds, then ship or cancel."""
+    order_id = _uuid(rng)
+    initial = rng.sample(range(PRODUCTS), rng.randint(1, 3))
+    city = rng.randrange(len(_CITIES))
+    script: list[OrderCommand] = [
+        CreateOrder(
+            customer_id=f"customer-{rng.randrange(100_000):06d}",
+            items=[_item(rng, product_id(p)) for p in initial],
+            shipping_address=Address(
+                street=f"{rng.randint(1, 200)} {rng.choice(_STREETS)}",
+                city=_CITIES[city],
+                postal_code=f"{rng.randrange(10_000, 99_999)}",
+                country=_COUNTRIES[city],
+            ),
+            order_id=order_id,
+            command_id=_uuid(rng),
+        )
+    ]
+    for _ in range(adds_per_order):
+        product = product_id(rng.randrange(PRODUCTS))
+        script.append(
+            AddOrderItem(
+                order_id=order_id,
+                product_id=product,
+                quantity=rng.randint(1, MAX_QUANTITY),
+                price=price_of(product),
+                command_id=_uuid(rng),
+            )
+        )
+    if index % 2 == 0:
+        script.append(ShipOrder(order_id=order_id, command_id=_uuid(rng)))
+    else:
+        script.append(
+            CancelOrder(order_id=order_id, reason=rng.choice(_REASONS), command_id=_uuid(rng))
+        )
+    return script
+
+
+def order_scripts(
+    orders: int, adds_per_order: int = ADDS_PER_ORDER, seed: int = SEED
+) -> list[list[OrderCommand]]:
+    """Return each order's commands, in order: ``orders`` lists of ``adds_per_order + 2``.
+
+    Raises:
+        ValueError: ``orders`` or ``adds_per_order`` is negative.
+    """
+    if orders < 0 or adds_per_order < 0:
+        raise ValueError(f"orders ({orders}) and adds_per_order ({adds_per_order}) must be >= 0")
+    rng = random.Random(seed)
+    return [_script(rng, index, adds_per_order) for index in range(orders)]
+
+
+def round_robin(scripts: Sequence[Sequence[OrderCommand]]) -> Iterator[OrderCommand]:
+    """Yield the first command of every script, then every second one, and so on."""
+    longest = max((len(script) for script in scripts), default=0)
+    for step in range(longest):
+        for script in scripts:
+            if step < len(script):
+                yield script[step]
+
+
+def order_workload(
+    orders: int,
+    adds_per_order: int = ADDS_PER_ORDER,
+    seed: int = SEED,
+    interleave: bool = True,
+) -> list[OrderCommand]:
+    """Return the whole workload: ``orders * (adds_per_order + 2)`` commands.
+
+    Args:
+        orders: Number of orders (aggregates).
+        adds_per_order: ``AddOrderItem`` commands per order, between create and ship/cancel.
+        seed: Seed of the generator; equal arguments give equal commands.
+        interleave: Round-robin across orders (every order live at once) when true, otherwise
+            each order's commands back to back.
+    """
+    scripts = order_scripts(orders, adds_per_order, seed)
+    if interleave:
+        return list(round_robin(scripts))
+    return [command for script in scripts for command in script]
+
+
+def workload_mix(commands: Sequence[OrderCommand]) -> dict[str, int]:
+    """Return how many commands of each type ``commands`` holds, by class name."""
+    mix: dict[str, int] = {}
+    for command in commands:
+        name = type(command).__name__
+        mix[name] = mix.get(name, 0) + 1
+    return mix

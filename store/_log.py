@@ -1,0 +1,300 @@
+"""The event log inside one LMDB environment: batch append, stream and global reads, idempotency.
+
+Tables (named LMDB databases):
+
+* ``log``: 8-byte big-endian position -> envelope (see :mod:`store._codec`). Positions are
+  assigned inside the single write transaction, so they are gap-free and in commit order.
+* ``streams``: ``stream_id + NUL + 8-byte version`` -> 8-byte position (the stream index).
+* ``heads``: ``stream_id`` -> 8-byte version of the stream's last event.
+* ``commands``: ``command_id`` -> msgpack ``(fingerprint, stream_id, version, first, last)``.
+
+Every function here works inside a transaction the caller owns; :mod:`store._store` owns the
+transactions, the locks and the map growth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import islice
+from typing import Final
+
+import lmdb
+import msgspec
+
+from domain.errors import ConcurrencyConflict, EngineError, IdempotencyConflict, InvalidCommand
+from store._codec import Codec
+from store._records import CommandRecord, Committed, StreamAppend
+from store._snapshots import encode_snapshot
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "append_in_txn",
+    "last_position",
+    "lookup_command_in_txn",
+    "position_key",
+    "read_log_values",
+    "stream_positions",
+    "stream_version_in_txn",
+    "validate_stream_id",
+]
+
+# LMDB's default maximum key size is 511 bytes; the index key adds 9 to the stream id.
+MAX_KEY_BYTES: Final = 500
+
+_COMMAND_ENCODER: Final = msgspec.msgpack.Encoder()
+_COMMAND_DECODER: Final = msgspec.msgpack.Decoder(tuple[bytes, str, int, int, int])
+
+
+def position_key(position: int) -> bytes:
+    """Return the log key of ``position`` (8 bytes big-endian: byte order = numeric order)."""
+    return position.to_bytes(8, "big")
+
+
+def validate_stream_id(stream_id: str) -> bytes:
+    """Return the UTF-8 bytes of a valid stream id.
+
+    Raises:
+        InvalidCommand: The id is empty, not a str, contains NUL, is not encodable as UTF-8,
+            or is longer than 500 bytes.
+    """
+    if not isinstance(stream_id, str) or not stream_id:
+        raise InvalidCommand(str(stream_id), "invalid_stream_id", "a stream id is a non-empty str")
+    if "\x00" in stream_id:
+        raise InvalidCommand(stream_id, "invalid_stream_id", "a stream id must not contain NUL")
+    try:
+        raw = stream_id.encode()
+    except UnicodeEncodeError as error:
+        raise InvalidCommand(
+            stream_id, "invalid_stream_id", f"a stream id must be valid UTF-8 ({error.reason})"
+        ) from error
+    if len(raw) > MAX_KEY_BYTES:
+        raise InvalidCommand(
+            stream_id, "invalid_stream_id", f"stream id is {len(raw)} bytes; the limit is 500"
+        )
+    return raw
+
+
+def _command_key(stream_id: str, command_id: str) -> bytes:
+    try:
+        raw = command_id.encode()
+    except UnicodeEncodeError as error:
+        raise InvalidCommand(
+            stream_id, "invalid_command_id", f"command id must be valid UTF-8 ({error.reason})"
+        ) from error
+    if len(raw) > MAX_KEY_BYTES:
+        raise InvalidCommand(
+            stream_id, "invalid_command_id", f"command id is {len(raw)} bytes; the limit is 500"
+        )
+    return raw
+
+
+def last_position(txn: lmdb.Transaction, log_db: object) -> int:
+    """Return the last position in the log (0 if empty)."""
+    cursor = txn.cursor(db=log_db)
+    if not cursor.last():
+        return 0
+    return int.from_bytes(cursor.key(), "big")
+
+
+def stream_version_in_txn(txn: lmdb.Transaction, heads_db: object, stream_key: bytes) -> int:
+    """Return the head version of a stream (0 if it does not exist)."""
+    raw = txn.get(stream_key, db=heads_db)
+    return 0 if raw is None else int.from_bytes(raw, "big")
+
+
+def lookup_command_in_txn(
+    txn: lmdb.Transaction, commands_db: object, command_id: str
+) -> CommandRecord | None:
+    """Return the idempotency row of ``command_id``, or None."""
+    raw = txn.get(_command_key("", command_id), db=commands_db)
+    if raw is None:
+        return None
+    fingerprint, stream_id, version, first, last = _COMMAND_DECODER.decode(raw)
+    return CommandRecord(command_id, fingerprint, stream_id, version, first, last)
+
+
+class _Batch:
+    """The state of one append batch while its transaction is open."""
+
+    __slots__ = ("commands", "heads", "index", "log", "position", "snapshots")
+
+    def __init__(self, head: int) -> None:
+        self.position = head
+        self.log: list[tuple[bytes, bytes]] = []
+        self.index: list[tuple[bytes, bytes]] = []
+        self.heads: dict[bytes, int] = {}
+        self.commands: dict[str, CommandRecord] = {}
+        self.snapshots: list[tuple[bytes, bytes]] = []
+
+
+def append_in_txn(  # noqa: PLR0917 - internal: the tables are passed explicitly, in order
+    txn: lmdb.Transaction,
+    dbs: dict[str, object],
+    codec: Codec,
+    appends: Sequence[StreamAppend],
+    head: int,
+    now: int,
+) -> tuple[list[Committed | EngineError], int]:
+    """Append every valid append of the batch inside ``txn``; see ``EventStore.append_batch``.
+
+    Returns:
+        One result per append, in order, and the new head position.
+
+    Raises:
+        lmdb.Error: The transaction failed (the caller aborts it; nothing is written).
+        RuntimeError: An append-mode put was refused: the log is not in the state we think.
+    """
+    batch = _Batch(head)
+    results: list[Committed | EngineError] = []
+    for append in appends:
+        try:
+            results.append(_append_one(txn, dbs, codec, batch, append, now))
+        except (ConcurrencyConflict, IdempotencyConflict, InvalidCommand) as error:
+            results.append(error)
+    _flush(txn, dbs, batch)
+    return results, batch.position
+
+
+def _append_one(  # noqa: PLR0917 - internal helper of append_in_txn
+    txn: lmdb.Transaction,
+    dbs: dict[str, object],
+    codec: Codec,
+    batch: _Batch,
+    append: StreamAppend,
+    now: int,
+) -> Committed:
+    stream_id = append.stream_id
+    stream_key = validate_stream_id(stream_id)
+    command_id = append.command_id
+    if command_id:
+        earlier = batch.commands.get(command_id) or lookup_command_in_txn(
+            txn, dbs["commands"], command_id
+        )
+        if earlier is not None:
+            if earlier.fingerprint != append.fingerprint:
+                raise IdempotencyConflict(command_id)
+            return Committed(
+                earlier.stream_id,
+                earlier.version,
+                earlier.first_position,
+                earlier.last_position,
+                duplicate=True,
+            )
+        _command_key(stream_id, command_id)
+    current = batch.heads.get(stream_key)
+    if current is None:
+        current = stream_version_in_txn(txn, dbs["heads"], stream_key)
+    if append.expected_version != current:
+        raise ConcurrencyConflict(stream_id, append.expected_version, current)
+    events = append.events
+    for event in events:
+        if not codec.is_registered(event):
+            raise InvalidCommand(
+                stream_id,
+                "unknown_event_type",
+                f"{type(event).__name__} is not registered in the store's codec",
+            )
+    timestamp = append.timestamp or now
+    first = batch.position + 1 if events else 0
+    version = current
+    position = batch.position
+    encode = codec.encode_record
+    stream_type = append.stream_type
+    prefix = stream_key + b"\x00"
+    log_items: list[tuple[bytes, bytes]] = []
+    index_items: list[tuple[bytes, bytes]] = []
+    try:
+        for event in events:
+            position += 1
+            version += 1
+            key = position.to_bytes(8, "big")
+            log_items.append(
+                (key, encode(position, stream_id, stream_type, version, event, timestamp,
+                             command_id))
+            )
+            index_items.append((prefix + version.to_bytes(8, "big"), key))
+    except (msgspec.EncodeError, OverflowError, TypeError) as error:
+        # Encoded before anything is put, so the append can fail alone.
+        raise InvalidCommand(
+            stream_id, "unencodable_event", f"an event cannot be encoded: {error}"
+        ) from error
+    batch.log.extend(log_items)
+    batch.index.extend(index_items)
+    batch.position = position
+    last = position if events else 0
+    batch.heads[stream_key] = version
+    if command_id:
+        batch.commands[command_id] = CommandRecord(
+            command_id, append.fingerprint, stream_id, version, first, last
+        )
+    if append.snapshot is not None:
+        batch.snapshots.append(
+            (stream_key, encode_snapshot(version, append.snapshot_schema, append.snapshot))
+        )
+    return Committed(stream_id, version, first, last)
+
+
+def _flush(txn: lmdb.Transaction, dbs: dict[str, object], batch: _Batch) -> None:
+    if batch.log:
+        consumed, added = txn.cursor(db=dbs["log"]).putmulti(batch.log, append=True)
+        # Append mode silently skips a key that is not above the last one: a skipped event
+        # would be a lost event, so the whole transaction fails instead.
+        if added != len(batch.log) or consumed != len(batch.log):
+            raise RuntimeError(
+                f"log append wrote {added} of {len(batch.log)} events: positions are not "
+                "above the log's head; the batch was not committed"
+            )
+        _, added = txn.cursor(db=dbs["streams"]).putmulti(batch.index, overwrite=False)
+        if added != len(batch.index):
+            raise RuntimeError("stream index already has some of these versions; not committed")
+    if batch.heads:
+        txn.cursor(db=dbs["heads"]).putmulti(
+            [(key, version.to_bytes(8, "big")) for key, version in batch.heads.items()]
+        )
+    if batch.commands:
+        txn.cursor(db=dbs["commands"]).putmulti(
+            [
+                (
+                    record.command_id.encode(),
+                    _COMMAND_ENCODER.encode(
+                        (
+                            record.fingerprint,
+                            record.stream_id,
+                            record.version,
+                            record.first_position,
+                            record.last_position,
+                        )
+                    ),
+                )
+                for record in batch.commands.values()
+            ]
+        )
+    if batch.snapshots:
+        txn.cursor(db=dbs["snapshots"]).putmulti(batch.snapshots)
+
+
+def read_log_values(
+    txn: lmdb.Transaction, log_db: object, from_position: int, limit: int
+) -> list[bytes]:
+    """Return up to ``limit`` consecutive log values starting at ``from_position``."""
+    cursor = txn.cursor(db=log_db)
+    if not cursor.set_key(position_key(from_position)):
+        return []
+    return list(islice(cursor.iternext(keys=False, values=True), limit))
+
+
+def stream_positions(
+    txn: lmdb.Transaction, streams_db: object, stream_key: bytes, from_version: int
+) -> list[bytes]:
+    """Return the log keys of a stream's events from ``from_version`` on, in version order."""
+    prefix = stream_key + b"\x00"
+    cursor = txn.cursor(db=streams_db)
+    if not cursor.set_range(prefix + max(from_version, 1).to_bytes(8, "big")):
+        return []
+    size = len(prefix) + 8
+    keys: list[bytes] = []
+    for key, value in cursor.iternext():
+        if len(key) != size or not key.startswith(prefix):
+            break
+        keys.append(value)
+    return keys

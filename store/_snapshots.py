@@ -1,0 +1,49 @@
+"""Snapshots: the latest encoded state per stream, with its version and schema version.
+
+Table ``snapshots``: ``stream_id`` -> msgpack ``(version, schema_version, state)``. Only the
+latest is kept; an older snapshot never replaces a newer one.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import lmdb
+import msgspec
+
+from store._records import Snapshot
+
+__all__ = ["encode_snapshot", "load_snapshot_in_txn", "save_snapshot_in_txn"]
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_DECODER: Final = msgspec.msgpack.Decoder(tuple[int, int, bytes])
+
+
+def encode_snapshot(version: int, schema_version: int, state: bytes) -> bytes:
+    """Return the stored value of a snapshot."""
+    return _ENCODER.encode((version, schema_version, state))
+
+
+def load_snapshot_in_txn(
+    txn: lmdb.Transaction, snapshots_db: object, stream_id: str
+) -> Snapshot | None:
+    """Return the latest snapshot of ``stream_id``, or None."""
+    raw = txn.get(stream_id.encode(), db=snapshots_db)
+    if raw is None:
+        return None
+    version, schema_version, state = _DECODER.decode(raw)
+    return Snapshot(stream_id, version, schema_version, state)
+
+
+def save_snapshot_in_txn(txn: lmdb.Transaction, snapshots_db: object, snapshot: Snapshot) -> bool:
+    """Store ``snapshot`` unless a newer one is stored; return whether it was written."""
+    key = snapshot.stream_id.encode()
+    raw = txn.get(key, db=snapshots_db)
+    if raw is not None and _DECODER.decode(raw)[0] > snapshot.version:
+        return False
+    txn.put(
+        key,
+        encode_snapshot(snapshot.version, snapshot.schema_version, snapshot.state),
+        db=snapshots_db,
+    )
+    return True

@@ -1,0 +1,212 @@
+"""What only the LMDB backend promises: rows and checkpoint in one transaction, kept on disk."""
+
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+import pytest
+from views_kit import EPOCH, OrderLog, open_store, random_log, reference, sample_queries
+
+from domain.errors import UnknownView
+from domain.orders import OrderShipped
+from store import EventStore
+from views import LmdbView, MemoryView, View
+from views.orders import (
+    DEFAULT_BACKENDS,
+    QUERY_VIEW,
+    CustomerOrdersModel,
+    GetCustomerOrders,
+    GetOrderById,
+    GetOrderStats,
+    OrderDetailsModel,
+    OrderSearchModel,
+    OrderStatsModel,
+    SearchOrders,
+    order_views,
+)
+
+MODELS = (OrderDetailsModel, CustomerOrdersModel, OrderSearchModel, OrderStatsModel)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def log() -> OrderLog:
+    return random_log(seed=11, commands=150)
+
+
+def _lmdb_views(store: EventStore) -> list[View]:
+    return [LmdbView(model(), store) for model in MODELS]
+
+
+def _check(views: list[View], log: OrderLog) -> None:
+    by_type = {t: v for v in views for t in v.query_types}
+    for query in sample_queries(log):
+        assert by_type[type(query)].query(query) == reference(log, query), query
+
+
+def test_rows_and_checkpoint_survive_a_reopen(data: Path, log: OrderLog) -> None:
+    with open_store(data) as store:
+        for view in _lmdb_views(store):
+            view.apply(log.records[:100], 100)
+            view.apply(log.records[100:], len(log.records) + 3)
+    with open_store(data) as store:
+        views = _lmdb_views(store)
+        for view in views:
+            assert view.position() == len(log.records) + 3
+            assert store.checkpoint(view.name) == len(log.records) + 3
+        _check(views, log)
+
+
+def test_a_failing_batch_changes_neither_rows_nor_checkpoint(data: Path, log: OrderLog) -> None:
+    poison = msgspec.structs.replace(
+        log.records[0],
+        position=len(log.records) + 1,
+        event=OrderShipped(order_id="never-created", shipped_at=EPOCH),
+    )
+    with open_store(data) as store:
+        views = _lmdb_views(store)
+        for view in views:
+            view.apply(log.records[:60], 60)
+            with pytest.raises(ValueError, match="never-created"):
+                view.apply([*log.records[60:], poison], poison.position)
+            assert view.position() == 60
+        _check(views, log.upto(60))
+    with open_store(data) as store:
+        views = _lmdb_views(store)
+        for view in views:
+            assert view.position() == 60
+        _check(views, log.upto(60))
+
+
+def test_an_adopted_shadow_is_still_live_after_a_reopen(data: Path, log: OrderLog) -> None:
+    with open_store(data) as store:
+        for view in _lmdb_views(store):
+            view.apply(log.records[:20], 20)
+            shadow = view.new_shadow()
+            shadow.apply(log.records, len(log.records))
+            view.adopt(shadow)
+            assert store.checkpoint(f"{view.name}:shadow") == 0
+    with open_store(data) as store:
+        views = _lmdb_views(store)
+        assert all(view.position() == len(log.records) for view in views)
+        _check(views, log)
+
+
+def test_a_shadow_left_by_a_crash_is_ignored_then_emptied(data: Path, log: OrderLog) -> None:
+    with open_store(data) as store:
+        for view in _lmdb_views(store):
+            view.apply(log.records[:30], 30)
+            view.new_shadow().apply(log.records, len(log.records))  # never adopted
+    with open_store(data) as store:
+        views = _lmdb_views(store)
+        _check(views, log.upto(30))
+        for view in views:
+            shadow = view.new_shadow()
+            assert shadow.position() == 0
+            shadow.apply(log.records[:10], 10)
+            view.adopt(shadow)
+        _check(views, log.upto(10))
+
+
+def test_clear_persists(data: Path, log: OrderLog) -> None:
+    with open_store(data) as store:
+        for view in _lmdb_views(store):
+            view.apply(log.records, len(log.records))
+            view.clear()
+    with open_store(data) as store:
+        views = _lmdb_views(store)
+        assert all(view.position() == 0 for view in views)
+        _check(views, OrderLog())
+
+
+def test_ids_too_long_for_an_lmdb_key_still_work(data: Path) -> None:
+    log = OrderLog()
+    customer = "\U0001d518" * 200  # 800 UTF-8 bytes: over LMDB's 511-byte key limit
+    product = "\U0001d51a" * 199 + "x"
+    log.create("o-1", customer, (product, 2, "5"))
+    log.create("o-2", customer[:-1] + "y", (product[:-1] + "z", 1, "5"))
+    with open_store(data) as store:
+        views = _lmdb_views(store)
+        for view in views:
+            view.apply(log.records, 2)
+        _check(views, log)
+        page = views[1].query(GetCustomerOrders(customer))
+        assert [v.order_id for v in getattr(page, "items", [])] == ["o-1"]
+
+
+def test_customers_whose_ids_extend_each_other_stay_apart(data: Path) -> None:
+    log = OrderLog()
+    for index, customer in enumerate(["a", "a\x00b", "a\x00", "ab", "a\x01"]):
+        log.create(f"o-{index}", customer, ("p", 1, "1"))
+    with open_store(data) as store:
+        views = _lmdb_views(store)
+        for view in views:
+            view.apply(log.records, len(log.records))
+        for customer in ["a", "a\x00b", "a\x00", "ab", "a\x01", "b", ""]:
+            query = GetCustomerOrders(customer)
+            assert views[1].query(query) == reference(log, query)
+        for text in ["a\x00", "\x00b", "a"]:
+            search = SearchOrders(query=text)
+            assert views[2].query(search) == reference(log, search)
+
+
+# ---------------------------------------------------------------- the factory
+
+
+def test_the_factory_defaults_to_lmdb_for_details_and_customers(data: Path) -> None:
+    with open_store(data) as store:
+        views = order_views(store, skip_unknown=True)
+        assert [(v.name, v.backend) for v in views] == list(DEFAULT_BACKENDS.items())
+        assert [v.name for v in views] == [
+            "order_details",
+            "customer_orders",
+            "order_search",
+            "order_stats",
+        ]
+        assert all(v.skip_unknown for v in views)
+        assert isinstance(views[0], LmdbView)
+        assert isinstance(views[2], MemoryView)
+
+
+def test_the_factory_without_a_store_keeps_everything_in_memory() -> None:
+    views = order_views(None)
+    assert {v.backend for v in views} == {"memory"}
+    assert not any(v.skip_unknown for v in views)
+
+
+def test_the_factory_takes_backend_overrides_and_refuses_bad_ones(data: Path) -> None:
+    with open_store(data) as store:
+        views = order_views(store, backends={"order_search": "lmdb", "order_details": "memory"})
+        assert [v.backend for v in views] == ["memory", "lmdb", "lmdb", "memory"]
+        with pytest.raises(UnknownView):
+            order_views(store, backends={"orders": "memory"})
+        with pytest.raises(ValueError, match="disk"):
+            order_views(store, backends={"order_stats": "disk"})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="without a store"):
+        order_views(None, backends={"order_stats": "lmdb"})
+
+
+def test_query_routing_names_the_view_answering_each_query_type() -> None:
+    views = {v.name: v for v in order_views(None)}
+    assert set(QUERY_VIEW) == {GetOrderById, GetCustomerOrders, SearchOrders, GetOrderStats}
+    for query_type, name in QUERY_VIEW.items():
+        assert query_type in views[name].query_types
+
+
+def test_lmdb_and_memory_views_give_identical_answers(data: Path, log: OrderLog) -> None:
+    with open_store(data) as store:
+        lmdb_views = _lmdb_views(store)
+        memory_views: list[View] = [MemoryView(model()) for model in MODELS]
+        for view in [*lmdb_views, *memory_views]:
+            view.apply(log.records, len(log.records))
+        for query in [*sample_queries(log), SearchOrders(min_total=Decimal("0.00"))]:
+            lmdb_view = next(v for v in lmdb_views if isinstance(query, v.query_types))
+            memory_view = next(v for v in memory_views if isinstance(query, v.query_types))
+            assert msgspec.json.encode(lmdb_view.query(query)) == msgspec.json.encode(
+                memory_view.query(query)
+            )
+        assert lmdb_views[3].query(GetOrderStats()) == reference(log, GetOrderStats())

@@ -1,0 +1,205 @@
+"""The view interface, and the storage seam that lets a read model be written once.
+
+A *view* is what the projector feeds and the query router asks: :class:`View`. It has a name, a
+checkpoint (the last log position it applied) and a backend (in memory or LMDB).
+
+A *read model* (:class:`ReadModel`) is the logic of one view, written once over a tiny storage
+abstraction (:class:`Storage`: keyed :class:`Table` rows plus position-ordered :class:`Index`
+entries). Each backend wraps a read model into a :class:`View`: ``MemoryView`` keeps the tables in
+dicts, ``LmdbView`` keeps them in an LMDB sub-database and commits rows and checkpoint in one
+transaction. So every read model exists on both backends and one test suite covers both.
+
+Rule for read models: in ``apply``, do every read and every computation first, then write. The
+memory backend relies on it so that an event that raises leaves no partial effect behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Literal, Protocol, TypeVar, runtime_checkable
+
+from domain.errors import InvalidQuery
+from store import RecordedEvent
+
+__all__ = [
+    "Backend",
+    "Index",
+    "ReadModel",
+    "Storage",
+    "Table",
+    "View",
+    "check_query_type",
+    "check_up_to",
+]
+
+Backend = Literal["memory", "lmdb"]
+
+V = TypeVar("V")
+
+
+class Table(Protocol[V]):
+    """Rows of one type keyed by a string (an order id, a product id...).
+
+    Rows are immutable values (frozen msgspec Structs): a change is a ``put`` of a new row.
+    """
+
+    def get(self, key: str) -> V | None:
+        """Return the row stored under ``key``, or None."""
+        ...
+
+    def put(self, key: str, value: V) -> None:
+        """Store ``value`` under ``key``, replacing any previous row."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the row under ``key``, if any."""
+        ...
+
+    def values(self) -> Iterator[V]:
+        """Iterate over every row (memory: insertion order; LMDB: key order).
+
+        The iterator is only valid inside the ``apply``/``query`` call that produced it.
+        """
+        ...
+
+
+class Index(Protocol):
+    """Per group (e.g. a customer id), string values ordered by log position."""
+
+    def add(self, group: str, position: int, value: str) -> None:
+        """Add ``value`` to ``group`` at ``position`` (a position appears once per group)."""
+        ...
+
+    def scan(self, group: str, *, reverse: bool = False) -> Iterator[str]:
+        """Iterate over the values of ``group`` by position, ascending unless ``reverse``."""
+        ...
+
+
+class Storage(Protocol):
+    """What a read model sees of its backend during one ``apply`` or ``query``."""
+
+    def table(self, name: str, row_type: type[V]) -> Table[V]:
+        """Return the table ``name`` whose rows are ``row_type`` (a msgspec-encodable type)."""
+        ...
+
+    def index(self, name: str) -> Index:
+        """Return the index ``name``."""
+        ...
+
+
+class ReadModel(Protocol):
+    """The logic of one view, independent of where its rows live.
+
+    Attributes:
+        name: The view's name (also its checkpoint key and sub-database name in LMDB).
+        tags: The event tags it handles; None means every event.
+        query_types: The query classes it answers.
+    """
+
+    name: str
+    tags: frozenset[str] | None
+    query_types: tuple[type, ...]
+
+    def apply(self, storage: Storage, record: RecordedEvent) -> None:
+        """Fold one recorded event into ``storage``: read and compute first, then write.
+
+        Raises:
+            Exception: The event cannot be applied (the projector retries, then parks it).
+        """
+        ...
+
+    def query(self, storage: Storage, query: object) -> object:
+        """Answer ``query`` (already validated) from ``storage``."""
+        ...
+
+
+@runtime_checkable
+class View(Protocol):
+    """A read model bound to a backend, with its own checkpoint.
+
+    One writer thread (the projector) calls ``apply``, ``clear`` and ``adopt``; any other thread
+    may call ``query`` and ``position`` at the same time and never sees a half-applied event.
+
+    Attributes:
+        name: The view's name: ``order_details``, ``customer_orders``, ``order_search``...
+        backend: ``"memory"`` (rebuilt from the log at open) or ``"lmdb"`` (persistent).
+        tags: The event tags it handles; None means every event. The projector may pre-filter.
+        skip_unknown: Opt-in: events the codec cannot decode are skipped (and counted by the
+            projector) instead of stopping the view.
+        query_types: The query classes this view answers.
+    """
+
+    name: str
+    backend: Backend
+    tags: frozenset[str] | None
+    skip_unknown: bool
+    query_types: tuple[type, ...]
+
+    def position(self) -> int:
+        """Return the checkpoint: the last log position applied (0 = none)."""
+        ...
+
+    def apply(self, events: Sequence[RecordedEvent], up_to: int) -> None:
+        """Apply ``events`` in order, then set the checkpoint to ``up_to``.
+
+        Events at or below the current position are ignored (re-applying is harmless).
+        ``up_to`` must be at least the last event's position; events may be pre-filtered by tag,
+        so ``up_to`` can be higher. LMDB commits the rows and the checkpoint in one transaction;
+        memory applies event by event and, if one raises, keeps everything before it.
+
+        Raises:
+            ValueError: ``up_to`` is below the last event's position.
+            Exception: Whatever the read model raised for a poison event.
+        """
+        ...
+
+    def reapply(self, event: RecordedEvent) -> None:
+        """Apply one event at or below the checkpoint without moving it (a parked event's retry).
+
+        Raises:
+            Exception: Whatever the read model raised; nothing of the event remains.
+        """
+        ...
+
+    def query(self, query: object) -> object:
+        """Answer ``query``.
+
+        Raises:
+            InvalidQuery: The query is malformed or this view does not answer its type.
+        """
+        ...
+
+    def new_shadow(self) -> View:
+        """Return an empty copy at position 0 to rebuild into, independent of this view."""
+        ...
+
+    def adopt(self, shadow: View) -> None:
+        """Atomically replace this view's rows and position with ``shadow``'s; drop the shadow."""
+        ...
+
+    def clear(self) -> None:
+        """Remove every row and reset the position to 0."""
+        ...
+
+    def close(self) -> None:
+        """Release the view; any later call raises ``EngineClosed``. Idempotent."""
+        ...
+
+
+def check_up_to(name: str, events: Sequence[RecordedEvent], up_to: int) -> None:
+    """Raise ValueError if ``up_to`` is below the last event's position (a projector bug)."""
+    if events and up_to < events[-1].position:
+        raise ValueError(
+            f"view {name!r}: up_to={up_to} is below the last event's position "
+            f"{events[-1].position}; pass the position the batch was read up to"
+        )
+
+
+def check_query_type(view: View, query: object) -> None:
+    """Raise InvalidQuery if ``view`` does not answer queries of ``query``'s type."""
+    if not isinstance(query, view.query_types):
+        raise InvalidQuery(
+            "query",
+            type(query).__name__,
+            f"view {view.name!r} answers " + ", ".join(t.__name__ for t in view.query_types),
+        )
