@@ -33,7 +33,7 @@ from actors._messages import (
     Resync,
 )
 from actors._writer import LogStore, fail, result_from_record
-from domain.errors import ConcurrencyConflict, EngineError, IdempotencyConflict
+from domain.errors import ConcurrencyConflict, EngineError, IdempotencyConflict, InvalidCommand
 from store import Snapshot, StreamAppend
 
 if TYPE_CHECKING:
@@ -52,8 +52,19 @@ _RECENT_LIMIT = 64
 
 
 def fingerprint(command: object) -> bytes:
-    """Return a stable hash of a command's type and every field (its id included)."""
-    payload = _encoder.encode(command)
+    """Return a stable hash of a command's type and every field (its id included).
+
+    Raises:
+        InvalidCommand: The command holds a value that cannot be encoded (an int beyond 64 bits,
+            an arbitrary object): such a command can never have been recorded, and letting the
+            raw encoder error through failed the caller with a bare OverflowError/TypeError.
+    """
+    try:
+        payload = _encoder.encode(command)
+    except (msgspec.EncodeError, OverflowError, TypeError, ValueError) as error:
+        raise InvalidCommand(
+            "", "unencodable_command", f"the command cannot be encoded: {error}"
+        ) from error
     return hashlib.blake2b(
         type(command).__qualname__.encode() + b"\0" + payload, digest_size=16
     ).digest()
@@ -107,10 +118,15 @@ class AggregateActor(DispatcherActor):
         self._version = 0
         self._recent: OrderedDict[str, tuple[bytes, pykka.Future[Any]]] = OrderedDict()
         self._stash: deque[Execute] | None = None  # not None while waiting to reload
+        # Why the last load failed (None: loaded). An exception escaping on_start or a reload
+        # used to stop the actor while it stayed in the registry: the commands in its inbox or
+        # stash were dropped and their callers hung until their timeout (and close() waited for
+        # them). Now each command retries the load and fails with its error if it fails again.
+        self._load_error: Exception | None = None
 
     def on_start(self) -> None:
         """Load the latest snapshot and the tail of the stream."""
-        self._load()
+        self._try_load()
 
     def on_stop(self) -> None:
         """Drop the state early: a stopped actor may linger in a frozen GC generation."""
@@ -152,6 +168,16 @@ class AggregateActor(DispatcherActor):
         self._state = state
         self._version = version
 
+    def _try_load(self) -> bool:
+        try:
+            self._load()
+        except Exception as error:  # a read failure must not kill the actor: see _load_error
+            log.exception("aggregate_load_failed", aggregate_id=self.aggregate_id)
+            self._load_error = error
+            return False
+        self._load_error = None
+        return True
+
     def _begin_reload(self) -> None:
         if self._stash is None:
             self._stash = deque()
@@ -161,7 +187,7 @@ class AggregateActor(DispatcherActor):
 
     def _finish_reload(self) -> None:
         self._recent.clear()
-        self._load()
+        self._try_load()  # on failure each stashed command retries the load (see _execute)
         stash, self._stash = self._stash, None
         while stash:
             again = self._pending()
@@ -177,6 +203,9 @@ class AggregateActor(DispatcherActor):
 
     def _execute(self, message: Execute) -> None:
         command, reply = message.command, message.reply
+        if self._load_error is not None and not self._try_load():
+            fail(reply, self._load_error)
+            return
         try:
             print_ = fingerprint(command)
             if self._answer_duplicate(command.command_id, print_, reply):
@@ -205,7 +234,7 @@ class AggregateActor(DispatcherActor):
         snapshot = None
         every = self._snapshot_every
         if every and events and version // every != before // every:
-            snapshot = _encoder.encode(state)
+            snapshot = self._encode_snapshot(state)
         append = StreamAppend(
             stream_id=self.aggregate_id,
             stream_type=self._decider.stream_type,
@@ -222,13 +251,21 @@ class AggregateActor(DispatcherActor):
         self._version = version
         self._remember(command.command_id, print_, reply)
 
+    def _encode_snapshot(self, state: Any) -> bytes | None:
+        # A snapshot is only a cache: a state msgpack cannot hold (e.g. an int beyond 64 bits)
+        # skips it. Unguarded, the error escaped on_receive, killed the actor and left its
+        # caller's future (and every command queued behind it) unresolved until timeout.
+        try:
+            return _encoder.encode(state)
+        except (msgspec.EncodeError, OverflowError, TypeError, ValueError):
+            log.warning("snapshot_unencodable", aggregate_id=self.aggregate_id)
+            return None
+
     def _check_version(self, expected: int | None) -> None:
         if expected is not None and expected != self._version:
             raise ConcurrencyConflict(self.aggregate_id, expected, self._version)
 
-    def _answer_duplicate(
-        self, command_id: str, print_: bytes, reply: pykka.Future[Any]
-    ) -> bool:
+    def _answer_duplicate(self, command_id: str, print_: bytes, reply: pykka.Future[Any]) -> bool:
         recent = self._recent.get(command_id)
         if recent is not None:
             if recent[0] != print_:
@@ -247,14 +284,20 @@ class AggregateActor(DispatcherActor):
     def _remember(self, command_id: str, print_: bytes, reply: pykka.Future[Any]) -> None:
         recent = self._recent
         recent[command_id] = (print_, reply)
-        if len(recent) > _RECENT_LIMIT:
-            # Old entries are committed (or failed) long ago: the log answers for them.
+        # Forget the oldest entries only once they are settled: then the log answers for them.
+        # Evicting one still in flight (more than _RECENT_LIMIT pipelined commands) let its
+        # duplicate miss both here and in the log and be decided again (e.g. a duplicate
+        # CreateOrder was rejected with "order_exists" instead of getting the original result).
+        # Appends settle in the order they were sent, so the oldest entries settle first.
+        while len(recent) > _RECENT_LIMIT and _settled(next(iter(recent.values()))[1]):
             recent.popitem(last=False)
 
     # ------------------------------------------------------------ passivation
 
     def _passivate(self) -> bool:
         """Stop if nothing of ours is in flight; return whether we stopped."""
+        if self._load_error is not None:  # nothing loaded, so nothing in flight either
+            return self._registry.retire(self)
         busy = self._stash is not None or (
             # appends still in flight: their outcome may need this actor
             self._store.stream_version(self.aggregate_id) != self._version
@@ -263,6 +306,11 @@ class AggregateActor(DispatcherActor):
             self._registry.refused(self.aggregate_id)
             return False
         return self._registry.retire(self)
+
+
+def _settled(future: pykka.Future[Any]) -> bool:
+    done = getattr(future, "done", None)  # engine futures are DispatcherFutures
+    return True if done is None else bool(done())
 
 
 def utc_now() -> datetime:

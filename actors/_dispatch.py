@@ -31,7 +31,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import pykka
 import structlog
-from pykka import ActorDeadError, ActorRef, ActorRegistry, ThreadingFuture, messages
+from pykka import ActorDeadError, ActorRef, ActorRegistry, messages
 from pykka._envelope import Envelope
 from pykka._future import GetHookFunc
 from pykka._types import OptExcInfo
@@ -43,8 +43,19 @@ T = TypeVar("T")
 log = structlog.get_logger(__name__)
 
 
-class DispatcherFuture(ThreadingFuture[T]):
-    """A `pykka.ThreadingFuture` that can also call back when it is resolved.
+# One lock for every future's tiny critical sections: a lock per future would cost memory for
+# each of the many futures in flight, and these sections never block.
+_FUTURES_LOCK = threading.Lock()
+_PENDING, _VALUE, _ERROR = 0, 1, 2
+
+
+class DispatcherFuture(pykka.Future[T]):
+    """A light pykka future that can also call back when it is resolved.
+
+    `pykka.ThreadingFuture` builds a `threading.Condition` (two Python-level objects and an RLock)
+    for every future: at tens of thousands of commands per second that was the largest cost of a
+    submit. This one keeps a state flag and creates a `threading.Event` only when somebody
+    actually blocks in `get()`.
 
     Callbacks bridge to other worlds without blocking a thread: to asyncio with
     `loop.call_soon_threadsafe`, or to release a backpressure permit. Each callback is called
@@ -59,11 +70,42 @@ class DispatcherFuture(ThreadingFuture[T]):
 
     def __init__(self) -> None:
         super().__init__()
+        self._state = _PENDING
+        self._value: Any = None
+        self._exc_info: OptExcInfo | None = None
+        self._event: threading.Event | None = None
         self._callbacks: list[Callable[[DispatcherFuture[T]], object]] | None = None
 
     def done(self) -> bool:
         """Return whether `set()` or `set_exception()` has been called."""
-        return self._result is not None
+        return self._state != _PENDING
+
+    def get(self, *, timeout: float | None = None) -> T:
+        """Return the value (or raise the exception), waiting up to `timeout` seconds.
+
+        Raises:
+            pykka.Timeout: The future was not resolved in time.
+        """
+        if self._get_hook is not None:
+            return super().get(timeout=timeout)
+        if self._state == _PENDING:
+            with _FUTURES_LOCK:
+                event = self._event
+                if event is None and self._state == _PENDING:
+                    event = self._event = threading.Event()
+            if event is not None and not event.wait(timeout) and self._state == _PENDING:
+                raise pykka.Timeout(f"{timeout} seconds")
+        if self._state == _ERROR:
+            assert self._exc_info is not None  # noqa: S101 - set together with the state
+            exc_type, exc_value, traceback = self._exc_info
+            if exc_value is None:
+                assert exc_type is not None  # noqa: S101 - pykka's exc_info contract
+                exc_value = exc_type()
+            if exc_value.__traceback__ is not traceback:
+                raise exc_value.with_traceback(traceback)
+            raise exc_value
+        value: T = self._value
+        return value
 
     def add_done_callback(self, fn: Callable[[DispatcherFuture[T]], object]) -> None:
         """Call `fn(self)` once the future is resolved, or now if it already is.
@@ -71,10 +113,10 @@ class DispatcherFuture(ThreadingFuture[T]):
         Raises:
             TypeError: if the future is a lazy derived future (it has a get hook).
         """
-        with self._condition:
+        with _FUTURES_LOCK:
             if self._get_hook is not None:
                 raise TypeError("a derived (get-hook) future is never resolved; use its source")
-            if self._result is None:
+            if self._state == _PENDING:
                 if self._callbacks is None:
                     self._callbacks = []
                 self._callbacks.append(fn)
@@ -82,27 +124,42 @@ class DispatcherFuture(ThreadingFuture[T]):
         self._invoke(fn)
 
     def set(self, value: T | None = None) -> None:
-        with self._condition:  # an RLock: ThreadingFuture.set re-enters it
-            super().set(value)
-            callbacks, self._callbacks = self._callbacks, None
-        if callbacks:
-            for fn in callbacks:
-                self._invoke(fn)
+        """Resolve with `value`.
+
+        Raises:
+            queue.Full: The future was already resolved (as pykka's futures do).
+        """
+        self._resolve(_VALUE, value, None)
 
     def set_exception(self, exc_info: OptExcInfo | None = None) -> None:
-        if exc_info is None:
-            exc_info = sys.exc_info()
-        with self._condition:
-            super().set_exception(exc_info)
-            callbacks, self._callbacks = self._callbacks, None
+        """Resolve with an exception (default: the one being handled).
+
+        Raises:
+            queue.Full: The future was already resolved (as pykka's futures do).
+        """
+        self._resolve(_ERROR, None, exc_info if exc_info is not None else sys.exc_info())
+
+    def _resolve(self, state: int, value: Any, exc_info: OptExcInfo | None) -> None:
+        with _FUTURES_LOCK:
+            if self._state != _PENDING or self._get_hook is not None:
+                raise queue.Full
+            self._value = value
+            self._exc_info = exc_info
+            self._state = state
+            event, callbacks, self._callbacks = self._event, self._callbacks, None
+        if event is not None:
+            event.set()
         if callbacks:
             for fn in callbacks:
                 self._invoke(fn)
 
     def set_get_hook(self, func: GetHookFunc[T]) -> None:
-        with self._condition:
+        """Make this a lazy future computed by `func` in `get()`."""
+        with _FUTURES_LOCK:
             if self._callbacks:
                 raise TypeError("cannot turn a future with done callbacks into a derived future")
+            if self._state != _PENDING:
+                raise queue.Full
             super().set_get_hook(func)
 
     def _invoke(self, fn: Callable[[DispatcherFuture[T]], object]) -> None:

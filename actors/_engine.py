@@ -213,6 +213,7 @@ class Engine:
             if self._closed:
                 return
             self._closed = True
+        self._gate.close()  # from here on no command is admitted: the drain below is final
         if not self._gate.wait_idle(timeout):
             log.warning("close_with_commands_in_flight", in_flight=self._gate.count)
         self._stop_housekeeping.set()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
+from domain.errors import EngineClosed
+
 __all__ = ["InFlightGate"]
 
 
@@ -24,6 +26,7 @@ class InFlightGate:
             raise ValueError("max_in_flight must be >= 1")
         self._limit = limit
         self._count = 0
+        self._closed = False
         self._cond = threading.Condition(threading.Lock())
 
     @property
@@ -31,23 +34,49 @@ class InFlightGate:
         """Commands in flight now."""
         return self._count
 
-    def try_enter(self) -> bool:
-        """Take a slot if one is free right now."""
+    def close(self) -> None:
+        """Refuse every later entry; callers already admitted still leave as usual.
+
+        Admission and closing share one lock, so after ``close`` returns the count covers every
+        command that will ever be dispatched: ``wait_idle`` then really drains. Checking an
+        engine flag before ``enter`` left a window where a caller past the check was admitted
+        after the drain and dispatched to stopped actors (it got a raw ActorDeadError).
+        """
         with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def try_enter(self) -> bool:
+        """Take a slot if one is free right now.
+
+        Raises:
+            EngineClosed: The gate was closed.
+        """
+        with self._cond:
+            if self._closed:
+                raise EngineClosed
             if self._count >= self._limit:
                 return False
             self._count += 1
             return True
 
     def enter(self, timeout: float) -> bool:
-        """Take a slot, waiting up to ``timeout`` seconds; False if none freed up."""
+        """Take a slot, waiting up to ``timeout`` seconds; False if none freed up.
+
+        Raises:
+            EngineClosed: The gate was closed (also while waiting).
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._count >= self._limit:
+                if self._closed:
+                    raise EngineClosed
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self._cond.wait(remaining)
+            if self._closed:
+                raise EngineClosed
             self._count += 1
             return True
 

@@ -135,31 +135,48 @@ class AggregateRegistry:
 
     def _shed(self) -> None:
         excess = len(self._index) - self._max_live
-        for entry in self._index.values():
+        dead: list[str] = []
+        for aggregate_id, entry in self._index.items():
             if excess <= 0:
                 break
             if not entry.passivating:
                 entry.passivating = True
                 excess -= 1
-                entry.ref.tell(Passivate())
+                try:
+                    entry.ref.tell(Passivate())
+                except pykka.ActorDeadError:
+                    # It died of an unexpected failure and cannot retire itself: forget it (a
+                    # later command activates a fresh one from the log). Unguarded, the error
+                    # escaped route() after the caller's command had already been delivered.
+                    dead.append(aggregate_id)
+        for aggregate_id in dead:
+            del self._index[aggregate_id]
 
     def sweep(self, idle_timeout: float) -> int:
         """Ask aggregates idle for longer than ``idle_timeout`` seconds to passivate."""
         cutoff = time.monotonic() - idle_timeout
-        asked: list[pykka.ActorRef[AggregateActor]] = []
+        asked: list[tuple[str, pykka.ActorRef[AggregateActor]]] = []
         with self._lock:
-            for entry in self._index.values():
+            for aggregate_id, entry in self._index.items():
                 if entry.last_used > cutoff:
                     break  # LRU order: everything after is more recent
                 if not entry.passivating:
                     entry.passivating = True
-                    asked.append(entry.ref)
-        for ref in asked:
+                    asked.append((aggregate_id, entry.ref))
+        for aggregate_id, ref in asked:
             try:
                 ref.tell(Passivate())
             except pykka.ActorDeadError:
                 log.debug("passivate_target_gone")
+                self._forget_dead(aggregate_id, ref)
         return len(asked)
+
+    def _forget_dead(self, aggregate_id: str, ref: pykka.ActorRef[AggregateActor]) -> None:
+        # A dead actor never retires itself: without this it stayed counted as live for good.
+        with self._lock:
+            entry = self._index.get(aggregate_id)
+            if entry is not None and entry.ref is ref:
+                del self._index[aggregate_id]
 
     def retire(self, actor: AggregateActor) -> bool:
         """Remove ``actor`` (called from its own turn) and stop it; False if it is not current."""

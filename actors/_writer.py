@@ -115,7 +115,12 @@ class LogWriter(pykka.ThreadingActor):
             self._answer_duplicate(message)
         elif isinstance(message, Resync):
             self._tainted.discard(message.stream_id)
-            message.owner.tell(ReloadNow())
+            try:
+                message.owner.tell(ReloadNow())
+            except pykka.ActorDeadError:
+                # The aggregate stopped meanwhile (e.g. close() stopping every actor): its
+                # successor loads from the log. Unguarded, this error crashed the writer.
+                log.debug("resync_target_gone")
         elif callable(message):
             # A barrier: a function run after everything queued before it (tests, close()).
             return message()
@@ -190,7 +195,11 @@ class LogWriter(pykka.ThreadingActor):
         )
         if head:
             for subscriber in self._subscribers:
-                subscriber.tell(HeadAdvanced(head))
+                try:
+                    subscriber.tell(HeadAdvanced(head))
+                except pykka.ActorDeadError:
+                    # A dead projector must not take the writer (and every command) down too.
+                    log.warning("head_subscriber_gone", subscriber=str(subscriber))
 
     def _settle(
         self, live: list[AppendCommand], results: list[Committed | EngineError]

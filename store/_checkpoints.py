@@ -6,12 +6,14 @@ position`` -> msgpack ``(error, attempts, parked_at)``. Keys sort by view, then 
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import lmdb
 import msgspec
 
 from store._records import ParkedEvent
+
+if TYPE_CHECKING:
+    from store._env import AnyTxn, Database, Txn
 
 __all__ = [
     "checkpoint_in_txn",
@@ -39,13 +41,13 @@ def view_key(view: str) -> bytes:
     return raw
 
 
-def checkpoint_in_txn(txn: lmdb.Transaction, db: object, view: str) -> int:
+def checkpoint_in_txn(txn: Txn, db: Database, view: str) -> int:
     """Return the view's checkpoint (0 if none)."""
     raw = txn.get(view_key(view), db=db)
     return 0 if raw is None else int.from_bytes(raw, "big")
 
 
-def set_checkpoint_in_txn(txn: lmdb.Transaction, db: object, view: str, position: int) -> None:
+def set_checkpoint_in_txn(txn: AnyTxn, db: Database, view: str, position: int) -> None:
     """Set the view's checkpoint."""
     txn.put(view_key(view), position.to_bytes(8, "big"), db=db)
 
@@ -54,7 +56,7 @@ def _parked_key(view: str, position: int) -> bytes:
     return view_key(view) + b"\x00" + position.to_bytes(8, "big")
 
 
-def park_in_txn(txn: lmdb.Transaction, db: object, parked: ParkedEvent) -> None:
+def park_in_txn(txn: Txn, db: Database, parked: ParkedEvent) -> None:
     """Record a parked event (replacing an earlier record of the same view and position)."""
     txn.put(
         _parked_key(parked.view, parked.position),
@@ -63,7 +65,7 @@ def park_in_txn(txn: lmdb.Transaction, db: object, parked: ParkedEvent) -> None:
     )
 
 
-def parked_in_txn(txn: lmdb.Transaction, db: object, view: str | None) -> list[ParkedEvent]:
+def parked_in_txn(txn: Txn, db: Database, view: str | None) -> list[ParkedEvent]:
     """Return the parked events of ``view`` (or of every view), by view then position."""
     cursor = txn.cursor(db=db)
     prefix = b"" if view is None else view_key(view) + b"\x00"
@@ -80,7 +82,7 @@ def parked_in_txn(txn: lmdb.Transaction, db: object, view: str | None) -> list[P
     return found
 
 
-def unpark_in_txn(txn: lmdb.Transaction, db: object, view: str, position: int) -> bool:
+def unpark_in_txn(txn: Txn, db: Database, view: str, position: int) -> bool:
     """Remove a parked event; return whether it was there."""
     deleted: bool = txn.delete(_parked_key(view, position), db=db)
     return deleted

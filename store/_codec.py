@@ -13,7 +13,6 @@ to the per-record slow path, which upcasts or raises :class:`CorruptLog` naming 
 from __future__ import annotations
 
 import operator
-
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Union
 
@@ -46,6 +45,11 @@ class _RawRecord(msgspec.Struct, array_like=True, frozen=True, gc=False):
     event: msgspec.Raw
 
 
+class _NoEvent(msgspec.Struct, tag="\x00no-event"):
+    # Matches no stored tag: the fast decoder of an empty codec rejects every record.
+    pass
+
+
 class _Fast:
     """Decoders built for one set of registered types; rebuilt when registrations change."""
 
@@ -54,7 +58,8 @@ class _Fast:
     def __init__(self, types: Sequence[type[msgspec.Struct]], versioned: bool) -> None:
         # A subclass that only re-types ``event`` to the union: isinstance(x, RecordedEvent)
         # holds, and msgspec builds the records in C.
-        union: Any = Union[tuple(types)] if types else msgspec.Raw  # noqa: UP007 - runtime union
+        # With nothing registered every record must fail over to the slow path (unknown tag).
+        union: Any = Union[tuple(types)] if types else _NoEvent  # noqa: UP007 - runtime union
         wire = msgspec.defstruct(
             "RecordedEvent",
             [("event", union)],
@@ -63,11 +68,11 @@ class _Fast:
             frozen=True,
             gc=False,
         )
-        self.one = msgspec.msgpack.Decoder(wire)
-        self.many = msgspec.msgpack.Decoder(list[wire])  # type: ignore[valid-type]
+        self.one: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(wire)
+        self.many: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(list[wire])  # type: ignore[valid-type]
         # Only when some type is past schema 1 can a record need upcasting while still fitting
         # the current type (e.g. a field added with a default); then records are checked.
-        self.needs_schema_check = versioned and bool(types)
+        self.needs_schema_check = versioned
 
 
 class Codec:
@@ -321,4 +326,5 @@ class Codec:
             version += 1
         # Re-encoding and decoding with the typed decoder gives exactly the normal decoding
         # rules (Decimal from str, datetimes...); this is the rare path.
-        return self._payload_decoders[tag].decode(self._encoder.encode(payload))
+        event: msgspec.Struct = self._payload_decoders[tag].decode(self._encoder.encode(payload))
+        return event

@@ -16,14 +16,29 @@ import pathlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import lmdb
 import structlog
 
 from domain.errors import LogLocked
 
-__all__ = ["LOCK_FILE", "ProcessLock", "ResizeGate", "open_environment"]
+__all__ = [
+    "LOCK_FILE",
+    "AnyTxn",
+    "Database",
+    "ProcessLock",
+    "ResizeGate",
+    "Txn",
+    "open_environment",
+]
+
+if TYPE_CHECKING:
+    # py-lmdb's stubs name the database handle type privately; reads never use buffers=True.
+    Database: TypeAlias = lmdb._Database  # noqa: SLF001 - the stubs' only name for it
+    Txn: TypeAlias = lmdb.Transaction[bytes]
+    # What callers may hand in (their own transactions, whatever their buffer mode).
+    AnyTxn: TypeAlias = lmdb.Transaction[bytes | memoryview]
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +71,23 @@ def _read_pid(fd: int) -> int:
         return 0
 
 
+def _flock_or_raise(fd: int, directory: pathlib.Path) -> None:
+    deadline = time.monotonic() + _PID_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}:
+                raise
+        else:
+            return
+        holder = _read_pid(fd)
+        if _alive(holder) or time.monotonic() >= deadline:
+            raise LogLocked(str(directory), holder)
+        # Between the holder's flock and its pid write: look again shortly.
+        threading.Event().wait(_PID_POLL_SECONDS)
+
+
 class ProcessLock:
     """An exclusive, non-blocking ``flock`` on ``<dir>/engine.lock`` holding the owner's pid.
 
@@ -83,19 +115,7 @@ class ProcessLock:
     def _acquire(self, directory: pathlib.Path) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            deadline = time.monotonic() + _PID_WAIT_SECONDS
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as error:
-                    if error.errno not in {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}:
-                        raise
-                holder = _read_pid(fd)
-                if _alive(holder) or time.monotonic() >= deadline:
-                    raise LogLocked(str(directory), holder)
-                # Between the holder's flock and its pid write: look again shortly.
-                threading.Event().wait(_PID_POLL_SECONDS)
+            _flock_or_raise(fd, directory)
             previous = _read_pid(fd)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)

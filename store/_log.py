@@ -14,17 +14,26 @@ transactions, the locks and the map growth.
 
 from __future__ import annotations
 
+import operator
+import struct
 from collections.abc import Sequence
-from itertools import islice
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import lmdb
 import msgspec
 
-from domain.errors import ConcurrencyConflict, EngineError, IdempotencyConflict, InvalidCommand
+from domain.errors import (
+    CommitFailed,
+    ConcurrencyConflict,
+    EngineError,
+    IdempotencyConflict,
+    InvalidCommand,
+)
 from store._codec import Codec
 from store._records import CommandRecord, Committed, StreamAppend
 from store._snapshots import encode_snapshot
+
+if TYPE_CHECKING:
+    from store._env import Database, Txn
 
 __all__ = [
     "MAX_KEY_BYTES",
@@ -41,6 +50,8 @@ __all__ = [
 # LMDB's default maximum key size is 511 bytes; the index key adds 9 to the stream id.
 MAX_KEY_BYTES: Final = 500
 
+_PACK_POSITION: Final = struct.Struct(">Q").pack
+_SECOND: Final = operator.itemgetter(1)
 _COMMAND_ENCODER: Final = msgspec.msgpack.Encoder()
 _COMMAND_DECODER: Final = msgspec.msgpack.Decoder(tuple[bytes, str, int, int, int])
 
@@ -88,7 +99,7 @@ def _command_key(stream_id: str, command_id: str) -> bytes:
     return raw
 
 
-def last_position(txn: lmdb.Transaction, log_db: object) -> int:
+def last_position(txn: Txn, log_db: Database) -> int:
     """Return the last position in the log (0 if empty)."""
     cursor = txn.cursor(db=log_db)
     if not cursor.last():
@@ -96,27 +107,33 @@ def last_position(txn: lmdb.Transaction, log_db: object) -> int:
     return int.from_bytes(cursor.key(), "big")
 
 
-def stream_version_in_txn(txn: lmdb.Transaction, heads_db: object, stream_key: bytes) -> int:
+def stream_version_in_txn(txn: Txn, heads_db: Database, stream_key: bytes) -> int:
     """Return the head version of a stream (0 if it does not exist)."""
     raw = txn.get(stream_key, db=heads_db)
     return 0 if raw is None else int.from_bytes(raw, "big")
 
 
-def lookup_command_in_txn(
-    txn: lmdb.Transaction, commands_db: object, command_id: str
-) -> CommandRecord | None:
+def lookup_command_in_txn(txn: Txn, commands_db: Database, command_id: str) -> CommandRecord | None:
     """Return the idempotency row of ``command_id``, or None."""
     raw = txn.get(_command_key("", command_id), db=commands_db)
     if raw is None:
         return None
-    fingerprint, stream_id, version, first, last = _COMMAND_DECODER.decode(raw)
-    return CommandRecord(command_id, fingerprint, stream_id, version, first, last)
+    return _decode_command(command_id, raw)
 
 
 class _Batch:
     """The state of one append batch while its transaction is open."""
 
-    __slots__ = ("commands", "heads", "index", "log", "position", "snapshots")
+    __slots__ = (
+        "commands",
+        "heads",
+        "index",
+        "known_commands",
+        "log",
+        "position",
+        "snapshots",
+        "written_heads",
+    )
 
     def __init__(self, head: int) -> None:
         self.position = head
@@ -124,12 +141,14 @@ class _Batch:
         self.index: list[tuple[bytes, bytes]] = []
         self.heads: dict[bytes, int] = {}
         self.commands: dict[str, CommandRecord] = {}
+        self.known_commands: dict[str, CommandRecord] = {}
         self.snapshots: list[tuple[bytes, bytes]] = []
+        self.written_heads: set[bytes] = set()
 
 
 def append_in_txn(  # noqa: PLR0917 - internal: the tables are passed explicitly, in order
-    txn: lmdb.Transaction,
-    dbs: dict[str, object],
+    txn: Txn,
+    dbs: dict[str, Database],
     codec: Codec,
     appends: Sequence[StreamAppend],
     head: int,
@@ -142,48 +161,73 @@ def append_in_txn(  # noqa: PLR0917 - internal: the tables are passed explicitly
 
     Raises:
         lmdb.Error: The transaction failed (the caller aborts it; nothing is written).
-        RuntimeError: An append-mode put was refused: the log is not in the state we think.
+        CommitFailed: An append-mode put was refused (the log is not in the state we think),
+            or the stream index already held a version: the caller aborts the transaction.
     """
     batch = _Batch(head)
+    _prefetch(txn, dbs, appends, batch)
     results: list[Committed | EngineError] = []
     for append in appends:
         try:
-            results.append(_append_one(txn, dbs, codec, batch, append, now))
+            results.append(_append_one(codec, batch, append, now))
         except (ConcurrencyConflict, IdempotencyConflict, InvalidCommand) as error:
             results.append(error)
     _flush(txn, dbs, batch)
     return results, batch.position
 
 
-def _append_one(  # noqa: PLR0917 - internal helper of append_in_txn
-    txn: lmdb.Transaction,
-    dbs: dict[str, object],
-    codec: Codec,
-    batch: _Batch,
-    append: StreamAppend,
-    now: int,
-) -> Committed:
+def _prefetch(
+    txn: Txn, dbs: dict[str, Database], appends: Sequence[StreamAppend], batch: _Batch
+) -> None:
+    # One getmulti per table instead of a get per append: each py-lmdb call releases and
+    # re-takes the GIL, which is what costs under contention with reader threads.
+    stream_keys: set[bytes] = set()
+    command_keys: set[bytes] = set()
+    for append in appends:
+        try:
+            stream_keys.add(validate_stream_id(append.stream_id))
+            if append.command_id:
+                command_keys.add(_command_key(append.stream_id, append.command_id))
+        except InvalidCommand:
+            continue  # reported by _append_one, in order
+    found = dict(txn.cursor(db=dbs["heads"]).getmulti(sorted(stream_keys)))
+    batch.heads = {key: int.from_bytes(found.get(key, b""), "big") for key in stream_keys}
+    for key, raw in txn.cursor(db=dbs["commands"]).getmulti(sorted(command_keys)):
+        command_id = bytes(key).decode()
+        batch.known_commands[command_id] = _decode_command(command_id, raw)
+
+
+def _decode_command(command_id: str, raw: bytes) -> CommandRecord:
+    fingerprint, stream_id, version, first, last = _COMMAND_DECODER.decode(raw)
+    return CommandRecord(command_id, fingerprint, stream_id, version, first, last)
+
+
+def _known_command(batch: _Batch, append: StreamAppend) -> Committed | None:
+    command_id = append.command_id
+    earlier = batch.commands.get(command_id) or batch.known_commands.get(command_id)
+    if earlier is None:
+        _command_key(append.stream_id, command_id)  # validates it before anything is written
+        return None
+    if earlier.fingerprint != append.fingerprint:
+        raise IdempotencyConflict(command_id)
+    return Committed(
+        earlier.stream_id,
+        earlier.version,
+        earlier.first_position,
+        earlier.last_position,
+        duplicate=True,
+    )
+
+
+def _append_one(codec: Codec, batch: _Batch, append: StreamAppend, now: int) -> Committed:
     stream_id = append.stream_id
     stream_key = validate_stream_id(stream_id)
     command_id = append.command_id
     if command_id:
-        earlier = batch.commands.get(command_id) or lookup_command_in_txn(
-            txn, dbs["commands"], command_id
-        )
-        if earlier is not None:
-            if earlier.fingerprint != append.fingerprint:
-                raise IdempotencyConflict(command_id)
-            return Committed(
-                earlier.stream_id,
-                earlier.version,
-                earlier.first_position,
-                earlier.last_position,
-                duplicate=True,
-            )
-        _command_key(stream_id, command_id)
-    current = batch.heads.get(stream_key)
-    if current is None:
-        current = stream_version_in_txn(txn, dbs["heads"], stream_key)
+        duplicate = _known_command(batch, append)
+        if duplicate is not None:
+            return duplicate
+    current = batch.heads[stream_key]
     if append.expected_version != current:
         raise ConcurrencyConflict(stream_id, append.expected_version, current)
     events = append.events
@@ -209,8 +253,10 @@ def _append_one(  # noqa: PLR0917 - internal helper of append_in_txn
             version += 1
             key = position.to_bytes(8, "big")
             log_items.append(
-                (key, encode(position, stream_id, stream_type, version, event, timestamp,
-                             command_id))
+                (
+                    key,
+                    encode(position, stream_id, stream_type, version, event, timestamp, command_id),
+                )
             )
             index_items.append((prefix + version.to_bytes(8, "big"), key))
     except (msgspec.EncodeError, OverflowError, TypeError) as error:
@@ -223,6 +269,7 @@ def _append_one(  # noqa: PLR0917 - internal helper of append_in_txn
     batch.position = position
     last = position if events else 0
     batch.heads[stream_key] = version
+    batch.written_heads.add(stream_key)
     if command_id:
         batch.commands[command_id] = CommandRecord(
             command_id, append.fingerprint, stream_id, version, first, last
@@ -234,22 +281,22 @@ def _append_one(  # noqa: PLR0917 - internal helper of append_in_txn
     return Committed(stream_id, version, first, last)
 
 
-def _flush(txn: lmdb.Transaction, dbs: dict[str, object], batch: _Batch) -> None:
+def _flush(txn: Txn, dbs: dict[str, Database], batch: _Batch) -> None:
     if batch.log:
         consumed, added = txn.cursor(db=dbs["log"]).putmulti(batch.log, append=True)
         # Append mode silently skips a key that is not above the last one: a skipped event
         # would be a lost event, so the whole transaction fails instead.
         if added != len(batch.log) or consumed != len(batch.log):
-            raise RuntimeError(
+            raise CommitFailed(
                 f"log append wrote {added} of {len(batch.log)} events: positions are not "
-                "above the log's head; the batch was not committed"
+                "above the log's head"
             )
         _, added = txn.cursor(db=dbs["streams"]).putmulti(batch.index, overwrite=False)
         if added != len(batch.index):
-            raise RuntimeError("stream index already has some of these versions; not committed")
-    if batch.heads:
+            raise CommitFailed("the stream index already holds some of these versions")
+    if batch.written_heads:
         txn.cursor(db=dbs["heads"]).putmulti(
-            [(key, version.to_bytes(8, "big")) for key, version in batch.heads.items()]
+            [(key, batch.heads[key].to_bytes(8, "big")) for key in batch.written_heads]
         )
     if batch.commands:
         txn.cursor(db=dbs["commands"]).putmulti(
@@ -274,27 +321,31 @@ def _flush(txn: lmdb.Transaction, dbs: dict[str, object], batch: _Batch) -> None
 
 
 def read_log_values(
-    txn: lmdb.Transaction, log_db: object, from_position: int, limit: int
+    txn: Txn, log_db: Database, from_position: int, limit: int, head: int
 ) -> list[bytes]:
-    """Return up to ``limit`` consecutive log values starting at ``from_position``."""
-    cursor = txn.cursor(db=log_db)
-    if not cursor.set_key(position_key(from_position)):
+    """Return up to ``limit`` consecutive log values from ``from_position`` up to ``head``.
+
+    One ``getmulti`` call instead of a cursor walk: py-lmdb releases the GIL on every cursor
+    step, and under contention each re-acquisition can wait a whole switch interval.
+    ``head`` must have been read before ``txn`` began, so every key exists in its snapshot.
+    """
+    last = min(from_position + limit - 1, head)
+    if last < from_position:
         return []
-    return list(islice(cursor.iternext(keys=False, values=True), limit))
+    # map() over C callables: no Python frame per record (this is the scan's hot loop).
+    keys = list(map(_PACK_POSITION, range(from_position, last + 1)))
+    return list(map(_SECOND, txn.cursor(db=log_db).getmulti(keys)))
 
 
 def stream_positions(
-    txn: lmdb.Transaction, streams_db: object, stream_key: bytes, from_version: int
+    txn: Txn, dbs: dict[str, Database], stream_key: bytes, from_version: int
 ) -> list[bytes]:
     """Return the log keys of a stream's events from ``from_version`` on, in version order."""
+    head = stream_version_in_txn(txn, dbs["heads"], stream_key)
     prefix = stream_key + b"\x00"
-    cursor = txn.cursor(db=streams_db)
-    if not cursor.set_range(prefix + max(from_version, 1).to_bytes(8, "big")):
+    keys = [
+        prefix + version.to_bytes(8, "big") for version in range(max(from_version, 1), head + 1)
+    ]
+    if not keys:
         return []
-    size = len(prefix) + 8
-    keys: list[bytes] = []
-    for key, value in cursor.iternext():
-        if len(key) != size or not key.startswith(prefix):
-            break
-        keys.append(value)
-    return keys
+    return [position for _, position in txn.cursor(db=dbs["streams"]).getmulti(keys)]

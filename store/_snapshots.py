@@ -6,12 +6,14 @@ latest is kept; an older snapshot never replaces a newer one.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import lmdb
 import msgspec
 
 from store._records import Snapshot
+
+if TYPE_CHECKING:
+    from store._env import Database, Txn
 
 __all__ = ["encode_snapshot", "load_snapshot_in_txn", "save_snapshot_in_txn"]
 
@@ -24,9 +26,7 @@ def encode_snapshot(version: int, schema_version: int, state: bytes) -> bytes:
     return _ENCODER.encode((version, schema_version, state))
 
 
-def load_snapshot_in_txn(
-    txn: lmdb.Transaction, snapshots_db: object, stream_id: str
-) -> Snapshot | None:
+def load_snapshot_in_txn(txn: Txn, snapshots_db: Database, stream_id: str) -> Snapshot | None:
     """Return the latest snapshot of ``stream_id``, or None."""
     raw = txn.get(stream_id.encode(), db=snapshots_db)
     if raw is None:
@@ -35,7 +35,7 @@ def load_snapshot_in_txn(
     return Snapshot(stream_id, version, schema_version, state)
 
 
-def save_snapshot_in_txn(txn: lmdb.Transaction, snapshots_db: object, snapshot: Snapshot) -> bool:
+def save_snapshot_in_txn(txn: Txn, snapshots_db: Database, snapshot: Snapshot) -> bool:
     """Store ``snapshot`` unless a newer one is stored; return whether it was written."""
     key = snapshot.stream_id.encode()
     raw = txn.get(key, db=snapshots_db)

@@ -1,5 +1,6 @@
-"""The event store facade: one LMDB environment per data directory, used by one writer thread
-and several reader threads.
+"""The event store facade: one LMDB environment per data directory.
+
+It is used by one writer thread and several reader threads.
 
 Concurrency: write transactions are serialised by a lock (one writer at a time, also for views'
 ``write``); every read runs in its own short read transaction (py-lmdb transactions must not be
@@ -9,12 +10,13 @@ never happens while any transaction of this process is open.
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, Self, TypeVar
 
 import lmdb
 import structlog
@@ -32,6 +34,9 @@ from store._records import (
     Snapshot,
     StreamAppend,
 )
+
+if TYPE_CHECKING:
+    from store._env import AnyTxn, Database, Txn
 
 __all__ = ["EventStore"]
 
@@ -76,10 +81,10 @@ class EventStore:
         self._write_lock = threading.Lock()
         self._gate = ResizeGate()
         self._closed = False
-        self._dbs: dict[str, object] = {
+        self._dbs: dict[str, Database] = {
             name: env.open_db(name.encode(), create=True) for name in _TABLES
         }
-        self._view_dbs: dict[str, object] = {}
+        self._view_dbs: dict[str, Database] = {}
         self._head = self.read(lambda txn: _log.last_position(txn, self._dbs["log"]))
 
     @classmethod
@@ -149,11 +154,11 @@ class EventStore:
     def _close_env(self) -> None:
         try:
             if self.durability == "async":
-                self.env.sync(True)
+                self.env.sync(force=True)
         finally:
             self.env.close()
 
-    def __enter__(self) -> EventStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -170,7 +175,7 @@ class EventStore:
 
     # ------------------------------------------------------------ transactions
 
-    def write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+    def write(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in one write transaction and commit it.
 
         On a full map the transaction is aborted, the map doubled and ``fn`` run again, so
@@ -187,15 +192,15 @@ class EventStore:
                     result = fn(txn)
                     txn.commit()
                 except lmdb.MapFullError:
-                    txn.abort()
+                    self._abort(txn)
                     self._grow()
                     continue
                 except BaseException:
-                    txn.abort()
+                    self._abort(txn)
                     raise
                 return result
 
-    def read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+    def read(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in a short read transaction of its own and return its result.
 
         Raises:
@@ -212,6 +217,12 @@ class EventStore:
                 txn.abort()
         finally:
             gate.leave()
+
+    def _abort(self, txn: Txn) -> None:
+        # py-lmdb 3.0 lets a write txn's abort wait until no other thread is inside an LMDB
+        # call; with busy reader threads that can starve forever (seen here). Draining the
+        # readers first makes the abort immediate. Aborts are rare, so this costs nothing.
+        self._gate.exclusively(txn.abort)
 
     def _grow(self) -> None:
         # Called by the writer with no write transaction open; the gate waits for readers.
@@ -234,7 +245,7 @@ class EventStore:
 
     def file_size(self) -> int:
         """Return the size of the data file in bytes."""
-        return os.path.getsize(self.path / _DATA_FILE)
+        return (self.path / _DATA_FILE).stat().st_size
 
     # ------------------------------------------------------------ log
 
@@ -267,7 +278,7 @@ class EventStore:
         Raises:
             EngineClosed: The store is closed.
             lmdb.Error: The transaction failed; nothing of the batch was written.
-            RuntimeError: The log refused an append-mode write; nothing was written.
+            CommitFailed: The log refused an append-mode write; nothing was written.
         """
         if not appends:
             return []
@@ -276,7 +287,7 @@ class EventStore:
         codec = self.codec
         outcome: list[tuple[list[Committed | EngineError], int]] = []
 
-        def run(txn: lmdb.Transaction) -> None:
+        def run(txn: Txn) -> None:
             outcome.clear()  # a retry after map growth starts from scratch
             outcome.append(_log.append_in_txn(txn, dbs, codec, appends, self._head, now))
 
@@ -295,11 +306,10 @@ class EventStore:
         key = _log.validate_stream_id(stream_id)
         dbs = self._dbs
 
-        def fetch(txn: lmdb.Transaction) -> tuple[list[bytes], list[bytes]]:
-            positions = _log.stream_positions(txn, dbs["streams"], key, from_version)
-            log_db = dbs["log"]
-            values: list[bytes] = [txn.get(position, db=log_db) for position in positions]
-            return positions, values
+        def fetch(txn: Txn) -> tuple[list[bytes], list[bytes]]:
+            positions = _log.stream_positions(txn, dbs, key, from_version)
+            pairs = txn.cursor(db=dbs["log"]).getmulti(positions)
+            return [key for key, _ in pairs], [value for _, value in pairs]
 
         positions, values = self.read(fetch)
         return self.codec.decode_at([int.from_bytes(p, "big") for p in positions], values)
@@ -322,12 +332,14 @@ class EventStore:
         decode = self.codec.decode_many
         position = max(from_position, 1)
         while True:
-            start = position
-            values = self.read(lambda txn: _log.read_log_values(txn, log_db, start, batch_size))
+            # The head is read before the txn begins: all of it is in the txn's snapshot.
+            values = self.read(
+                functools.partial(_read_values, log_db, position, batch_size, self._head)
+            )
             if not values:
                 return
-            yield decode(start, values)
-            position = start + len(values)
+            yield decode(position, values)
+            position += len(values)
             if len(values) < batch_size:
                 return
 
@@ -335,7 +347,8 @@ class EventStore:
         """Return up to ``limit`` undecoded ``(position, value)`` pairs from ``from_position``."""
         start = max(from_position, 1)
         log_db = self._dbs["log"]
-        values = self.read(lambda txn: _log.read_log_values(txn, log_db, start, limit))
+        head = self._head
+        values = self.read(lambda txn: _log.read_log_values(txn, log_db, start, limit, head))
         return [(start + offset, value) for offset, value in enumerate(values)]
 
     def lookup_command(self, command_id: str) -> CommandRecord | None:
@@ -362,7 +375,7 @@ class EventStore:
         db = self._dbs["checkpoints"]
         return self.read(lambda txn: _checkpoints.checkpoint_in_txn(txn, db, view))
 
-    def set_checkpoint(self, view: str, position: int, txn: lmdb.Transaction | None = None) -> None:
+    def set_checkpoint(self, view: str, position: int, txn: AnyTxn | None = None) -> None:
         """Set ``view``'s checkpoint, inside ``txn`` if given (with the view's own rows)."""
         db = self._dbs["checkpoints"]
         if txn is not None:
@@ -389,7 +402,7 @@ class EventStore:
 
     # ------------------------------------------------------------ views' own databases
 
-    def open_db(self, name: str) -> object:
+    def open_db(self, name: str) -> Database:
         """Return the named database ``name`` (e.g. ``"view:orders"``), creating it once.
 
         Raises:
@@ -408,7 +421,7 @@ class EventStore:
                 self._view_dbs[name] = handle
         return handle
 
-    def _open_db_growing(self, name: str) -> object:
+    def _open_db_growing(self, name: str) -> Database:
         while True:
             try:
                 return self.env.open_db(name.encode(), create=True)
@@ -422,3 +435,7 @@ class EventStore:
         if delete:
             with self._write_lock:
                 self._view_dbs.pop(name, None)
+
+
+def _read_values(log_db: Database, start: int, limit: int, head: int, txn: Txn) -> list[bytes]:
+    return _log.read_log_values(txn, log_db, start, limit, head)

@@ -38,8 +38,7 @@ _events = st.one_of(
         shipping_address=_address,
         created_at=_when,
     ),
-    st.builds(OrderItemAdded, order_id=_text, product_id=_text, quantity=_int64,
-              price=_money),
+    st.builds(OrderItemAdded, order_id=_text, product_id=_text, quantity=_int64, price=_money),
     st.builds(OrderItemRemoved, order_id=_text, product_id=_text),
     st.builds(OrderShipped, order_id=_text, shipped_at=_when),
     st.builds(OrderCancelled, order_id=_text, reason=_text, cancelled_at=_when),
@@ -75,8 +74,11 @@ def test_records_are_recorded_events_and_serialise_via_as_dict() -> None:
     assert isinstance(record, RecordedEvent)
     as_json = msgspec.json.decode(msgspec.json.encode(record.as_dict()))
     assert as_json["position"] == 1
-    assert as_json["event"] == {"type": "OrderShipped", "order_id": "o",
-                                "shipped_at": "2024-01-01T00:00:00Z"}
+    assert as_json["event"] == {
+        "type": "OrderShipped",
+        "order_id": "o",
+        "shipped_at": "2024-01-01T00:00:00Z",
+    }
 
 
 def test_registration_needs_an_explicit_unique_string_tag() -> None:
@@ -137,6 +139,16 @@ def test_an_unknown_tag_raises_corrupt_log_naming_its_position(tmp_path: pathlib
         with pytest.raises(CorruptLog) as caught:
             store.read_stream("o", from_version=2)
         assert caught.value.position == 4
+
+
+def test_a_codec_without_the_type_reports_every_record_as_unknown(
+    tmp_path: pathlib.Path,
+) -> None:
+    _store_three(tmp_path).close()
+    with EventStore.open(tmp_path, codec=Codec()) as store:
+        with pytest.raises(CorruptLog, match="unknown event tag 'OrderItemAdded'") as caught:
+            list(store.read_all())
+        assert caught.value.position == 1
 
 
 def test_a_record_stored_under_another_position_is_corrupt(tmp_path: pathlib.Path) -> None:

@@ -76,6 +76,7 @@ def _start(code: str, path: pathlib.Path) -> subprocess.Popen[str]:
     stdout = child.stdout
     assert stdout is not None
     lines: queue.Queue[str] = queue.Queue()
+
     # A reader thread turns the blocking pipe into a queue we can wait on with a deadline.
     def pump() -> None:
         with stdout:
@@ -153,7 +154,10 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over(tmp_path: pathlib.Path) 
     finally:
         _kill(child)
     assert (tmp_path / "engine.lock").read_text().strip() == str(child.pid)
-    with capture_logs() as logs, EventStore.open(tmp_path, codec=Codec(ORDERS.event_types)) as store:
+    with (
+        capture_logs() as logs,
+        EventStore.open(tmp_path, codec=Codec(ORDERS.event_types)) as store,
+    ):
         assert (tmp_path / "engine.lock").read_text().strip() == str(os.getpid())
         assert f"{child.pid}" not in store.env.readers()
         # What the child committed (async durability) survived its crash.
@@ -294,3 +298,57 @@ def test_readers_in_other_threads_see_whole_batches_while_the_map_grows(
     assert max(seen) == 10_000
     assert grown
     assert any(entry["event"] == "map_grown" for entry in logs)
+
+
+def test_growth_waits_for_an_open_read_and_a_nested_read_does_not_deadlock(
+    tmp_path: pathlib.Path,
+) -> None:
+    store = EventStore.open(tmp_path, codec=Codec(), durability="async", map_size=2**20)
+    db = store.open_db("view:big")
+    entered = threading.Event()
+    release = threading.Event()
+    nested: list[bytes | None] = []
+    errors: list[BaseException] = []
+
+    def hold(_txn: object) -> None:
+        entered.set()
+        release.wait(TIMEOUT)
+        # A resize is pending now; a read inside a read must still get through.
+        nested.append(store.read(lambda inner: inner.get(b"missing", db=db)))
+
+    def reader() -> None:
+        try:
+            store.read(hold)
+        except BaseException as error:
+            errors.append(error)
+
+    def writer() -> None:
+        try:
+            store.write(lambda txn: [txn.put(b"%d" % i, b"x" * 900, db=db) for i in range(3000)])
+        except BaseException as error:
+            errors.append(error)
+
+    reading = threading.Thread(target=reader)
+    writing = threading.Thread(target=writer)
+    try:
+        reading.start()
+        assert entered.wait(TIMEOUT)
+        writing.start()
+        deadline = time.monotonic() + TIMEOUT
+        while not store._gate._resizing:
+            assert time.monotonic() < deadline, "the writer never asked to grow the map"
+            release.wait(0.005)
+        assert writing.is_alive()  # blocked: a read transaction is still open
+        assert store.map_size == 2**20
+        release.set()
+        reading.join(TIMEOUT)
+        writing.join(TIMEOUT)
+        assert not errors, errors
+        assert not reading.is_alive()
+        assert not writing.is_alive()
+        assert nested == [None]
+        assert store.map_size > 2**20
+        assert store.read(lambda txn: txn.get(b"2999", db=db)) == b"x" * 900
+    finally:
+        release.set()
+        store.close()

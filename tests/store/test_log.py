@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.errors import (
+    CommitFailed,
     ConcurrencyConflict,
     EngineClosed,
     EngineError,
@@ -208,7 +209,7 @@ def test_a_refused_append_mode_write_fails_the_whole_batch(store: EventStore) ->
     store.append_batch([append("a", 0, 3)])
     # Pretend the head is behind the log: the append-mode put would silently skip the keys.
     store._head = 1
-    with pytest.raises(RuntimeError, match="log append wrote"):
+    with pytest.raises(CommitFailed, match="log append wrote"):
         store.append_batch([append("b", 0, 1)])
     store._head = 3
     assert store.stream_version("b") == 0
@@ -347,8 +348,8 @@ def test_random_interleaved_appends_keep_versions_and_positions_contiguous(
             records = [r for b in store.read_all(batch_size=7) for r in b]
             assert [r.position for r in records] == list(range(1, head + 1))
             for stream_id, version in versions.items():
-                stream = store.read_stream(stream_id)
-                assert [r.version for r in stream] == list(range(1, version + 1))
+                recorded = store.read_stream(stream_id)
+                assert [r.version for r in recorded] == list(range(1, version + 1))
                 assert store.stream_version(stream_id) == version
         finally:
             store.close()
@@ -394,8 +395,11 @@ def test_replaying_a_stream_through_evolve_equals_the_state_built_incrementally(
             state: OrderState = ORDERS.evolve(ORDERS.initial(), created)
             version = committed(
                 store.append_batch(
-                    [StreamAppend(stream_id="o", stream_type="order", expected_version=0,
-                                  events=[created])]
+                    [
+                        StreamAppend(
+                            stream_id="o", stream_type="order", expected_version=0, events=[created]
+                        )
+                    ]
                 )[0]
             ).version
             for events in later:
@@ -403,8 +407,14 @@ def test_replaying_a_stream_through_evolve_equals_the_state_built_incrementally(
                     state = ORDERS.evolve(state, event)
                 version = committed(
                     store.append_batch(
-                        [StreamAppend(stream_id="o", stream_type="order",
-                                      expected_version=version, events=events)]
+                        [
+                            StreamAppend(
+                                stream_id="o",
+                                stream_type="order",
+                                expected_version=version,
+                                events=events,
+                            )
+                        ]
                     )[0]
                 ).version
             replayed = ORDERS.initial()

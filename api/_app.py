@@ -1,0 +1,102 @@
+"""The FastAPI app: order commands and queries over one :class:`Engine`.
+
+The event loop never waits on the engine: commands go through ``execute_async``, queries through
+``query_async``, and the few direct store reads (an order's version for its ETag) and
+``status()`` run on the thread pool.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
+
+from actors import Engine
+from api._commands import register_commands
+from api._common import ApiSettings
+from api._errors import install_error_handlers
+from api._queries import register_queries
+from api._schemas import COMPONENTS
+
+__all__ = ["create_app", "create_app_for_path"]
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            # The msgspec wire types document themselves; their $refs point here.
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(COMPONENTS)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return build
+
+
+def create_app(
+    engine: Engine | None = None,
+    *,
+    settings: ApiSettings | None = None,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    """Build the HTTP API over ``engine``.
+
+    The caller owns ``engine`` (opens and closes it); see :func:`create_app_for_path` for an app
+    that opens and closes its own.
+
+    Args:
+        engine: The engine to serve; None until a ``lifespan`` sets ``app.state.engine``.
+        settings: Timeouts and the body size cap.
+        lifespan: An extra lifespan context (used by :func:`create_app_for_path`).
+    """
+    app = FastAPI(
+        title="orderlog",
+        version="0.1.0",
+        description=(
+            "Orders over an actor-based CQRS / event-sourcing engine. Money is exact: prices "
+            "are decimal strings (numbers are read from their digits, never as floats)."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    app.state.settings = settings or ApiSettings()
+    install_error_handlers(app)
+    register_commands(app)
+    register_queries(app)
+    app.openapi = _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented override
+    return app
+
+
+def create_app_for_path(
+    path: str | os.PathLike[str], *, settings: ApiSettings | None = None, **engine_options: Any
+) -> FastAPI:
+    """Build an app that opens the engine at startup and closes it at shutdown (its lifespan).
+
+    Suits ASGI servers that import an app factory. ``main.py serve`` opens the engine itself
+    first instead, so a locked or unusable data directory is one clear line, not a traceback
+    from the server's startup.
+
+    Args:
+        path: The data directory.
+        settings: Timeouts and the body size cap.
+        **engine_options: Passed to :meth:`Engine.open`.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = await run_in_threadpool(partial(Engine.open, path, **engine_options))
+        app.state.engine = engine
+        try:
+            yield
+        finally:
+            await run_in_threadpool(engine.close)
+
+    return create_app(settings=settings, lifespan=lifespan)

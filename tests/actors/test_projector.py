@@ -1,0 +1,296 @@
+"""Projector actors through the engine: lag, poison parking, unknown events, restarts, stops."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+import pytest
+from readside_kit import (
+    WAIT,
+    GatedView,
+    OrderModel,
+    PoisonView,
+    StepClock,
+    assert_answers,
+    create,
+    random_steps,
+    run,
+    run_steps,
+    wait_until,
+)
+from structlog.testing import capture_logs
+
+from actors import Engine
+from domain.errors import ConsistencyTimeout, UnknownView
+from domain.orders import ORDERS, AddOrderItem, CancelOrder, ShipOrder
+from store import Codec, EventStore, StreamAppend
+from views.orders import GetOrderById, GetOrderStats, SearchOrders, order_views
+
+
+class Mystery(msgspec.Struct, frozen=True, kw_only=True, tag="Mystery"):
+    """An event type the engine's codec does not know."""
+
+    note: str
+
+
+def test_a_blocked_view_never_slows_the_write_side_and_shows_its_lag(tmp_path: Path) -> None:
+    views = order_views(None)
+    gated = GatedView(views[3])  # order_stats
+    with Engine.open(tmp_path, durability="async", views=[*views[:3], gated]) as engine:
+        gated.gate.clear()
+        first = engine.execute(create("o-0"))
+        assert gated.entered.wait(WAIT)
+        try:
+            # The stats projector is stuck inside apply: commands still execute and return.
+            results = [engine.execute(create(f"o-{n}"), timeout=WAIT) for n in range(1, 60)]
+            head = results[-1].position
+            assert engine.query(SearchOrders(page_size=1000), after=head).total == 60
+            assert wait_until(lambda: engine.status().views["order_stats"].lag_seconds > 0)
+            status = engine.status()
+            stats = status.views["order_stats"]
+            assert stats.position == first.position - 1
+            assert stats.lag_events == head - stats.position
+            for name in ("order_details", "customer_orders", "order_search"):
+                assert status.views[name].lag_events == 0
+                assert status.views[name].lag_seconds == 0
+        finally:
+            gated.gate.set()
+        assert engine.wait_for_views(head, timeout=WAIT)
+        stats = engine.status().views["order_stats"]
+        assert (stats.lag_events, stats.lag_seconds) == (0, 0)
+        assert engine.query(GetOrderStats()).total_orders == 60
+
+
+def test_views_replaying_at_open_report_lag_in_seconds(tmp_path: Path) -> None:
+    with Engine.open(tmp_path, durability="async") as engine:
+        for number in range(20):
+            engine.submit(create(f"o-{number}"))
+        assert engine.wait_for_views(20, timeout=WAIT)
+    views = order_views(None)
+    gated = GatedView(views[2])  # order_search, in memory: replays from 0 at open
+    gated.gate.clear()
+    try:
+        with Engine.open(tmp_path, views=[*views[:2], gated, views[3]]) as engine:
+            assert gated.entered.wait(WAIT)
+            assert wait_until(lambda: engine.status().views["order_search"].lag_seconds > 0)
+            assert engine.status().views["order_search"].lag_events == 20
+            gated.gate.set()
+            assert engine.wait_for_views(timeout=WAIT)
+            assert engine.status().views["order_search"].lag_seconds == 0
+    finally:
+        gated.gate.set()
+
+
+def poisoned_engine(path: Path, order_id: str) -> tuple[Engine, PoisonView]:
+    views = order_views(None)
+    poison = PoisonView(views[0], order_id)  # order_details
+    return Engine.open(path, durability="async", views=[poison, *views[1:]]), poison
+
+
+def test_a_poison_event_is_parked_the_view_moves_on_and_a_retry_applies_it(
+    tmp_path: Path,
+) -> None:
+    model = OrderModel()
+    engine, poison = poisoned_engine(tmp_path, "o-bad")
+    with engine, capture_logs() as logs:
+        run(engine, model, create("o-1"))
+        bad = run(engine, model, create("o-bad", "Cust-2", ("sku-3", 2, Decimal("2.25"))))
+        assert bad is not None  # the write side is not affected
+        run(engine, model, create("o-3"))
+        run(engine, model, ShipOrder(order_id="o-1"))
+        assert engine.wait_for_views(timeout=WAIT)
+        status = engine.status()
+        assert status.parked_events == 1
+        assert status.views["order_details"].parked == 1
+        assert status.views["order_search"].parked == 0
+        (parked,) = engine.store.parked()
+        assert engine.parked("order_details") == [parked]
+        assert (parked.view, parked.position) == ("order_details", bad.position)
+        assert "poison order o-bad" in parked.error
+        assert parked.attempts >= 1
+        assert any(e["event"] == "event_parked" and e["position"] == bad.position for e in logs)
+        # The view moved on: later events were applied, only the poison one is missing.
+        assert engine.query(GetOrderById("o-bad")) is None
+        assert engine.query(GetOrderById("o-3")) == model.answer(GetOrderById("o-3"))
+        assert engine.query(GetOrderById("o-1")) == model.answer(GetOrderById("o-1"))
+        assert status.views["order_details"].position == status.head
+        # The other views are unaffected.
+        assert_answers(engine, model, [SearchOrders(), GetOrderStats()])
+
+        assert engine.retry_parked("order_details", bad.position) is False  # still poison
+        assert len(engine.parked()) == 1
+        poison.poisoned.clear()
+        assert engine.retry_parked("order_details", bad.position) is True
+        assert engine.parked() == []
+        assert engine.status().parked_events == 0
+        assert_answers(engine, model, model.probes())
+        assert engine.retry_parked("order_details", bad.position) is False  # no longer parked
+        with pytest.raises(UnknownView):
+            engine.retry_parked("nope", bad.position)
+
+
+def test_a_discarded_parked_event_is_forgotten_and_the_view_stays_without_it(
+    tmp_path: Path,
+) -> None:
+    engine, _ = poisoned_engine(tmp_path, "o-bad")
+    with engine:
+        engine.execute(create("o-1"))
+        bad = engine.execute(create("o-bad"))
+        later = engine.execute(create("o-2"))
+        assert engine.wait_for_views(later.position, timeout=WAIT)
+        assert [p.position for p in engine.parked("order_details")] == [bad.position]
+        assert engine.discard_parked("order_details", bad.position) is True
+        assert engine.discard_parked("order_details", bad.position) is False
+        assert engine.parked() == []
+        assert engine.status().parked_events == 0
+        assert engine.query(GetOrderById("o-bad")) is None
+        assert engine.query(GetOrderById("o-2")) is not None
+
+
+def test_every_event_of_a_poison_order_is_parked_and_retried_in_order(tmp_path: Path) -> None:
+    model = OrderModel()
+    engine, poison = poisoned_engine(tmp_path, "o-bad")
+    with engine:
+        run(engine, model, create("o-bad", "Cust-1", ("sku-1", 1, Decimal(5))))
+        add = AddOrderItem(order_id="o-bad", product_id="sku-2", quantity=3, price=Decimal(1))
+        run(engine, model, add)
+        run(engine, model, create("o-ok"))
+        run(engine, model, CancelOrder(order_id="o-bad", reason="oops"))
+        assert engine.wait_for_views(timeout=WAIT)
+        positions = [p.position for p in engine.parked("order_details")]
+        assert positions == [1, 2, 4]
+        poison.poisoned.clear()
+        assert [engine.retry_parked("order_details", p) for p in positions] == [True] * 3
+        assert engine.status().parked_events == 0
+        assert_answers(engine, model, model.probes())
+
+
+def test_views_resume_from_their_checkpoint_after_a_restart_without_double_counting(
+    tmp_path: Path,
+) -> None:
+    model = OrderModel()
+    clock = StepClock()
+    with Engine.open(tmp_path, clock=clock) as engine:
+        run_steps(engine, model, random_steps(seed=3, count=120))
+        head = engine.status().head
+        assert engine.wait_for_views(head, timeout=WAIT)
+    with EventStore.open(tmp_path, codec=Codec(ORDERS.event_types)) as store:
+        # The LMDB views committed their checkpoints with their rows.
+        assert store.checkpoint("order_details") == head
+        assert store.checkpoint("customer_orders") == head
+    for _ in range(2):  # twice: the second restart resumes from the first one's checkpoints
+        with Engine.open(tmp_path, clock=clock) as engine:
+            status = engine.status()  # before any projector could have replayed anything
+            for name in ("order_details", "customer_orders"):
+                assert status.views[name].backend == "lmdb"
+                assert status.views[name].position == head  # resumed, not replayed from 0
+            run_steps(engine, model, random_steps(seed=4, count=30))
+            head = engine.status().head
+            assert engine.wait_for_views(head, timeout=WAIT)
+            status = engine.status()
+            assert status.parked_events == 0  # a replay over existing rows would park
+            assert {s.position for s in status.views.values()} == {head}
+            assert_answers(engine, model, model.probes())  # counts and revenue exact
+
+
+def test_closing_while_views_catch_up_stops_cleanly_and_they_resume(tmp_path: Path) -> None:
+    with Engine.open(tmp_path, durability="async") as engine:
+        for number in range(1500):
+            engine.submit(create(f"o-{number}", f"Cust-{number % 7}"))
+        head = 1500
+        assert engine.wait_for_views(head, timeout=WAIT)
+    backends: dict[str, Literal["memory", "lmdb"]] = {
+        "order_details": "memory",
+        "order_search": "memory",
+    }
+    for _ in range(3):
+        # Projector stop during catch-up: the memory views are replaying when close() comes.
+        with Engine.open(tmp_path, view_backends=backends):
+            pass
+    with Engine.open(tmp_path) as engine:
+        assert engine.wait_for_views(head, timeout=WAIT)
+        stats = engine.query(GetOrderStats())
+        assert stats.total_orders == 1500
+        assert stats.top_products == [("sku-1", 1500)]
+        assert engine.status().parked_events == 0
+
+
+def write_mystery_event(path: Path) -> int:
+    """Append an event the engine cannot decode, straight through the store; return its position."""
+    codec = Codec([*ORDERS.event_types, Mystery])
+    with EventStore.open(path, codec=codec) as store:
+        (committed,) = store.append_batch(
+            [
+                StreamAppend(
+                    stream_id="mystery-1",
+                    stream_type="mystery",
+                    expected_version=0,
+                    events=[Mystery(note="from a newer version")],
+                )
+            ]
+        )
+        assert not isinstance(committed, Exception)
+        return committed.last_position
+
+
+def test_an_unknown_event_stalls_views_loudly_unless_they_skip_it(tmp_path: Path) -> None:
+    model = OrderModel()
+    with Engine.open(tmp_path) as engine:
+        run(engine, model, create("o-1"))
+        run(engine, model, create("o-2"))
+    bad = write_mystery_event(tmp_path)
+    with Engine.open(tmp_path) as engine:
+        after = run(engine, model, create("o-3"))  # the write side does not read that stream
+        assert after is not None
+        assert wait_until(lambda: all(s.error for s in engine.status().views.values()))
+        for status in engine.status().views.values():
+            assert "CorruptLog" in status.error
+            assert f"position {bad}" in status.error
+            assert status.position == bad - 1
+            assert status.skipped == 0
+        with pytest.raises(ConsistencyTimeout) as caught:
+            engine.query(GetOrderById("o-3"), after=after.position, timeout=0.1)
+        assert caught.value.stale_result is None
+        assert engine.query(GetOrderById("o-1")) is not None
+    with Engine.open(tmp_path, skip_unknown_events=True) as engine:
+        run(engine, model, ShipOrder(order_id="o-1"))
+        head = engine.status().head
+        assert engine.wait_for_views(head, timeout=WAIT)
+        for status in engine.status().views.values():
+            assert status.error == ""
+            assert status.skipped == 1
+            assert status.position == head
+        assert engine.status().parked_events == 0
+        assert_answers(engine, model, model.probes())
+    with Engine.open(tmp_path, skip_unknown_events=True) as engine:
+        assert engine.wait_for_views(timeout=WAIT)
+        status = engine.status()
+        # The LMDB views are past it for good; the memory views replayed and skipped it again.
+        assert status.views["order_details"].skipped == 0
+        assert status.views["order_search"].skipped == 1
+        assert_answers(engine, model, model.probes())
+
+
+def test_a_projector_keeps_up_while_commands_arrive_from_threads(tmp_path: Path) -> None:
+    model = OrderModel()
+    errors: list[BaseException] = []
+
+    def worker(number: int) -> None:
+        try:
+            for step in range(40):
+                run(engine, model, create(f"w{number}-{step}", f"Cust-{number}"))
+        except BaseException as error:
+            errors.append(error)
+
+    with Engine.open(tmp_path, durability="async", workers=2) as engine:
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert_answers(engine, model, model.probes())

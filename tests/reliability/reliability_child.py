@@ -1,0 +1,173 @@
+"""A child process for the crash tests: it works on a data directory until the parent kills it.
+
+Usage: ``python reliability_child.py MODE PATH [ARGS...]`` with the repository root on
+PYTHONPATH. Stdout carries one line per fact, flushed at once (the parent kills us at random
+moments: only what is on the pipe counts); logs go to stderr.
+
+Modes:
+    write PATH DURABILITY TAG THREADS: submit order commands from THREADS threads, many in
+        flight, printing ``ACK command_id aggregate_id version position`` per acknowledged one.
+    project PATH: open the engine with every order view in LMDB over an existing log and print
+        ``POS <order_stats position> <head>`` while the views catch up.
+    reader PATH: open the engine, begin a read transaction, print ``READING``, wait.
+    holdenv PATH: open the raw LMDB environment read-only (keeping its reader table alive),
+        print ``READY``, wait.
+    hold PATH: open the engine, print ``READY <pid>``; then per stdin line ``run CID`` execute
+        that command and print its ACK; ``exit`` closes the engine and exits.
+    tryopen PATH: try to open the engine; print ``LOCKED <pid>`` or ``OPENED``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections import deque
+from typing import Any
+
+import lmdb
+import structlog
+from reliability_kit import STEPS, command_for, command_id
+
+from actors import CommandResult, Engine, LogLocked
+
+_print_lock = threading.Lock()
+_MAX_ORDERS = 100_000  # per thread: far more than any test reads before it kills us
+_WINDOW = 24  # commands in flight per thread
+
+
+def emit(*fields: object) -> None:
+    """Print one line and flush it at once (a SIGKILL may come right after)."""
+    with _print_lock:
+        sys.stdout.write(" ".join(map(str, fields)) + "\n")
+        sys.stdout.flush()
+
+
+def on_done(cid: str) -> Any:
+    """Return a done-callback printing the command's ACK (or ERR)."""
+
+    def done(future: Any) -> None:
+        try:
+            result: CommandResult = future.get(timeout=0)
+        except Exception as error:
+            emit("ERR", cid, repr(error).replace("\n", " "))
+            return
+        emit("ACK", cid, result.aggregate_id, result.version, result.position)
+
+    return done
+
+
+def writer_thread(engine: Engine, tag: str, thread: int) -> None:
+    """Submit every order's commands in order, keeping a window of them in flight."""
+    in_flight: deque[Any] = deque()
+    for order in range(_MAX_ORDERS):
+        for step in range(STEPS):
+            cid = command_id(tag, thread, order, step)
+            future = engine.submit(command_for(cid), timeout=30)
+            future.add_done_callback(on_done(cid))  # type: ignore[attr-defined]
+            in_flight.append(future)
+            while len(in_flight) > _WINDOW:
+                in_flight.popleft().get(timeout=30)
+
+
+def write(path: str, durability: str, tag: str, threads: int) -> None:
+    """Write under load until killed."""
+    engine = Engine.open(path, durability=durability)  # type: ignore[arg-type]
+    emit("READY", os.getpid())
+    workers = [
+        threading.Thread(target=writer_thread, args=(engine, tag, t), daemon=True)
+        for t in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    emit("DONE")
+    sys.stdin.read()
+
+
+def project(path: str) -> None:
+    """Let the LMDB views catch up on a large log, reporting progress until killed."""
+    backends: Any = dict.fromkeys(
+        ("order_details", "customer_orders", "order_search", "order_stats"), "lmdb"
+    )
+    engine = Engine.open(path, view_backends=backends)
+    head = engine.store.head()
+    emit("READY", head)
+    last = -1
+    while True:
+        position = engine.status().views["order_stats"].position
+        if position != last:
+            emit("POS", position, head)
+            last = position
+        if position >= head:
+            break
+        threading.Event().wait(0.0005)
+    emit("CAUGHT")
+    sys.stdin.read()
+
+
+def reader(path: str) -> None:
+    """Die holding an LMDB reader slot."""
+    engine = Engine.open(path)
+    txn = engine.store.env.begin()
+    txn.get(b"anything")
+    emit("READING", os.getpid())
+    sys.stdin.read()
+
+
+def holdenv(path: str) -> None:
+    """Keep the environment open (so its reader table outlives the other processes)."""
+    env = lmdb.open(path, readonly=True, lock=True, max_dbs=256, subdir=True)
+    emit("READY", os.getpid())
+    sys.stdin.read()
+    env.close()
+
+
+def hold(path: str) -> None:
+    """Hold the engine and run commands the parent sends."""
+    with Engine.open(path) as engine:
+        emit("READY", os.getpid())
+        for line in sys.stdin:
+            words = line.split()
+            if words == ["exit"]:
+                break
+            if words and words[0] == "run":
+                result = engine.execute(command_for(words[1]))
+                emit("ACK", words[1], result.aggregate_id, result.version, result.position)
+    emit("CLOSED")
+
+
+def tryopen(path: str) -> None:
+    """Try to open the engine once."""
+    try:
+        engine = Engine.open(path)
+    except LogLocked as locked:
+        emit("LOCKED", locked.pid)
+        return
+    engine.close()
+    emit("OPENED")
+
+
+def main() -> None:
+    """Configure logging to stderr (stdout carries data only) and run the mode."""
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    mode, path, *args = sys.argv[1:]
+    if mode == "write":
+        write(path, args[0], args[1], int(args[2]))
+    elif mode == "project":
+        project(path)
+    elif mode == "reader":
+        reader(path)
+    elif mode == "holdenv":
+        holdenv(path)
+    elif mode == "hold":
+        hold(path)
+    elif mode == "tryopen":
+        tryopen(path)
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main()
