@@ -296,7 +296,8 @@ class AggregateActor(DispatcherActor):
 
     def _passivate(self) -> bool:
         """Stop if nothing of ours is in flight; return whether we stopped."""
-        if self._load_error is not None:  # nothing loaded, so nothing in flight either
+        if self._load_error is not None and self._stash is None:
+            # nothing loaded since the failure, so nothing of ours can be in flight
             return self._registry.retire(self)
         busy = self._stash is not None or (
             # appends still in flight: their outcome may need this actor

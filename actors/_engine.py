@@ -426,7 +426,12 @@ async def bridge(future: pykka.Future[Any]) -> Any:
     waiter: asyncio.Future[Any] = loop.create_future()
 
     def transfer(done: DispatcherFuture[Any]) -> None:
-        loop.call_soon_threadsafe(_settle, done, waiter)
+        try:
+            loop.call_soon_threadsafe(_settle, done, waiter)
+        except RuntimeError:
+            # The loop closed after its caller gave up (CommandTimeout): nobody is waiting.
+            # Unguarded, every such late commit logged an error from the writer's thread.
+            log.debug("async_caller_gone")
 
     if not isinstance(future, DispatcherFuture):  # pragma: no cover - engine futures are
         return await loop.run_in_executor(None, future.get)

@@ -69,9 +69,14 @@ class CatchUp(msgspec.Struct, frozen=True):
 
 
 class Swap(msgspec.Struct, frozen=True):
-    """ReadSide -> projector: catch ``shadow`` up with the live view, then adopt it."""
+    """ReadSide -> projector: catch ``shadow`` up with the live view, then adopt it.
+
+    ``reparked`` holds the positions the rebuild parked again: every other parked event of the
+    view, up to the adopted position, applied fine in the new copy and is unparked.
+    """
 
     shadow: Any
+    reparked: frozenset[int] = frozenset()
 
 
 class RetryParked(msgspec.Struct, frozen=True):
@@ -110,9 +115,16 @@ def _apply_one_with_retries(view: View, event: RecordedEvent) -> Exception | Non
 
 
 def apply_safely(
-    store: EventStore, view: View, events: Sequence[RecordedEvent], up_to: int
+    store: EventStore,
+    view: View,
+    events: Sequence[RecordedEvent],
+    up_to: int,
+    parked_positions: set[int] | None = None,
 ) -> int:
-    """Apply a batch; on failure apply event by event, parking poison ones. Returns parked."""
+    """Apply a batch; on failure apply event by event, parking poison ones. Returns parked.
+
+    The positions parked are added to ``parked_positions`` when given (a rebuild collects them).
+    """
     try:
         view.apply(_filter(view, events), up_to)
     except Exception:  # noqa: BLE001 - fall back to one event at a time to isolate the poison
@@ -126,6 +138,8 @@ def apply_safely(
         error = _apply_one_with_retries(view, event)
         if error is not None:
             parked += 1
+            if parked_positions is not None:
+                parked_positions.add(event.position)
             log.error("event_parked", view=view.name, position=event.position, error=repr(error))
             store.park(
                 ParkedEvent(
@@ -166,15 +180,20 @@ def replay_into(
     until: int,
     progress: Callable[[int], None] | None = None,
     batch_size: int = 2000,
+    *,
+    parked_positions: set[int] | None = None,
 ) -> int:
-    """Apply the log to ``view`` from its position up to ``until``; return events read."""
+    """Apply the log to ``view`` from its position up to ``until``; return events read.
+
+    Positions parked on the way are added to ``parked_positions`` when given.
+    """
     done = 0
     while view.position() < until:
         start = view.position() + 1
         events, up_to, skipped = read_batch(store, view, start, min(batch_size, until - start + 1))
         if up_to < start:
             break
-        apply_safely(store, view, events, up_to)
+        apply_safely(store, view, events, up_to, parked_positions)
         done += len(events) + skipped
         if progress is not None:
             progress(done)
@@ -237,6 +256,10 @@ class Projector(pykka.ThreadingActor):
 
     def on_start(self) -> None:
         """Start catching up from the view's checkpoint."""
+        if self.view.position() < self._head:
+            # Behind from the start (a memory view replays from 0): lag_seconds must show it,
+            # not wait for the next commit's HeadAdvanced to start the clock.
+            self._progress.behind_since = time.monotonic()
         self._schedule()
 
     def on_receive(self, message: Any) -> Any:
@@ -249,12 +272,16 @@ class Projector(pykka.ThreadingActor):
             self._schedule()
         elif isinstance(message, CatchUp):
             self._scheduled = False
-            self._step()
+            try:
+                self._step()
+            except Exception as error:
+                # The view cannot even move its checkpoint (its storage fails): an escaping
+                # exception would kill this actor unseen, with status() showing no error and
+                # read-your-writes queries timing out for no visible reason.
+                self._progress.error = f"{type(error).__name__}: {error}"
+                log.exception("view_stalled", view=self.view.name, position=self.view.position())
         elif isinstance(message, Swap):
-            replay_into(self._store, message.shadow, self.view.position())
-            self.view.adopt(message.shadow)
-            self._advanced()
-            return self.view.position()
+            return self._swap(message)
         elif isinstance(message, RetryParked):
             return self._retry(message.position)
         return None
@@ -275,7 +302,8 @@ class Projector(pykka.ThreadingActor):
         try:
             events, up_to, skipped = read_batch(self._store, view, start, self._batch_size)
         except CorruptLog as corrupt:
-            self._progress.error = str(corrupt)
+            # Name the error class: status readers match on it, and the message has the position.
+            self._progress.error = f"{type(corrupt).__name__}: {corrupt}"
             log.exception("view_stalled", view=view.name, position=corrupt.position)
             return
         self._progress.skipped += skipped
@@ -286,6 +314,21 @@ class Projector(pykka.ThreadingActor):
             self._schedule()
         else:
             self._progress.behind_since = None
+
+    def _swap(self, message: Swap) -> int:
+        reparked = set(message.reparked)
+        replay_into(self._store, message.shadow, self.view.position(), parked_positions=reparked)
+        self.view.adopt(message.shadow)
+        position = self.view.position()
+        # A parked event the new copy applied fine must not stay parked: a later retry_parked
+        # would apply it a second time (double counting). Done here, between two batches, so
+        # no live apply can park anything meanwhile.
+        for parked in self._store.parked(self.view.name):
+            if parked.position <= position and parked.position not in reparked:
+                self._store.unpark(self.view.name, parked.position)
+                log.info("parked_cleared_by_rebuild", view=self.view.name, position=parked.position)
+        self._advanced()
+        return position
 
     def _advanced(self) -> None:
         if self._router is not None:
@@ -298,6 +341,20 @@ class Projector(pykka.ThreadingActor):
         events = next(self._store.read_all(position, 1), [])
         if not events or events[0].position != position:
             return False
-        self.view.reapply(events[0])
+        try:
+            self.view.reapply(events[0])
+        except Exception as error:  # noqa: BLE001 - still poison: it stays parked, with the new error
+            # Contract: retry_parked returns False unless it applied and unparked. Raising the
+            # read model's error out of the ask would also hide that the event is still parked.
+            log.warning("parked_retry_failed", view=self.view.name, position=position)
+            self._store.park(
+                msgspec.structs.replace(
+                    parked[0],
+                    error=repr(error),
+                    attempts=parked[0].attempts + 1,
+                    parked_at=time.time_ns(),
+                )
+            )
+            return False
         self._store.unpark(self.view.name, position)
         return True

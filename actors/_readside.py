@@ -187,11 +187,14 @@ class ReadSide:
                     if progress is not None:
                         progress(min(base + done, total), total)
 
-                total_events += replay_into(self._store, shadow, head, report)
+                reparked: set[int] = set()
+                total_events += replay_into(
+                    self._store, shadow, head, report, parked_positions=reparked
+                )
                 done_before += head
                 # The projector catches the shadow up with the live view and adopts it, between
                 # two of its batches: queries see the old copy until that instant.
-                self._projectors[view_name].ask(Swap(shadow), timeout=600)
+                self._projectors[view_name].ask(Swap(shadow, frozenset(reparked)), timeout=600)
             if progress is not None:
                 progress(total, total)
         seconds = time.perf_counter() - started

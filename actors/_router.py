@@ -22,6 +22,8 @@ from views import View
 
 __all__ = ["Ask", "Cancel", "QueryRouter", "view_for"]
 
+_COMPACT_AT = 64  # heap entries per view before cancelled asks are swept out
+
 
 def view_for(views: Mapping[str, View], routes: Mapping[type, str], query: Any) -> View:
     """Return the view that serves ``query``, or raise :class:`UnknownView`."""
@@ -81,9 +83,18 @@ class QueryRouter(pykka.ThreadingActor):
             self._ask(message)
         elif isinstance(message, ViewAdvanced):
             self._wake(message.view, message.position)
-        elif isinstance(message, Cancel):
-            self._asks.pop(message.ticket, None)
+        elif isinstance(message, Cancel) and self._asks.pop(message.ticket, None) is not None:
+            self._compact()
         return None
+
+    def _compact(self) -> None:
+        # A cancelled ask leaves its (position, ticket) in the heap until the view gets there;
+        # callers polling a stalled view with short timeouts would grow it without bound.
+        for name, heap in self._waiting.items():
+            if len(heap) > _COMPACT_AT and len(heap) > 2 * len(self._asks):
+                live = [entry for entry in heap if entry[1] in self._asks]
+                heapq.heapify(live)
+                self._waiting[name] = live
 
     def _ask(self, ask: Ask) -> None:
         try:

@@ -48,6 +48,7 @@ MAX_TEXT_LENGTH: Final = 1000
 MAX_LINES: Final = 500
 MAX_QUANTITY: Final = 1_000_000
 MAX_PRICE: Final = Decimal(1_000_000_000)
+MAX_PRICE_PLACES: Final = 6
 
 
 def _new_id() -> str:
@@ -235,6 +236,15 @@ def _check_item(order_id: str, product_id: object, quantity: object, price: obje
     exact = Decimal(price)
     if not exact.is_finite():
         raise InvalidCommand(order_id, "invalid_price", f"price of {pid!r} must be finite")
+    exponent = exact.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_PRICE_PLACES:
+        # Totals are exact only while they fit Decimal's 28 digits: 6 places x 1e9 x 1e6 x 500
+        # lines does; an unbounded number of places would be rounded silently.
+        raise InvalidCommand(
+            order_id,
+            "price_precision",
+            f"price of {pid!r} has more than {MAX_PRICE_PLACES} decimal places",
+        )
     if quantity < 1:
         raise CommandRejected(
             order_id,

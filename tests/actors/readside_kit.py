@@ -7,8 +7,9 @@ every order query as the contract says.
 
 The view wrappers are fault-injection seams around real views (passed with
 ``Engine.open(views=[...])``): :class:`GatedView` blocks its apply on an event the test controls,
-:class:`PoisonView` raises for one order id while switched on, :class:`CountingView` counts the
-queries that reached it.
+:class:`CountingView` counts the
+queries that reached it. :class:`PoisonModel` wraps a real read model and raises for one order
+id while switched on.
 """
 
 from __future__ import annotations
@@ -35,22 +36,27 @@ from domain.orders import (
     ShipOrder,
 )
 from store import RecordedEvent
-from views import View
+from views import MemoryView, ReadModel, Storage, View
 from views.orders import (
+    CustomerOrdersModel,
     GetCustomerOrders,
     GetOrderById,
     GetOrderStats,
+    OrderDetailsModel,
+    OrderSearchModel,
     OrderStats,
+    OrderStatsModel,
     OrderView,
     Page,
     SearchOrders,
+    order_views,
 )
 
 ADDRESS = Address(street="1 Main St", city="Springfield", postal_code="12345", country="US")
 EPOCH = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 STATUSES = ("pending", "shipped", "cancelled")
 SORTS = ("created_at", "total_amount", "item_count")
-PRICES = (Decimal("0"), Decimal("1.50"), Decimal("2.25"), Decimal("10"), Decimal("0.10"))
+PRICES = (Decimal(0), Decimal("1.50"), Decimal("2.25"), Decimal(10), Decimal("0.10"))
 WAIT = 10.0  # seconds: the deadline of every wait in these tests
 
 
@@ -109,16 +115,7 @@ class OrderModel:
     def accepts(self, command: Any) -> bool:
         """Predict whether the engine accepts ``command`` (the generated ones only)."""
         if isinstance(command, CreateOrder):
-            prices: dict[str, Decimal] = {}
-            for item in command.items:
-                if prices.setdefault(item.product_id, item.price) != item.price:
-                    return False
-            return (
-                command.order_id not in self.orders
-                and bool(command.items)
-                and bool(command.customer_id.strip())
-                and all(i.quantity >= 1 and i.price >= 0 for i in command.items)
-            )
+            return self._accepts_create(command)
         order = self.orders.get(command.order_id)
         if order is None or order.status != "pending":
             return False
@@ -130,6 +127,18 @@ class OrderModel:
         if isinstance(command, CancelOrder):
             return bool(command.reason.strip())
         return isinstance(command, ShipOrder)
+
+    def _accepts_create(self, command: CreateOrder) -> bool:
+        prices: dict[str, Decimal] = {}
+        for item in command.items:
+            if prices.setdefault(item.product_id, item.price) != item.price:
+                return False  # the same product twice at two prices
+        return (
+            command.order_id not in self.orders
+            and bool(command.items)
+            and bool(command.customer_id.strip())
+            and all(i.quantity >= 1 and i.price >= 0 for i in command.items)
+        )
 
     def record(self, command: Any, result: CommandResult) -> None:
         """Fold an accepted command into the model (times come from its committed event)."""
@@ -231,31 +240,48 @@ class OrderModel:
         """A spread of queries over what the model holds, with every pagination edge."""
         queries: list[Any] = [GetOrderStats(), GetOrderById("no-such-order")]
         queries += [GetOrderById(order_id) for order_id in self.orders]
-        customers = sorted({o.customer_id for o in self.orders.values()}) + ["nobody"]
+        queries += self._customer_probes()
+        queries += self._search_probes()
+        return queries
+
+    def _customer_probes(self) -> list[Any]:
+        queries: list[Any] = []
+        customers = [*sorted({o.customer_id for o in self.orders.values()}), "nobody"]
         for customer in customers:
             mine = sum(o.customer_id == customer for o in self.orders.values())
-            for status in (None, *STATUSES):
-                queries.append(GetCustomerOrders(customer, status=status, page_size=1000))
-            for size in (1, 2, 3):
-                last = (mine + size - 1) // size
-                for page in range(1, last + 2):  # one past the last page too
-                    queries.append(GetCustomerOrders(customer, page=page, page_size=size))
-        needles = ["", "ord", "CUST-1", "sku-2", "-", "zzz"]
-        for needle in needles:
-            for sort_by in SORTS:
-                for order in ("asc", "desc"):
-                    queries.append(SearchOrders(needle, sort_by=sort_by, sort_order=order))
+            queries += [
+                GetCustomerOrders(customer, status=status, page_size=1000)
+                for status in (None, *STATUSES)
+            ]
+            queries += [
+                GetCustomerOrders(customer, page=page, page_size=size)
+                for size in (1, 2, 3)
+                for page in range(1, (mine + size - 1) // size + 2)  # one past the last page too
+            ]
+        return queries
+
+    def _search_probes(self) -> list[Any]:
         total = len(self.orders)
-        for size in (1, 2, 7):
-            for page in range(1, (total + size - 1) // size + 2):
-                queries.append(SearchOrders(sort_by="total_amount", page=page, page_size=size))
-        for status in STATUSES:
-            queries.append(SearchOrders(status=status, sort_by="item_count", sort_order="asc"))
+        queries: list[Any] = [
+            SearchOrders(needle, sort_by=sort_by, sort_order=order)
+            for needle in ("", "ord", "CUST-1", "sku-2", "-", "zzz")
+            for sort_by in SORTS
+            for order in ("asc", "desc")
+        ]
         queries += [
-            SearchOrders(min_total=Decimal("1.50"), max_total=Decimal("10")),
+            SearchOrders(sort_by="total_amount", page=page, page_size=size)
+            for size in (1, 2, 7)
+            for page in range(1, (total + size - 1) // size + 2)
+        ]
+        queries += [
+            SearchOrders(status=status, sort_by="item_count", sort_order="asc")
+            for status in STATUSES
+        ]
+        queries += [
+            SearchOrders(min_total=Decimal("1.50"), max_total=Decimal(10)),
             SearchOrders(min_total=Decimal("2.25"), page_size=1000),
             SearchOrders(max_total=Decimal(0), page_size=1000),
-            SearchOrders(min_total=Decimal("3"), max_total=Decimal("3")),
+            SearchOrders(min_total=Decimal(3), max_total=Decimal(3)),
         ]
         return queries
 
@@ -296,9 +322,9 @@ def command_from(step: Sequence[int], order_ids: Sequence[str]) -> Any:
         return AddOrderItem(
             order_id=order_id, product_id=product_id, quantity=quantity, price=price_of
         )
-    if kind == 2:  # noqa: PLR2004 - the kinds are a small enumeration
+    if kind == 2:
         return RemoveOrderItem(order_id=order_id, product_id=product_id)
-    if kind == 3:  # noqa: PLR2004 - the kinds are a small enumeration
+    if kind == 3:
         return ShipOrder(order_id=order_id)
     return CancelOrder(order_id=order_id, reason="changed my mind")
 
@@ -428,30 +454,45 @@ class GatedView(WrappedView):
         super().apply(events, up_to)
 
 
-class PoisonView(WrappedView):
-    """Raises for events of ``order_id`` while ``poisoned`` is set."""
+class PoisonModel:
+    """A real read model that raises for events of ``order_id`` while ``poisoned`` is set.
 
-    def __init__(self, inner: View, order_id: str) -> None:
-        super().__init__(inner)
+    The fault lives in the read model, so the view's rebuild shadows are poisoned too.
+    """
+
+    def __init__(self, inner: ReadModel, order_id: str) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.tags = inner.tags
+        self.query_types = inner.query_types
         self.order_id = order_id
         self.poisoned = threading.Event()
         self.poisoned.set()
 
-    def _check(self, events: Sequence[RecordedEvent]) -> None:
-        if self.poisoned.is_set():
-            for record in events:
-                if getattr(record.event, "order_id", None) == self.order_id:
-                    raise RuntimeError(f"poison order {self.order_id} at {record.position}")
-
-    def apply(self, events: Sequence[RecordedEvent], up_to: int) -> None:
+    def apply(self, storage: Storage, record: RecordedEvent) -> None:
         """Raise for the poison order, else apply."""
-        self._check(events)
-        super().apply(events, up_to)
+        if self.poisoned.is_set() and getattr(record.event, "order_id", None) == self.order_id:
+            raise RuntimeError(f"poison order {self.order_id} at {record.position}")
+        self.inner.apply(storage, record)
 
-    def reapply(self, event: RecordedEvent) -> None:
-        """Raise for the poison order, else apply."""
-        self._check([event])
-        super().reapply(event)
+    def query(self, storage: Storage, query: object) -> object:
+        """Delegate."""
+        return self.inner.query(storage, query)
+
+
+def poisoned_views(name: str, order_id: str) -> tuple[list[View], PoisonModel]:
+    """The four order views in memory, the one called ``name`` with a poisoned read model."""
+    views = order_views(None)
+    index = [view.name for view in views].index(name)
+    models: list[ReadModel] = [
+        OrderDetailsModel(),
+        CustomerOrdersModel(),
+        OrderSearchModel(),
+        OrderStatsModel(),
+    ]
+    poison = PoisonModel(models[index], order_id)
+    views[index] = MemoryView(poison)
+    return views, poison
 
 
 class CountingView(WrappedView):

@@ -18,6 +18,7 @@ from engine_kit import (
     open_engine,
     wait_until,
 )
+from structlog.testing import capture_logs
 
 from actors import CommandResult, CommandTimeout, EngineClosed
 from actors._gate import InFlightGate
@@ -171,3 +172,19 @@ def test_a_command_caught_between_the_closed_check_and_admission_gets_engine_clo
         thread.join(TIMEOUT * 2)
     assert len(outcome) == 1
     assert isinstance(outcome[0], EngineClosed), outcome
+
+
+def test_an_async_caller_that_gave_up_leaves_no_error_when_its_command_commits_later(
+    tmp_path: Path,
+) -> None:
+    gate = threading.Event()
+    wrappers: list[GatedStore] = []
+    with open_engine(tmp_path, deciders=[COUNTER], store_wrapper=_gated(gate, wrappers)) as engine:
+        with pytest.raises(CommandTimeout):
+            asyncio.run(engine.execute_async(Increment(counter_id="c"), timeout=0.05))
+        # its event loop is closed now; the commit lands afterwards
+        with capture_logs() as logs:
+            gate.set()
+            wait_until(lambda: engine.status().in_flight == 0)
+            assert engine.execute(Increment(counter_id="c")).version == 2
+    assert [entry for entry in logs if entry["log_level"] in {"error", "warning"}] == []

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import queue
+import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -13,10 +19,12 @@ from readside_kit import (
     WAIT,
     GatedView,
     OrderModel,
-    PoisonView,
+    PoisonModel,
     StepClock,
+    WrappedView,
     assert_answers,
     create,
+    poisoned_views,
     random_steps,
     run,
     run_steps,
@@ -27,8 +35,14 @@ from structlog.testing import capture_logs
 from actors import Engine
 from domain.errors import ConsistencyTimeout, UnknownView
 from domain.orders import ORDERS, AddOrderItem, CancelOrder, ShipOrder
-from store import Codec, EventStore, StreamAppend
-from views.orders import GetOrderById, GetOrderStats, SearchOrders, order_views
+from store import Codec, EventStore, RecordedEvent, StreamAppend
+from views.orders import (
+    GetCustomerOrders,
+    GetOrderById,
+    GetOrderStats,
+    SearchOrders,
+    order_views,
+)
 
 
 class Mystery(msgspec.Struct, frozen=True, kw_only=True, tag="Mystery"):
@@ -73,22 +87,20 @@ def test_views_replaying_at_open_report_lag_in_seconds(tmp_path: Path) -> None:
     views = order_views(None)
     gated = GatedView(views[2])  # order_search, in memory: replays from 0 at open
     gated.gate.clear()
-    try:
-        with Engine.open(tmp_path, views=[*views[:2], gated, views[3]]) as engine:
+    with Engine.open(tmp_path, views=[*views[:2], gated, views[3]]) as engine:
+        try:
             assert gated.entered.wait(WAIT)
             assert wait_until(lambda: engine.status().views["order_search"].lag_seconds > 0)
             assert engine.status().views["order_search"].lag_events == 20
-            gated.gate.set()
-            assert engine.wait_for_views(timeout=WAIT)
-            assert engine.status().views["order_search"].lag_seconds == 0
-    finally:
-        gated.gate.set()
+        finally:
+            gated.gate.set()  # before close(): a blocked projector would hold it up
+        assert engine.wait_for_views(timeout=WAIT)
+        assert engine.status().views["order_search"].lag_seconds == 0
 
 
-def poisoned_engine(path: Path, order_id: str) -> tuple[Engine, PoisonView]:
-    views = order_views(None)
-    poison = PoisonView(views[0], order_id)  # order_details
-    return Engine.open(path, durability="async", views=[poison, *views[1:]]), poison
+def poisoned_engine(path: Path, order_id: str) -> tuple[Engine, PoisonModel]:
+    views, poison = poisoned_views("order_details", order_id)
+    return Engine.open(path, durability="async", views=views), poison
 
 
 def test_a_poison_event_is_parked_the_view_moves_on_and_a_retry_applies_it(
@@ -122,7 +134,9 @@ def test_a_poison_event_is_parked_the_view_moves_on_and_a_retry_applies_it(
         assert_answers(engine, model, [SearchOrders(), GetOrderStats()])
 
         assert engine.retry_parked("order_details", bad.position) is False  # still poison
-        assert len(engine.parked()) == 1
+        (again,) = engine.parked()
+        assert again.attempts == parked.attempts + 1
+        assert "poison order o-bad" in again.error
         poison.poisoned.clear()
         assert engine.retry_parked("order_details", bad.position) is True
         assert engine.parked() == []
@@ -247,11 +261,11 @@ def test_an_unknown_event_stalls_views_loudly_unless_they_skip_it(tmp_path: Path
         after = run(engine, model, create("o-3"))  # the write side does not read that stream
         assert after is not None
         assert wait_until(lambda: all(s.error for s in engine.status().views.values()))
-        for status in engine.status().views.values():
-            assert "CorruptLog" in status.error
-            assert f"position {bad}" in status.error
-            assert status.position == bad - 1
-            assert status.skipped == 0
+        for stalled in engine.status().views.values():
+            assert "CorruptLog" in stalled.error
+            assert f"position {bad}" in stalled.error
+            assert stalled.position == bad - 1
+            assert stalled.skipped == 0
         with pytest.raises(ConsistencyTimeout) as caught:
             engine.query(GetOrderById("o-3"), after=after.position, timeout=0.1)
         assert caught.value.stale_result is None
@@ -260,10 +274,10 @@ def test_an_unknown_event_stalls_views_loudly_unless_they_skip_it(tmp_path: Path
         run(engine, model, ShipOrder(order_id="o-1"))
         head = engine.status().head
         assert engine.wait_for_views(head, timeout=WAIT)
-        for status in engine.status().views.values():
-            assert status.error == ""
-            assert status.skipped == 1
-            assert status.position == head
+        for view in engine.status().views.values():
+            assert view.error == ""
+            assert view.skipped == 1
+            assert view.position == head
         assert engine.status().parked_events == 0
         assert_answers(engine, model, model.probes())
     with Engine.open(tmp_path, skip_unknown_events=True) as engine:
@@ -294,3 +308,160 @@ def test_a_projector_keeps_up_while_commands_arrive_from_threads(tmp_path: Path)
             thread.join(60)
         assert errors == []
         assert_answers(engine, model, model.probes())
+
+
+def test_a_projector_stopped_in_the_middle_of_its_catch_up_resumes_exactly(tmp_path: Path) -> None:
+    with Engine.open(tmp_path, durability="async") as engine:
+        for number in range(300):
+            engine.submit(create(f"o-{number}", "Cust-1", ("sku-2", 2, Decimal("1.25"))))
+        engine.execute(ShipOrder(order_id="o-7"))
+        assert engine.wait_for_views(timeout=WAIT)
+    views = order_views(None)
+    gated = GatedView(views[3])  # order_stats, in memory: replays from 0 at open
+    gated.gate.clear()
+    engine = Engine.open(tmp_path, views=[*views[:3], gated])
+    closer = threading.Thread(target=engine.close)
+    try:
+        assert gated.entered.wait(WAIT)  # stuck inside its first catch-up batch
+        projector = engine._read._projectors["order_stats"]
+        closer.start()
+        # The stop request is queued behind the batch in progress.
+        assert wait_until(lambda: not projector.actor_inbox.empty())
+    finally:
+        gated.gate.set()
+        closer.join(WAIT)
+    assert not closer.is_alive()
+    assert engine.closed
+    with Engine.open(tmp_path) as engine:
+        assert engine.wait_for_views(timeout=WAIT)
+        stats = engine.query(GetOrderStats())
+        assert stats.total_orders == 300
+        assert stats.by_status == {"pending": 299, "shipped": 1, "cancelled": 0}
+        assert stats.revenue == Decimal("2.50")
+        assert stats.top_products == [("sku-2", 600)]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CHILD = """
+import sys
+from decimal import Decimal
+import structlog
+from actors import Engine
+from domain.orders import Address, CreateOrder, OrderItem, ShipOrder
+
+structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+address = Address(street="s", city="c", postal_code="p", country="x")
+with Engine.open(sys.argv[1], durability="async") as engine:
+    number = 0
+    while True:
+        futures = []
+        for _ in range(20):
+            item = OrderItem(product_id=f"sku-{number % 5}", quantity=2, price=Decimal("1.25"))
+            futures.append(engine.submit(CreateOrder(
+                order_id=f"k-{number}", customer_id=f"Cust-{number % 3}", items=[item],
+                shipping_address=address)))
+            number += 1
+        for future in futures:
+            result = future.get(timeout=10)
+            print("ack", result.aggregate_id, result.position, flush=True)
+        if number % 40 == 0:
+            shipped = engine.execute(ShipOrder(order_id=f"k-{number - 1}"))
+            print("ack", shipped.aggregate_id, shipped.position, flush=True)
+        if number == 100:
+            engine.wait_for_views(timeout=10)
+            print("views", result.position, flush=True)
+"""
+
+
+def test_a_killed_engine_resumes_its_views_from_their_checkpoints_exactly(
+    tmp_path: Path,
+) -> None:
+    child = subprocess.Popen(  # noqa: S603 - our own interpreter running our own test code
+        [sys.executable, "-c", CHILD, str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # its logs
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in child.stdout or ():
+            lines.put(line)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    acked: dict[str, int] = {}
+    checkpointed = 0
+    try:
+        while len(acked) < 400:
+            kind, *rest = lines.get(timeout=WAIT).split()
+            if kind == "views":
+                checkpointed = int(rest[0])
+            else:
+                acked[rest[0]] = int(rest[1])
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # mid-flight: commits and view writes under way
+        child.wait(WAIT)
+        reader.join(WAIT)
+        if child.stdout is not None:
+            child.stdout.close()
+    assert checkpointed > 0
+    queries = [
+        GetOrderStats(),
+        SearchOrders(page_size=1000, sort_by="total_amount"),
+        *(GetCustomerOrders(f"Cust-{n}", page_size=1000) for n in range(3)),
+    ]
+    with Engine.open(tmp_path) as engine:
+        status = engine.status()  # before any projector could have replayed anything
+        head = status.head
+        for name in ("order_details", "customer_orders"):
+            assert checkpointed <= status.views[name].position <= head  # resumed, not from 0
+        assert engine.wait_for_views(head, timeout=WAIT)
+        assert engine.status().parked_events == 0
+        for order_id, position in acked.items():  # nothing acknowledged is lost
+            assert position <= head
+            assert engine.query(GetOrderById(order_id)) is not None
+        resumed = [engine.query(query) for query in queries]
+        stats = resumed[0]
+        assert stats.total_orders == len(resumed[1].items)  # no order counted twice
+        shipped = stats.by_status["shipped"]
+        assert stats.revenue == Decimal("2.50") * shipped
+        assert sum(units for _, units in stats.top_products) == 2 * (stats.total_orders)
+        assert stats.total_orders + shipped == head  # every event counted exactly once
+    all_memory: dict[str, Literal["memory", "lmdb"]] = {
+        "order_details": "memory",
+        "customer_orders": "memory",
+    }
+    with Engine.open(tmp_path, view_backends=all_memory) as engine:
+        assert engine.wait_for_views(head, timeout=WAIT)
+        assert [engine.query(query) for query in queries] == resumed  # equals a fresh replay
+
+
+class BrokenView(WrappedView):
+    """A view whose every apply fails (its storage is gone), even an empty one."""
+
+    def apply(self, events: Sequence[RecordedEvent], up_to: int) -> None:
+        raise OSError(f"cannot write {len(events)} events of {self.name} up to {up_to}")
+
+
+def test_a_view_that_cannot_apply_at_all_stalls_loudly_and_the_rest_goes_on(
+    tmp_path: Path,
+) -> None:
+    model = OrderModel()
+    views = order_views(None)
+    broken = BrokenView(views[1])  # customer_orders
+    with Engine.open(tmp_path, durability="async", views=[views[0], broken, *views[2:]]) as engine:
+        first = run(engine, model, create("o-1"))
+        assert first is not None
+        assert wait_until(lambda: engine.status().views["customer_orders"].error != "")
+        status = engine.status()
+        assert "OSError" in status.views["customer_orders"].error
+        assert status.views["customer_orders"].position == 0
+        later = run(engine, model, create("o-2"))  # the write side goes on
+        assert later is not None
+        assert_answers(engine, model, [GetOrderById("o-2"), GetOrderStats(), SearchOrders()])
+        with pytest.raises(ConsistencyTimeout):
+            engine.query(GetCustomerOrders("Cust-1"), after=later.position, timeout=0.1)
+        assert engine.status().views["customer_orders"].lag_events == later.position

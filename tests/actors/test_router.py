@@ -186,7 +186,9 @@ def test_read_your_writes_through_query_async(tmp_path: Path) -> None:
         seen = []
         for number in range(20):
             result = await engine.execute_async(create(f"a-{number}"))
-            seen.append(await engine.query_async(GetOrderById(f"a-{number}"), after=result.position))
+            seen.append(
+                await engine.query_async(GetOrderById(f"a-{number}"), after=result.position)
+            )
         return seen
 
     with Engine.open(tmp_path, durability="async") as engine:
@@ -260,9 +262,7 @@ def test_asks_parked_for_many_positions_are_all_woken_in_any_order(tmp_path: Pat
                 timeouts.append(number)
 
         short = [threading.Thread(target=ask, args=(n, 0.05)) for n in range(0, 30, 3)]
-        long = [
-            threading.Thread(target=ask, args=(n, WAIT)) for n in reversed(range(30)) if n % 3
-        ]
+        long = [threading.Thread(target=ask, args=(n, WAIT)) for n in reversed(range(30)) if n % 3]
         for thread in short:
             thread.start()
         for thread in short:
@@ -281,3 +281,18 @@ def test_asks_parked_for_many_positions_are_all_woken_in_any_order(tmp_path: Pat
         # The cancelled asks were dropped: later asks are still answered at once.
         head = results[-1].position
         assert engine.query(GetOrderById("o-0"), after=head, timeout=WAIT) is not None
+
+
+def test_asks_given_up_on_do_not_pile_up_in_the_router(tmp_path: Path) -> None:
+    with Engine.open(tmp_path, durability="async") as engine:
+        head = engine.execute(create("o-1")).position
+        for _ in range(300):
+            with pytest.raises(ConsistencyTimeout):
+                engine.query(GetOrderStats(), after=head + 1000, timeout=0.001)
+        router = engine._read._router._actor_weakref()
+        assert router is not None
+        # Every Cancel was told before the next query's ask: once the router drained its inbox
+        # the heap holds at most a sweep's worth of cancelled entries.
+        assert engine.query(GetOrderStats(), after=head) is not None
+        assert len(router._waiting["order_stats"]) <= 2 * 64
+        assert router._asks == {}

@@ -33,6 +33,11 @@ def _writer(engine: Any) -> Any:
     return engine._writer.proxy()
 
 
+def _wait_queued(engine: Any, count: int) -> None:
+    """Wait until ``count`` appends wait in the writer's inbox (it is held at the gate)."""
+    wait_until(lambda: engine._writer.actor_inbox.qsize() >= count)
+
+
 def test_a_failed_commit_fails_its_callers_and_the_engine_keeps_working(tmp_path: Path) -> None:
     wrappers: list[FailingStore] = []
 
@@ -77,6 +82,7 @@ def test_a_failed_commit_fails_every_caller_of_its_batch_and_no_other(tmp_path: 
         first = engine.submit(Increment(counter_id="first"))
         wait_until(wrappers[0].waiting.is_set)
         futures = [engine.submit(Increment(counter_id=f"c{i}")) for i in range(20)]
+        _wait_queued(engine, 20)
         gate.set()
         assert first.get(timeout=TIMEOUT).position == 1
         failing = wrappers[0].store
@@ -178,6 +184,7 @@ def test_commands_queued_together_are_group_committed_with_one_log_line_per_batc
             engine.submit(Increment(counter_id="warmup"))
             wait_until(wrappers[0].waiting.is_set)
             futures = [engine.submit(Increment(counter_id=f"c{i % 10}")) for i in range(200)]
+            _wait_queued(engine, 200)
             gate.set()
             for future in futures:
                 future.get(timeout=TIMEOUT)

@@ -946,3 +946,10 @@ def test_random_command_sequences_agree_with_a_simple_model_and_with_replay(
     assert replayed == state
     decoded = msgspec.msgpack.decode(snapshot(replayed), type=OrderState)
     assert decoded == state
+
+
+def test_a_price_with_more_than_six_decimal_places_is_invalid_so_totals_stay_exact() -> None:
+    error = invalid(OrderState(), create(item(price="0.1234567")), "price_precision")
+    assert "decimal places" in str(error)
+    accepted = apply(OrderState(), create(item(price="0.123456", quantity=3)))
+    assert order_total(accepted.items) == Decimal("0.370368")

@@ -1,0 +1,243 @@
+"""Rebuild through the engine: equals live, progress, queries during it, races with live apply."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from readside_kit import (
+    WAIT,
+    OrderModel,
+    StepClock,
+    WrappedView,
+    answers,
+    assert_answers,
+    create,
+    poisoned_views,
+    random_steps,
+    run,
+    run_steps,
+)
+
+from actors import Engine, RebuildReport
+from domain.errors import UnknownView
+from domain.orders import AddOrderItem, ShipOrder
+from store import RecordedEvent
+from views import View
+from views.orders import GetOrderById, GetOrderStats, SearchOrders, order_views
+
+VIEW_NAMES = ("order_details", "customer_orders", "order_search", "order_stats")
+ALL_MEMORY: dict[str, Literal["memory", "lmdb"]] = dict.fromkeys(VIEW_NAMES, "memory")
+
+steps = st.lists(
+    st.tuples(
+        st.integers(0, 4),
+        st.integers(0, 30),
+        st.integers(0, 3),
+        st.integers(0, 4),
+        st.integers(1, 3),
+        st.integers(0, 11),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=steps)
+def test_rebuild_equals_live_and_a_fresh_replay_of_the_log(
+    steps: Sequence[tuple[int, int, int, int, int, int]],
+) -> None:
+    model = OrderModel()
+    with tempfile.TemporaryDirectory() as directory:
+        with Engine.open(directory, durability="async", clock=StepClock()) as engine:
+            run_steps(engine, model, steps)
+            probes = model.probes()
+            live = answers(engine, probes, after=model.head)
+            assert live == [model.answer(query) for query in probes]
+            report = engine.rebuild()
+            assert report.views == VIEW_NAMES
+            assert report.events == model.head * len(VIEW_NAMES)
+            assert answers(engine, probes) == live
+            assert {s.position for s in engine.status().views.values()} == {model.head}
+        with Engine.open(directory, view_backends=ALL_MEMORY) as engine:
+            assert answers(engine, probes, after=model.head) == live
+        with Engine.open(directory) as engine:  # the LMDB views adopted their rebuilt copies
+            assert answers(engine, probes, after=model.head) == live
+            assert engine.status().parked_events == 0
+
+
+def test_rebuild_of_one_view_reports_progress_monotonically_up_to_the_total(
+    tmp_path: Path,
+) -> None:
+    with Engine.open(tmp_path, durability="async") as engine:
+        for number in range(4500):  # more than two replay batches
+            engine.submit(create(f"o-{number}"))
+        assert engine.wait_for_views(4500, timeout=WAIT)
+        seen: list[tuple[int, int]] = []
+        report = engine.rebuild("order_search", progress=lambda d, t: seen.append((d, t)))
+        assert report.views == ("order_search",)
+        assert report.events == 4500
+        assert report.seconds > 0
+        assert len(seen) >= 3
+        assert {total for _, total in seen} == {4500}
+        dones = [done for done, _ in seen]
+        assert dones == sorted(dones)
+        assert dones[-1] == 4500
+        seen.clear()
+        report = engine.rebuild(progress=lambda d, t: seen.append((d, t)))
+        assert report.events == 4 * 4500
+        dones = [done for done, _ in seen]
+        assert dones == sorted(dones)
+        assert seen[-1] == (4 * 4500, 4 * 4500)
+        assert {total for _, total in seen} == {4 * 4500}
+
+
+def test_rebuild_of_an_unknown_view_raises(tmp_path: Path) -> None:
+    with Engine.open(tmp_path, durability="async") as engine:
+        with pytest.raises(UnknownView):
+            engine.rebuild("nope")
+        with pytest.raises(UnknownView):
+            engine.rebuild(view="order_Details")
+
+
+def test_rebuild_of_an_empty_log_reports_nothing(tmp_path: Path) -> None:
+    with Engine.open(tmp_path, durability="async") as engine:
+        seen: list[tuple[int, int]] = []
+        report = engine.rebuild(progress=lambda d, t: seen.append((d, t)))
+        assert isinstance(report, RebuildReport)
+        assert report.events == 0
+        assert seen == [(0, 0)]
+        assert engine.query(GetOrderStats()).total_orders == 0
+
+
+class SlowShadow(WrappedView):
+    """A rebuild shadow whose apply waits for ``release``; sets ``rebuilding`` when it does."""
+
+    def __init__(self, inner: View, release: threading.Event, rebuilding: threading.Event) -> None:
+        super().__init__(inner)
+        self.release = release
+        self.rebuilding = rebuilding
+
+    def apply(self, events: Sequence[RecordedEvent], up_to: int) -> None:
+        if not self.release.is_set():
+            self.rebuilding.set()
+            self.release.wait(60)
+        super().apply(events, up_to)
+
+
+class SlowRebuildView(WrappedView):
+    """A real view whose rebuild shadows are slow shadows (see :class:`SlowShadow`)."""
+
+    def __init__(self, inner: View, release: threading.Event, rebuilding: threading.Event) -> None:
+        super().__init__(inner)
+        self.release = release
+        self.rebuilding = rebuilding
+
+    def new_shadow(self) -> View:
+        return SlowShadow(self.inner.new_shadow(), self.release, self.rebuilding)
+
+    def adopt(self, shadow: View) -> None:
+        # The real view adopts the real shadow inside the wrapper.
+        assert isinstance(shadow, SlowShadow)
+        super().adopt(shadow.inner)
+
+
+def test_queries_are_answered_from_the_old_copy_throughout_a_slow_rebuild(
+    tmp_path: Path,
+) -> None:
+    model = OrderModel()
+    release, rebuilding = threading.Event(), threading.Event()
+    views: list[View] = [SlowRebuildView(view, release, rebuilding) for view in order_views(None)]
+    with Engine.open(tmp_path, durability="async", views=views, clock=StepClock()) as engine:
+        run_steps(engine, model, random_steps(seed=11, count=400))
+        probes = model.probes()[:200]
+        expected = [model.answer(query) for query in probes]
+        assert answers(engine, probes, after=model.head) == expected
+        outcome: list[Any] = []
+        rebuilder = threading.Thread(target=lambda: outcome.append(engine.rebuild()))
+        rebuilder.start()
+        try:
+            assert rebuilding.wait(WAIT)
+            # The rebuild is stuck in its first batch: every query is still answered, in full.
+            assert answers(engine, probes) == expected
+        finally:
+            release.set()
+        while rebuilder.is_alive():  # and while it runs to its end
+            assert answers(engine, probes[:40]) == expected[:40]
+            rebuilder.join(0.001)
+        assert len(outcome) == 1
+        assert answers(engine, probes) == expected
+
+
+def test_rebuilds_racing_live_writes_neither_skip_nor_double_apply(tmp_path: Path) -> None:
+    model = OrderModel()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        number = 0
+        try:
+            while not stop.is_set() or number < 50:
+                order_id = f"w-{number}"
+                run(engine, model, create(order_id, f"Cust-{number % 3}"))
+                add = AddOrderItem(
+                    order_id=order_id, product_id="sku-1", quantity=2, price=Decimal("1.50")
+                )
+                run(engine, model, add)
+                if number % 4 == 0:
+                    run(engine, model, ShipOrder(order_id=order_id))
+                number += 1
+        except BaseException as error:
+            errors.append(error)
+
+    with Engine.open(tmp_path, durability="async", workers=2) as engine:
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            for name in (None, "order_stats", "order_details", None, "order_search"):
+                engine.rebuild(name)
+        finally:
+            stop.set()
+            thread.join(60)
+        assert errors == []
+        assert engine.status().parked_events == 0  # a double apply of OrderCreated would park
+        assert_answers(engine, model, model.probes())
+
+
+def test_a_rebuild_does_not_leave_stale_parked_events_that_a_retry_would_double_apply(
+    tmp_path: Path,
+) -> None:
+    model = OrderModel()
+    # order_stats: a double apply would double count.
+    views, poison = poisoned_views("order_stats", "o-bad")
+    with Engine.open(tmp_path, durability="async", views=views) as engine:
+        run(engine, model, create("o-bad", "Cust-1", ("sku-1", 2, Decimal(3))))
+        run(engine, model, create("o-ok", "Cust-1", ("sku-2", 1, Decimal(1))))
+        assert engine.wait_for_views(timeout=WAIT)
+        assert [p.position for p in engine.parked("order_stats")] == [1]
+        poison.poisoned.clear()
+        engine.rebuild("order_stats")  # the event applies fine now
+        assert engine.parked("order_stats") == []
+        assert engine.retry_parked("order_stats", 1) is False
+        assert_answers(engine, model, model.probes())
+
+
+def test_a_rebuild_keeps_an_event_parked_while_it_is_still_poison(tmp_path: Path) -> None:
+    views, _ = poisoned_views("order_details", "o-bad")
+    with Engine.open(tmp_path, durability="async", views=views) as engine:
+        engine.execute(create("o-bad"))
+        engine.execute(create("o-ok"))
+        assert engine.wait_for_views(timeout=WAIT)
+        engine.rebuild("order_details")
+        assert [p.position for p in engine.parked("order_details")] == [1]
+        assert engine.query(GetOrderById("o-bad")) is None
+        assert engine.query(GetOrderById("o-ok")) is not None
+        assert engine.query(SearchOrders()).total == 2
