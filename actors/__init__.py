@@ -21,6 +21,7 @@ from domain.errors import (
     InvalidCommand,
     InvalidQuery,
     LogLocked,
+    StorageError,
     UnknownView,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "InvalidQuery",
     "LogLocked",
     "RebuildReport",
+    "StorageError",
     "UnknownView",
     "ViewStatus",
     "freeze_gc",

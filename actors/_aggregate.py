@@ -33,7 +33,13 @@ from actors._messages import (
     Resync,
 )
 from actors._writer import LogStore, fail, result_from_record
-from domain.errors import ConcurrencyConflict, EngineError, IdempotencyConflict, InvalidCommand
+from domain.errors import (
+    ConcurrencyConflict,
+    EngineError,
+    IdempotencyConflict,
+    InvalidCommand,
+    StorageError,
+)
 from store import Snapshot, StreamAppend
 
 if TYPE_CHECKING:
@@ -68,6 +74,13 @@ def fingerprint(command: object) -> bytes:
     return hashlib.blake2b(
         type(command).__qualname__.encode() + b"\0" + payload, digest_size=16
     ).digest()
+
+
+def as_engine_error(error: BaseException, operation: str) -> EngineError:
+    """Return ``error`` if it is an EngineError, else a :class:`StorageError` wrapping it."""
+    if isinstance(error, EngineError):
+        return error
+    return StorageError(operation, repr(error))
 
 
 class SnapshotStore(LogStore, Protocol):
@@ -204,12 +217,19 @@ class AggregateActor(DispatcherActor):
     def _execute(self, message: Execute) -> None:
         command, reply = message.command, message.reply
         if self._load_error is not None and not self._try_load():
-            fail(reply, self._load_error)
+            fail(reply, as_engine_error(self._load_error, "load"))
             return
         try:
             print_ = fingerprint(command)
-            if self._answer_duplicate(command.command_id, print_, reply):
-                return
+            try:
+                if self._answer_duplicate(command.command_id, print_, reply):
+                    return
+            except EngineError:
+                raise
+            except Exception as error:
+                # A store read failure is the caller's to retry, typed like every other answer.
+                log.exception("idempotency_lookup_failed", aggregate_id=self.aggregate_id)
+                raise as_engine_error(error, "idempotency lookup") from error
             self._check_version(command.expected_version)
             now = self._clock()
             events = tuple(self._decider.decide(self._state, command, now))

@@ -72,6 +72,15 @@ def _check_id(value: object, field: str) -> str:
         raise InvalidCommand(
             value[:_MAX_ID], "invalid_id", f"{field} must be <= {_MAX_ID} chars, without NUL"
         )
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        # Lone surrogates: the id could never be stored (keys are UTF-8).
+        raise InvalidCommand(
+            value.encode(errors="replace").decode()[:_MAX_ID],
+            "invalid_id",
+            f"{field} is not valid Unicode (it holds a lone surrogate)",
+        ) from None
     return value
 
 
@@ -218,13 +227,17 @@ class Engine:
             log.warning("close_with_commands_in_flight", in_flight=self._gate.count)
         self._stop_housekeeping.set()
         self._housekeeper.join(timeout)
-        for registry in self._registries:
-            registry.stop_all(timeout)
-        self._writer.stop(timeout=timeout)
-        self._read.close()
-        self._dispatcher.shutdown(timeout=timeout)
-        self._store.close()
-        log.info("engine_closed")
+        try:
+            for registry in self._registries:
+                registry.stop_all(timeout)
+            self._writer.stop(timeout=timeout)
+            self._read.close()
+        finally:
+            # Whatever failed above (a projector stuck in a view's apply), the workers stop and
+            # the store is closed: the lock is released and the data directory can be reopened.
+            self._dispatcher.shutdown(timeout=timeout)
+            self._store.close()
+            log.info("engine_closed")
 
     def __enter__(self) -> Self:
         """Return the engine itself."""

@@ -23,6 +23,7 @@ __all__ = [
     "InvalidCommand",
     "InvalidQuery",
     "LogLocked",
+    "StorageError",
     "UnknownView",
 ]
 
@@ -199,6 +200,23 @@ class CommitFailed(EngineError):
         super().__init__(
             f"the commit failed ({reason}); nothing of this command was written, retry it"
         )
+        self.reason = reason
+
+
+class StorageError(EngineError):
+    """The store could not be read (or written) for a command; nothing of it was written.
+
+    Attributes:
+        operation: What the engine was doing (``"load"``, ``"idempotency lookup"``...).
+        reason: The underlying error.
+    """
+
+    def __init__(self, operation: str, reason: str) -> None:
+        super().__init__(
+            f"the store failed during {operation} ({reason}); nothing was written, retry the "
+            "command (same command_id) once the store is healthy"
+        )
+        self.operation = operation
         self.reason = reason
 
 

@@ -197,9 +197,21 @@ def test_money_sent_as_a_json_number_stays_exact(client: httpx.Client) -> None:
     raw = (
         b'{"customer_id": "exact", "shipping_address": {"street": "s", "city": "c",'
         b' "postal_code": "1", "country": "DE"}, "items": [{"product_id": "p", "quantity": 3,'
-        b' "price": 0.1000000000000000000001}]}'
+        b' "price": 123456789.100001}]}'
     )
     created = client.post("/orders", content=raw, headers={"content-type": "application/json"})
     assert created.status_code == 201, created.text
     order = client.get(f"/orders/{created.json()['order_id']}").json()
-    assert order["total_amount"] == "0.3000000000000000000003"
+    # Through a float this would come back as 370370367.30000305...
+    assert order["total_amount"] == "370370367.300003"
+
+
+def test_money_with_more_places_than_totals_can_keep_exact_is_a_422(client: httpx.Client) -> None:
+    raw = (
+        b'{"customer_id": "exact", "shipping_address": {"street": "s", "city": "c",'
+        b' "postal_code": "1", "country": "DE"}, "items": [{"product_id": "p", "quantity": 3,'
+        b' "price": 0.1000000000000000000001}]}'
+    )
+    created = client.post("/orders", content=raw, headers={"content-type": "application/json"})
+    assert created.status_code == 422
+    assert "decimal places" in created.json()["detail"]

@@ -18,6 +18,7 @@ from domain.errors import (
     InvalidCommand,
     InvalidQuery,
     LogLocked,
+    StorageError,
     UnknownView,
 )
 
@@ -79,6 +80,11 @@ def _examples() -> list[tuple[EngineError, dict[str, Any], list[str]]]:
             CommitFailed("disk full"),
             {"reason": "disk full"},
             ["disk full", "retry"],
+        ),
+        (
+            StorageError("load", "OSError(5)"),
+            {"operation": "load", "reason": "OSError(5)"},
+            ["load", "OSError(5)", "retry"],
         ),
         (
             CommandTimeout("cmd-7", 2.5),

@@ -62,7 +62,7 @@ class FaultyStore:
     def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
         with self._lock:
             if self.fail_read_stream:
-                self.fail_read_stream = 0  # how many read_stream calls fail from now on
+                self.fail_read_stream -= 1
                 raise OSError(5, "injected: EIO")
         return self.store.read_stream(stream_id, from_version)
 
@@ -166,12 +166,6 @@ def test_a_transient_read_failure_while_loading_is_answered_at_once(tmp_path: Pa
         check_log(engine.store)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG actors/_aggregate.py:219-221 (_execute: `except Exception` -> fail(reply, error)): "
-    "a store read error (lookup_command) reaches the caller as the raw lmdb exception, not as "
-    "an EngineError",
-)
 def test_a_failed_idempotency_lookup_reaches_the_caller_as_an_engine_error(
     tmp_path: Path,
 ) -> None:
@@ -187,11 +181,6 @@ def test_a_failed_idempotency_lookup_reaches_the_caller_as_an_engine_error(
         assert isinstance(caught.value, EngineError), type(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG actors/_aggregate.py:206-207 (fail(reply, self._load_error)): a persistent read "
-    "error while an aggregate loads reaches the caller as the raw OSError, not an EngineError",
-)
 def test_a_persistent_read_failure_while_loading_fails_the_command_with_an_engine_error(
     tmp_path: Path,
 ) -> None:
