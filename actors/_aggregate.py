@@ -54,7 +54,6 @@ _encoder = msgspec.msgpack.Encoder(decimal_format="string")
 
 # Commands sent to the writer and maybe not committed yet, remembered so that a duplicate
 # arriving meanwhile is answered with the original's result instead of being decided again.
-_RECENT_LIMIT = 64
 
 
 def fingerprint(command: object) -> bytes:
@@ -305,11 +304,12 @@ class AggregateActor(DispatcherActor):
         recent = self._recent
         recent[command_id] = (print_, reply)
         # Forget the oldest entries only once they are settled: then the log answers for them.
-        # Evicting one still in flight (more than _RECENT_LIMIT pipelined commands) let its
-        # duplicate miss both here and in the log and be decided again (e.g. a duplicate
-        # CreateOrder was rejected with "order_exists" instead of getting the original result).
-        # Appends settle in the order they were sent, so the oldest entries settle first.
-        while len(recent) > _RECENT_LIMIT and _settled(next(iter(recent.values()))[1]):
+        # Only commands still in flight are kept: once settled, the log answers for them (and
+        # a settled future holds its result and events: ~2 KiB an aggregate would carry for
+        # nothing). Appends settle in the order they were sent, so settled entries are the oldest.
+        # An entry in flight is never evicted: its duplicate would miss both here and in the log
+        # and be decided again (a duplicate CreateOrder rejected as "order_exists").
+        while recent and _settled(next(iter(recent.values()))[1]):
             recent.popitem(last=False)
 
     # ------------------------------------------------------------ passivation

@@ -228,6 +228,48 @@ class _Mailbox:
         envelope.reply_to.set_exception((ActorDeadError, error, None))
 
 
+class _StopFlag(threading.Event):
+    """`threading.Event`'s interface without its Condition until somebody actually waits.
+
+    pykka gives every actor a `threading.Event` as its stopped flag: a Condition, a lock and a
+    deque, over 1 KiB per actor, for a flag that is only ever tested. At 100k live aggregates
+    that was a sixth of their memory.
+    """
+
+    def __init__(self) -> None:
+        self._is_set = False
+        self._waiter: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        """Return whether the flag is set."""
+        return self._is_set
+
+    def set(self) -> None:
+        """Set the flag and wake any waiter."""
+        with _FUTURES_LOCK:
+            self._is_set = True
+            waiter = self._waiter
+        if waiter is not None:
+            waiter.set()
+
+    def clear(self) -> None:
+        """Reset the flag."""
+        with _FUTURES_LOCK:
+            self._is_set = False
+            if self._waiter is not None:
+                self._waiter.clear()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the flag is set (or ``timeout``); return whether it is set."""
+        with _FUTURES_LOCK:
+            if self._is_set:
+                return True
+            if self._waiter is None:
+                self._waiter = threading.Event()
+            waiter = self._waiter
+        return waiter.wait(timeout)
+
+
 class DispatcherActor(pykka.Actor):
     """A pykka actor that runs on a `Dispatcher` instead of its own thread.
 
@@ -240,6 +282,13 @@ class DispatcherActor(pykka.Actor):
 
     dispatcher: ClassVar[Dispatcher | None] = None
     actor_inbox: _Mailbox
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # pykka's Actor.__init__ made a full threading.Event and handed it to the ref: swap both
+        # for the light flag before anybody can hold the old one.
+        self.actor_stopped = _StopFlag()
+        self._actor_ref.actor_stopped = self.actor_stopped
 
     @classmethod
     def start(cls, *args: object, **kwargs: object) -> ActorRef[Self]:

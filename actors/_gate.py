@@ -27,7 +27,11 @@ class InFlightGate:
         self._limit = limit
         self._count = 0
         self._closed = False
-        self._cond = threading.Condition(threading.Lock())
+        # The hot path (try_enter/leave, twice per command) takes the bare C lock and notifies
+        # only when somebody waits: a Condition's own methods are Python code.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiters = 0
 
     @property
     def count(self) -> int:
@@ -52,7 +56,7 @@ class InFlightGate:
         Raises:
             EngineClosed: The gate was closed.
         """
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise EngineClosed
             if self._count >= self._limit:
@@ -74,17 +78,26 @@ class InFlightGate:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                self._wait(remaining)
             if self._closed:
                 raise EngineClosed
             self._count += 1
             return True
 
+    def _wait(self, seconds: float) -> None:
+        # Called with the lock held.
+        self._waiters += 1
+        try:
+            self._cond.wait(seconds)
+        finally:
+            self._waiters -= 1
+
     def leave(self, _: object = None) -> None:
         """Free a slot (usable directly as a future's done-callback)."""
-        with self._cond:
+        with self._lock:
             self._count -= 1
-            self._cond.notify_all()
+            if self._waiters:
+                self._cond.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is in flight; False if the timeout expired first."""
@@ -94,5 +107,5 @@ class InFlightGate:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                self._wait(remaining)
             return True

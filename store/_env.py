@@ -150,7 +150,10 @@ class ResizeGate:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # Readers take the bare C lock (a Condition's own __enter__ is Python code, and this runs
+        # around every read of the write path); the condition shares it for the rare waits.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._readers = 0
         self._resizing = False
         self._local = threading.local()
@@ -160,7 +163,7 @@ class ResizeGate:
         local = self._local
         depth: int = getattr(local, "depth", 0)
         local.depth = depth + 1
-        with self._cond:
+        with self._lock:
             if depth == 0:
                 while self._resizing:
                     self._cond.wait()
@@ -169,7 +172,7 @@ class ResizeGate:
     def leave(self) -> None:
         """Unregister a reader."""
         self._local.depth -= 1
-        with self._cond:
+        with self._lock:
             self._readers -= 1
             if self._readers == 0 and self._resizing:
                 self._cond.notify_all()

@@ -20,7 +20,6 @@ from engine_kit import (
     FlakyReads,
     GatedStore,
     Increment,
-    InjectedFault,
     Reset,
     add,
     assert_log_contiguous,
@@ -35,9 +34,17 @@ from engine_kit import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import AggregateNotFound, CommandRejected, CommitFailed, IdempotencyConflict
-from actors._aggregate import _RECENT_LIMIT
+from actors import (
+    AggregateNotFound,
+    CommandRejected,
+    CommitFailed,
+    IdempotencyConflict,
+    StorageError,
+)
 from domain.orders import ORDERS, OrderCommand
+
+# Many more commands of one aggregate in flight than any fixed memory of recent command ids.
+IN_FLIGHT = 200
 
 
 def test_eight_threads_hammering_one_aggregate_stay_serialized(tmp_path: Path) -> None:
@@ -184,17 +191,17 @@ def test_a_duplicate_of_a_command_still_in_flight_gets_the_original_result(
     with open_engine(tmp_path, store_wrapper=gated) as engine:
         first = engine.submit(create("o", command_id="first"))
         wait_until(wrappers[0].waiting.is_set)  # the writer holds batch 1 at the gate
-        rest = [engine.submit(add("o", f"p{i}")) for i in range(_RECENT_LIMIT + 10)]
+        rest = [engine.submit(add("o", f"p{i}")) for i in range(IN_FLIGHT)]
         duplicate = engine.submit(create("o", command_id="first"))
         conflicting = engine.submit(add("o", command_id="first"))
         gate.set()
         original = first.get(timeout=TIMEOUT)
         assert duplicate.get(timeout=TIMEOUT) == original
-        assert [f.get(timeout=TIMEOUT).version for f in rest] == list(range(2, _RECENT_LIMIT + 12))
+        assert [f.get(timeout=TIMEOUT).version for f in rest] == list(range(2, IN_FLIGHT + 2))
         with pytest.raises(IdempotencyConflict):
             conflicting.get(timeout=TIMEOUT)
         assert_log_contiguous(engine.store)
-        assert engine.store.head() == _RECENT_LIMIT + 11
+        assert engine.store.head() == IN_FLIGHT + 1
 
 
 # ---------------------------------------------------------------- the concurrency rule
@@ -282,8 +289,9 @@ def test_an_aggregate_that_cannot_load_fails_its_commands_and_recovers_later(
         # its commands fail at once instead of hanging, and each retries the load
         first = engine.submit(Increment(counter_id="c", by=2))
         second = engine.submit(Increment(counter_id="c", by=3))
-        with pytest.raises(InjectedFault):
+        with pytest.raises(StorageError, match="InjectedFault") as caught:
             first.get(timeout=TIMEOUT)
+        assert caught.value.operation == "load"
         assert second.get(timeout=TIMEOUT).version == 2  # the next command loads again
         assert engine.execute(Increment(counter_id="c", by=4)).version == 3
         state, _ = live_state(engine, COUNTER, "c")
@@ -312,7 +320,7 @@ def test_an_aggregate_whose_reload_fails_fails_the_stashed_commands_and_recovers
         for future in futures:
             try:
                 outcomes.append(future.get(timeout=TIMEOUT))
-            except (CommitFailed, InjectedFault) as error:
+            except (CommitFailed, StorageError) as error:
                 outcomes.append(error)
         assert isinstance(outcomes[0], CommitFailed)
         accepted = [o for o in outcomes if not isinstance(o, Exception)]
