@@ -26,148 +26,23 @@ import queue
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
 from typing import Any, ClassVar, Self, TypeVar
 
 import pykka
 import structlog
 from pykka import ActorDeadError, ActorRef, ActorRegistry, messages
 from pykka._envelope import Envelope
-from pykka._future import GetHookFunc
-from pykka._types import OptExcInfo
+
+from actors._future import DispatcherFuture, StopFlag
 
 __all__ = ["Dispatcher", "DispatcherActor", "DispatcherFuture", "default_dispatcher", "freeze_gc"]
+
+# DispatcherFuture and the light stop flag live in actors/_future.py; re-exported here because
+# this module is where pykka's _create_future seam hands them out.
 
 T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
-
-
-# One lock for every future's tiny critical sections: a lock per future would cost memory for
-# each of the many futures in flight, and these sections never block.
-_FUTURES_LOCK = threading.Lock()
-_PENDING, _VALUE, _ERROR = 0, 1, 2
-
-
-class DispatcherFuture(pykka.Future[T]):
-    """A light pykka future that can also call back when it is resolved.
-
-    `pykka.ThreadingFuture` builds a `threading.Condition` (two Python-level objects and an RLock)
-    for every future: at tens of thousands of commands per second that was the largest cost of a
-    submit. This one keeps a state flag and creates a `threading.Event` only when somebody
-    actually blocks in `get()`.
-
-    Callbacks bridge to other worlds without blocking a thread: to asyncio with
-    `loop.call_soon_threadsafe`, or to release a backpressure permit. Each callback is called
-    exactly once, with the future, in the thread that resolves it (a dispatcher worker, usually:
-    keep callbacks short and non-blocking), or at once in the registering thread if the future is
-    already resolved. A callback that raises is logged and the others still run.
-
-    Futures derived with `map`/`join`/`filter`/`reduce` (and the one `ActorRef.stop` returns) are
-    lazy: they compute their value in `get()` and are never resolved by anyone, so `done()` stays
-    False and `add_done_callback` raises `TypeError`: attach the callback to the source future.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._state = _PENDING
-        self._value: Any = None
-        self._exc_info: OptExcInfo | None = None
-        self._event: threading.Event | None = None
-        self._callbacks: list[Callable[[DispatcherFuture[T]], object]] | None = None
-
-    def done(self) -> bool:
-        """Return whether `set()` or `set_exception()` has been called."""
-        return self._state != _PENDING
-
-    def get(self, *, timeout: float | None = None) -> T:
-        """Return the value (or raise the exception), waiting up to `timeout` seconds.
-
-        Raises:
-            pykka.Timeout: The future was not resolved in time.
-        """
-        if self._get_hook is not None:
-            return super().get(timeout=timeout)
-        if self._state == _PENDING:
-            with _FUTURES_LOCK:
-                event = self._event
-                if event is None and self._state == _PENDING:
-                    event = self._event = threading.Event()
-            if event is not None and not event.wait(timeout) and self._state == _PENDING:
-                raise pykka.Timeout(f"{timeout} seconds")
-        if self._state == _ERROR:
-            assert self._exc_info is not None  # noqa: S101 - set together with the state
-            exc_type, exc_value, traceback = self._exc_info
-            if exc_value is None:
-                assert exc_type is not None  # noqa: S101 - pykka's exc_info contract
-                exc_value = exc_type()
-            if exc_value.__traceback__ is not traceback:
-                raise exc_value.with_traceback(traceback)
-            raise exc_value
-        value: T = self._value
-        return value
-
-    def add_done_callback(self, fn: Callable[[DispatcherFuture[T]], object]) -> None:
-        """Call `fn(self)` once the future is resolved, or now if it already is.
-
-        Raises:
-            TypeError: if the future is a lazy derived future (it has a get hook).
-        """
-        with _FUTURES_LOCK:
-            if self._get_hook is not None:
-                raise TypeError("a derived (get-hook) future is never resolved; use its source")
-            if self._state == _PENDING:
-                if self._callbacks is None:
-                    self._callbacks = []
-                self._callbacks.append(fn)
-                return
-        self._invoke(fn)
-
-    def set(self, value: T | None = None) -> None:
-        """Resolve with `value`.
-
-        Raises:
-            queue.Full: The future was already resolved (as pykka's futures do).
-        """
-        self._resolve(_VALUE, value, None)
-
-    def set_exception(self, exc_info: OptExcInfo | None = None) -> None:
-        """Resolve with an exception (default: the one being handled).
-
-        Raises:
-            queue.Full: The future was already resolved (as pykka's futures do).
-        """
-        self._resolve(_ERROR, None, exc_info if exc_info is not None else sys.exc_info())
-
-    def _resolve(self, state: int, value: Any, exc_info: OptExcInfo | None) -> None:
-        with _FUTURES_LOCK:
-            if self._state != _PENDING or self._get_hook is not None:
-                raise queue.Full
-            self._value = value
-            self._exc_info = exc_info
-            self._state = state
-            event, callbacks, self._callbacks = self._event, self._callbacks, None
-        if event is not None:
-            event.set()
-        if callbacks:
-            for fn in callbacks:
-                self._invoke(fn)
-
-    def set_get_hook(self, func: GetHookFunc[T]) -> None:
-        """Make this a lazy future computed by `func` in `get()`."""
-        with _FUTURES_LOCK:
-            if self._callbacks:
-                raise TypeError("cannot turn a future with done callbacks into a derived future")
-            if self._state != _PENDING:
-                raise queue.Full
-            super().set_get_hook(func)
-
-    def _invoke(self, fn: Callable[[DispatcherFuture[T]], object]) -> None:
-        try:
-            fn(self)
-        except Exception:
-            # The resolving thread is a dispatcher worker: a bad callback must not kill it.
-            log.exception("future_callback_failed", callback=repr(fn))
 
 
 class _Mailbox:
@@ -228,48 +103,6 @@ class _Mailbox:
         envelope.reply_to.set_exception((ActorDeadError, error, None))
 
 
-class _StopFlag(threading.Event):
-    """`threading.Event`'s interface without its Condition until somebody actually waits.
-
-    pykka gives every actor a `threading.Event` as its stopped flag: a Condition, a lock and a
-    deque, over 1 KiB per actor, for a flag that is only ever tested. At 100k live aggregates
-    that was a sixth of their memory.
-    """
-
-    def __init__(self) -> None:
-        self._is_set = False
-        self._waiter: threading.Event | None = None
-
-    def is_set(self) -> bool:
-        """Return whether the flag is set."""
-        return self._is_set
-
-    def set(self) -> None:
-        """Set the flag and wake any waiter."""
-        with _FUTURES_LOCK:
-            self._is_set = True
-            waiter = self._waiter
-        if waiter is not None:
-            waiter.set()
-
-    def clear(self) -> None:
-        """Reset the flag."""
-        with _FUTURES_LOCK:
-            self._is_set = False
-            if self._waiter is not None:
-                self._waiter.clear()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the flag is set (or ``timeout``); return whether it is set."""
-        with _FUTURES_LOCK:
-            if self._is_set:
-                return True
-            if self._waiter is None:
-                self._waiter = threading.Event()
-            waiter = self._waiter
-        return waiter.wait(timeout)
-
-
 class DispatcherActor(pykka.Actor):
     """A pykka actor that runs on a `Dispatcher` instead of its own thread.
 
@@ -287,7 +120,7 @@ class DispatcherActor(pykka.Actor):
         super().__init__(*args, **kwargs)
         # pykka's Actor.__init__ made a full threading.Event and handed it to the ref: swap both
         # for the light flag before anybody can hold the old one.
-        self.actor_stopped = _StopFlag()
+        self.actor_stopped = StopFlag()
         self._actor_ref.actor_stopped = self.actor_stopped
 
     @classmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -16,22 +15,23 @@ import msgspec
 import pykka
 import structlog
 
+from actors._admission import check_id, codec_for
 from actors._aggregate import utc_now
-from actors._dispatch import Dispatcher, DispatcherFuture
+from actors._dispatch import Dispatcher
+from actors._future import DispatcherFuture, bridge
 from actors._gate import InFlightGate
 from actors._messages import CommandResult, Execute
 from actors._readside import ReadSide, RebuildReport, ViewStatus
-from actors._registry import AggregateRegistry
+from actors._registry import AggregateRegistry, tune_collector
 from actors._writer import LogWriter
 from domain.errors import CommandTimeout, EngineClosed, InvalidCommand
 from domain.orders import ORDERS
 from store import Codec, Durability, EventStore
 
-__all__ = ["Engine", "EngineStatus", "tune_collector"]
+__all__ = ["Engine", "EngineStatus"]
 
 log = structlog.get_logger(__name__)
 
-_MAX_ID = 200
 
 
 class EngineStatus(msgspec.Struct, frozen=True):
@@ -54,47 +54,6 @@ class EngineStatus(msgspec.Struct, frozen=True):
     durability: str
     in_flight: int = 0
     file_size: int = 0
-
-
-def tune_collector() -> None:
-    """Make full cyclic collections rarer (process-wide; never lowers a threshold).
-
-    Tens of thousands of live actors and in-flight commands are long-lived objects: with the
-    default thresholds (700, 10, 10) the collector rescans them so often that at 10k aggregates
-    it cost a fifth of the write throughput (16.2k vs 19.2k commands/s with it off; 18.5k with
-    these settings). Young collections stay frequent, so garbage cycles are still freed.
-    """
-    first, second, third = gc.get_threshold()
-    gc.set_threshold(max(first, 10_000), max(second, 20), max(third, 100))
-
-
-def _codec_for(deciders: Sequence[Any], codec: Codec | None) -> Codec:
-    codec = codec if codec is not None else Codec()
-    known = codec.known_tags()
-    for decider in deciders:
-        for event_type in decider.event_types:
-            if event_type.__struct_config__.tag not in known:
-                codec.register(event_type)
-    return codec
-
-
-def _check_id(value: object, field: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidCommand(str(value)[:_MAX_ID], "invalid_type", f"{field} must be a string")
-    if len(value) > _MAX_ID or "\x00" in value:
-        raise InvalidCommand(
-            value[:_MAX_ID], "invalid_id", f"{field} must be <= {_MAX_ID} chars, without NUL"
-        )
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        # Lone surrogates: the id could never be stored (keys are UTF-8).
-        raise InvalidCommand(
-            value.encode(errors="replace").decode()[:_MAX_ID],
-            "invalid_id",
-            f"{field} is not valid Unicode (it holds a lone surrogate)",
-        ) from None
-    return value
 
 
 class Engine:
@@ -176,7 +135,7 @@ class Engine:
         if tune_gc:
             tune_collector()
         deciders = list(deciders) if deciders is not None else [ORDERS]
-        codec = _codec_for(deciders, codec)
+        codec = codec_for(deciders, codec)
         Path(path).mkdir(parents=True, exist_ok=True)
         store = EventStore.open(path, codec=codec, durability=durability, map_size=map_size)
         dispatcher: Dispatcher | None = None
@@ -318,7 +277,7 @@ class Engine:
                 "unknown_command",
                 f"{type(command).__name__} is not a command of any registered aggregate type",
             )
-        command_id = _check_id(getattr(command, "command_id", None), "command_id")
+        command_id = check_id(getattr(command, "command_id", None), "command_id")
         expected = getattr(command, "expected_version", None)
         if expected is not None and (
             isinstance(expected, bool) or not isinstance(expected, int) or expected < 0
@@ -327,7 +286,7 @@ class Engine:
                 command_id, "invalid_expected_version", "expected_version must be an int >= 0"
             )
         try:
-            aggregate_id = _check_id(registry.decider.aggregate_id(command), "aggregate id")
+            aggregate_id = check_id(registry.decider.aggregate_id(command), "aggregate id")
         except AttributeError as error:
             raise InvalidCommand("", "invalid_type", str(error)) from error
         return registry, aggregate_id
@@ -449,34 +408,6 @@ class Engine:
             in_flight=self._gate.count,
             file_size=self._store.file_size(),
         )
-
-
-async def bridge(future: pykka.Future[Any]) -> Any:
-    """Await a dispatcher future from asyncio without blocking the event loop."""
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[Any] = loop.create_future()
-
-    def transfer(done: DispatcherFuture[Any]) -> None:
-        try:
-            loop.call_soon_threadsafe(_settle, done, waiter)
-        except RuntimeError:
-            # The loop closed after its caller gave up (CommandTimeout): nobody is waiting.
-            # Unguarded, every such late commit logged an error from the writer's thread.
-            log.debug("async_caller_gone")
-
-    if not isinstance(future, DispatcherFuture):  # pragma: no cover - engine futures are
-        return await loop.run_in_executor(None, future.get)
-    future.add_done_callback(transfer)
-    return await waiter
-
-
-def _settle(done: DispatcherFuture[Any], waiter: asyncio.Future[Any]) -> None:
-    if waiter.done():
-        return
-    try:
-        waiter.set_result(done.get(timeout=0))
-    except Exception as error:  # noqa: BLE001 - the awaiting coroutine gets the error
-        waiter.set_exception(error)
 
 
 _OPEN = object()

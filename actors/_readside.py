@@ -13,7 +13,7 @@ import msgspec
 import pykka
 import structlog
 
-from actors._dispatch import DispatcherFuture
+from actors._future import DispatcherFuture, bridge
 from actors._projector import Progress, Projector, RetryParked, Swap, ViewStatus, replay_into
 from actors._router import Ask, Cancel, QueryRouter, view_for
 from actors._writer import LogWriter
@@ -127,8 +127,6 @@ class ReadSide:
 
     async def query_async(self, query: Any, *, after: int | None, timeout: float) -> Any:
         """Answer ``query`` without blocking the event loop."""
-        from actors._engine import bridge  # noqa: PLC0415 - avoids an import cycle
-
         reply, ticket = self._send(query, after)
         try:
             return await asyncio.wait_for(bridge(reply), timeout)

@@ -6,8 +6,9 @@ whether it is met) plus whatever raw measurements it wants to keep. ``report.py`
 figures as one table and charts them.
 
 Reference columns are fixed (:data:`REFERENCES`) so that one table holds every benchmark:
-``limit`` is the same work in one thread without actors (or the raw scan for reads), ``peer POPO``
-and ``peer SQLite`` are the ``eventsourcing`` library on its two stores.
+``limit`` is the same work in one thread without actors (or the raw scan for reads; for HTTP, the
+same requests through the Python API at the same concurrency), ``peer POPO`` and ``peer SQLite``
+are the ``eventsourcing`` library on its two stores.
 """
 
 from __future__ import annotations

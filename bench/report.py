@@ -1,9 +1,10 @@
 """The benchmark report: runs every benchmark, prints one table, writes JSON and a chart.
 
-Runs ``bench_store.run(quick)``, ``bench_engine.run(quick)`` and ``bench_views.run(quick)`` in
-this process (the ``eventsourcing`` peer runs once and is shared by the engine and view figures),
-then prints one table: each figure, our value, every reference measured in the same run, the
-ratios, the aim and whether it is met. Progress goes to stderr, the table to stdout.
+Runs ``bench_store.run(quick)``, ``bench_engine.run(quick)``, ``bench_views.run(quick)`` and
+``bench_http.run(quick)`` in this process (the ``eventsourcing`` peer runs once and is shared by
+the engine and view figures; the HTTP server runs in a subprocess), then prints one table: each
+figure, our value, every reference measured in the same run, the ratios, the aim and whether it
+is met. Progress goes to stderr, the table to stdout.
 
 A benchmark that fails is reported (stderr, JSON ``errors``) and the others still run; the exit
 code is then 1. Unmet aims do not change the exit code: they are findings, not failures.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_engine
+import bench_http
 import bench_store
 import bench_views
 from _common import (
@@ -139,6 +141,7 @@ def _run_all(
         ("store", bench_store.run, store_figures),
         ("engine", bench_engine.run, lambda r: list(r["figures"])),
         ("views", bench_views.run, lambda r: list(r["figures"])),
+        ("http", bench_http.run, lambda r: list(r["figures"])),
     ]
     figures: list[Figure] = []
     results: dict[str, Any] = {}

@@ -44,6 +44,7 @@ _SLOTS_DB: Final = "view:_slots"
 _MAX_PLAIN_KEY: Final = 400  # LMDB's default key limit is 511 bytes; leave room for prefixes
 _DECODERS: dict[type, msgspec.msgpack.Decoder[Any]] = {}
 _encode = msgspec.msgpack.encode
+_MISSING: Final = object()
 
 
 def _key(text: str) -> bytes:
@@ -128,20 +129,86 @@ class _LmdbIndex:
                 yield value.decode()
 
 
+class _BufferedTable(_LmdbTable[V]):
+    """A table of one write transaction that decodes each row once and encodes it once.
+
+    Rows read or written during an ``apply`` batch stay decoded in ``_rows``; the written ones
+    reach LMDB at :meth:`flush` (key order, which LMDB writes fastest), before the checkpoint and
+    in the same transaction. If the batch raises, the transaction aborts and the storage that
+    owns this table (and its buffer) is dropped with it.
+    """
+
+    __slots__ = ("_dirty", "_rows")
+
+    def __init__(
+        self, txn: lmdb.Transaction, db: _Db, prefix: bytes, decoder: msgspec.msgpack.Decoder[V]
+    ) -> None:
+        super().__init__(txn, db, prefix, decoder)
+        self._rows: dict[str, V | None] = {}  # None: no row (absent, or deleted in this batch)
+        self._dirty: set[str] = set()
+
+    def get(self, key: str) -> V | None:
+        rows = self._rows
+        value = rows.get(key, _MISSING)
+        if value is _MISSING:
+            value = rows[key] = super().get(key)
+        return cast("V | None", value)
+
+    def put(self, key: str, value: V) -> None:
+        self._rows[key] = value
+        self._dirty.add(key)
+
+    def delete(self, key: str) -> None:
+        self._rows[key] = None
+        self._dirty.add(key)
+
+    def values(self) -> Iterator[V]:
+        self.flush()  # the cursor reads LMDB: it must see this batch's writes
+        return super().values()
+
+    def flush(self) -> None:
+        """Write the rows changed since the last flush to the transaction."""
+        txn, db, prefix, rows = self._txn, self._db, self._prefix, self._rows
+        for key in sorted(self._dirty):
+            value = rows[key]
+            if value is None:
+                txn.delete(prefix + _key(key), db=db)
+            else:
+                txn.put(prefix + _key(key), _encode(value), db=db)
+        self._dirty.clear()
+
+
 class _LmdbStorage:
-    """A :class:`~views._view.Storage` over one transaction and one slot database."""
+    """A :class:`~views._view.Storage` over one transaction and one slot database.
 
-    __slots__ = ("_db", "_txn")
+    With ``buffered`` (the write transactions of ``apply``), tables keep their rows decoded until
+    :meth:`flush`; one table object per name, so every read of a row sees the batch's writes.
+    """
 
-    def __init__(self, txn: lmdb.Transaction, db: _Db) -> None:
+    __slots__ = ("_buffered", "_db", "_tables", "_txn")
+
+    def __init__(self, txn: lmdb.Transaction, db: _Db, *, buffered: bool = False) -> None:
         self._txn = txn
         self._db = db
+        self._buffered = buffered
+        self._tables: dict[str, _LmdbTable[Any]] = {}
 
     def table(self, name: str, row_type: type[V]) -> _LmdbTable[V]:
-        return _LmdbTable(self._txn, self._db, b"t" + name.encode() + b"\x00", _decoder(row_type))
+        table = self._tables.get(name)
+        if table is None:
+            kind = _BufferedTable if self._buffered else _LmdbTable
+            prefix = b"t" + name.encode() + b"\x00"
+            table = self._tables[name] = kind(self._txn, self._db, prefix, _decoder(row_type))
+        return table
 
     def index(self, name: str) -> _LmdbIndex:
         return _LmdbIndex(self._txn, self._db, b"i" + name.encode() + b"\x00")
+
+    def flush(self) -> None:
+        """Write every buffered table's pending rows to the transaction."""
+        for table in self._tables.values():
+            if isinstance(table, _BufferedTable):
+                table.flush()
 
 
 class LmdbView:
@@ -240,9 +307,10 @@ class LmdbView:
 
         def run(txn: lmdb.Transaction) -> None:
             # Re-run from scratch by store.write after a map growth: it only writes through txn.
-            storage = _LmdbStorage(txn, db)
+            storage = _LmdbStorage(txn, db, buffered=True)
             for record in fresh:
                 apply(storage, record)
+            storage.flush()  # the rows, then the checkpoint: one transaction
             store.set_checkpoint(key, target, txn)
 
         store.write(run)
@@ -252,7 +320,13 @@ class LmdbView:
         """Apply one (parked) event in its own transaction, without moving the checkpoint."""
         self._check_open()
         apply, db = self._model.apply, self._slot_dbs[self._slot]
-        self._store.write(lambda txn: apply(_LmdbStorage(txn, db), event))
+
+        def run(txn: lmdb.Transaction) -> None:
+            storage = _LmdbStorage(txn, db, buffered=True)
+            apply(storage, event)
+            storage.flush()
+
+        self._store.write(run)
 
     def query(self, query: object) -> object:
         """Answer ``query`` in one short read transaction."""
