@@ -13,202 +13,28 @@ group's entries sort by position and a prefix scan reads them in order. Keys too
 never occurs in UTF-8, so a digest never collides with a plain key.
 
 Transactions. ``apply`` writes rows and checkpoint in ONE write transaction (``store.write``), so
-a batch is applied exactly once or not at all. Every query runs in its own short read transaction
-(``store.read``): it sees one committed state and never pins pages for long.
+a batch is applied exactly once or not at all. The read model computes the batch's changes
+before, against a read snapshot (``store.read``), so the store's single write lock (which the log
+writer needs to commit commands) is held only while the encoded rows are written. Every query
+runs in its own short read transaction (``store.read``): it sees one committed state and never
+pins pages for long.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator, Sequence
-from typing import Any, Final, Generic, TypeVar, cast
+from collections.abc import Sequence
 
 import lmdb
-import msgspec
 import structlog
 
 from domain.errors import EngineClosed
 from store import EventStore, RecordedEvent
+from views._lmdb_storage import SLOTS_DB, Db, LmdbStorage, commit, compute
 from views._view import Backend, ReadModel, View, check_query_type, check_up_to
 
 __all__ = ["LmdbView"]
 
 _log = structlog.get_logger(__name__)
-
-V = TypeVar("V")
-
-# lmdb's stubs name the handle type privately (lmdb._Database); store.open_db() returns it.
-_Db = Any
-
-_SLOTS_DB: Final = "view:_slots"
-_MAX_PLAIN_KEY: Final = 400  # LMDB's default key limit is 511 bytes; leave room for prefixes
-_DECODERS: dict[type, msgspec.msgpack.Decoder[Any]] = {}
-_encode = msgspec.msgpack.encode
-_MISSING: Final = object()
-
-
-def _key(text: str) -> bytes:
-    raw = text.encode()
-    if len(raw) <= _MAX_PLAIN_KEY:
-        return raw
-    return b"\xff" + hashlib.blake2b(raw, digest_size=32).digest()
-
-
-def _items(entries: Iterator[tuple[Any, Any]]) -> Iterator[tuple[bytes, bytes]]:
-    # The store's transactions are opened without buffers=True: keys and values are bytes.
-    return cast("Iterator[tuple[bytes, bytes]]", entries)
-
-
-def _decoder(row_type: type[V]) -> msgspec.msgpack.Decoder[V]:
-    decoder = _DECODERS.get(row_type)
-    if decoder is None:
-        # Built once per row type; decoding is stateless, so threads share them.
-        decoder = _DECODERS[row_type] = msgspec.msgpack.Decoder(row_type)
-    return decoder
-
-
-class _LmdbTable(Generic[V]):
-    __slots__ = ("_db", "_decode", "_prefix", "_txn")
-
-    def __init__(
-        self, txn: lmdb.Transaction, db: _Db, prefix: bytes, decoder: msgspec.msgpack.Decoder[V]
-    ) -> None:
-        self._txn = txn
-        self._db = db
-        self._prefix = prefix
-        self._decode = decoder.decode
-
-    def get(self, key: str) -> V | None:
-        raw = self._txn.get(self._prefix + _key(key), db=self._db)
-        return None if raw is None else self._decode(raw)
-
-    def put(self, key: str, value: V) -> None:
-        self._txn.put(self._prefix + _key(key), _encode(value), db=self._db)
-
-    def delete(self, key: str) -> None:
-        self._txn.delete(self._prefix + _key(key), db=self._db)
-
-    def values(self) -> Iterator[V]:
-        prefix, decode = self._prefix, self._decode
-        cursor = self._txn.cursor(db=self._db)
-        if not cursor.set_range(prefix):
-            return
-        for key, value in _items(cursor.iternext()):
-            if not key.startswith(prefix):
-                return
-            yield decode(value)
-
-
-class _LmdbIndex:
-    __slots__ = ("_db", "_prefix", "_txn")
-
-    def __init__(self, txn: lmdb.Transaction, db: _Db, prefix: bytes) -> None:
-        self._txn = txn
-        self._db = db
-        self._prefix = prefix
-
-    def add(self, group: str, position: int, value: str) -> None:
-        key = self._prefix + _key(group) + b"\x00" + position.to_bytes(8, "big")
-        self._txn.put(key, value.encode(), db=self._db)
-
-    def scan(self, group: str, *, reverse: bool = False) -> Iterator[str]:
-        prefix = self._prefix + _key(group) + b"\x00"
-        # A group that itself contains NUL shares the prefix; the exact length tells them apart.
-        length = len(prefix) + 8
-        cursor = self._txn.cursor(db=self._db)
-        if reverse:
-            # Start at the last key below prefix[:-1] + b"\x01", the first key after the group.
-            found = cursor.prev() if cursor.set_range(prefix[:-1] + b"\x01") else cursor.last()
-            entries = cursor.iterprev() if found else iter(())
-        else:
-            entries = cursor.iternext() if cursor.set_range(prefix) else iter(())
-        for key, value in _items(entries):
-            if not key.startswith(prefix):
-                return
-            if len(key) == length:
-                yield value.decode()
-
-
-class _BufferedTable(_LmdbTable[V]):
-    """A table of one write transaction that decodes each row once and encodes it once.
-
-    Rows read or written during an ``apply`` batch stay decoded in ``_rows``; the written ones
-    reach LMDB at :meth:`flush` (key order, which LMDB writes fastest), before the checkpoint and
-    in the same transaction. If the batch raises, the transaction aborts and the storage that
-    owns this table (and its buffer) is dropped with it.
-    """
-
-    __slots__ = ("_dirty", "_rows")
-
-    def __init__(
-        self, txn: lmdb.Transaction, db: _Db, prefix: bytes, decoder: msgspec.msgpack.Decoder[V]
-    ) -> None:
-        super().__init__(txn, db, prefix, decoder)
-        self._rows: dict[str, V | None] = {}  # None: no row (absent, or deleted in this batch)
-        self._dirty: set[str] = set()
-
-    def get(self, key: str) -> V | None:
-        rows = self._rows
-        value = rows.get(key, _MISSING)
-        if value is _MISSING:
-            value = rows[key] = super().get(key)
-        return cast("V | None", value)
-
-    def put(self, key: str, value: V) -> None:
-        self._rows[key] = value
-        self._dirty.add(key)
-
-    def delete(self, key: str) -> None:
-        self._rows[key] = None
-        self._dirty.add(key)
-
-    def values(self) -> Iterator[V]:
-        self.flush()  # the cursor reads LMDB: it must see this batch's writes
-        return super().values()
-
-    def flush(self) -> None:
-        """Write the rows changed since the last flush to the transaction."""
-        txn, db, prefix, rows = self._txn, self._db, self._prefix, self._rows
-        for key in sorted(self._dirty):
-            value = rows[key]
-            if value is None:
-                txn.delete(prefix + _key(key), db=db)
-            else:
-                txn.put(prefix + _key(key), _encode(value), db=db)
-        self._dirty.clear()
-
-
-class _LmdbStorage:
-    """A :class:`~views._view.Storage` over one transaction and one slot database.
-
-    With ``buffered`` (the write transactions of ``apply``), tables keep their rows decoded until
-    :meth:`flush`; one table object per name, so every read of a row sees the batch's writes.
-    """
-
-    __slots__ = ("_buffered", "_db", "_tables", "_txn")
-
-    def __init__(self, txn: lmdb.Transaction, db: _Db, *, buffered: bool = False) -> None:
-        self._txn = txn
-        self._db = db
-        self._buffered = buffered
-        self._tables: dict[str, _LmdbTable[Any]] = {}
-
-    def table(self, name: str, row_type: type[V]) -> _LmdbTable[V]:
-        table = self._tables.get(name)
-        if table is None:
-            kind = _BufferedTable if self._buffered else _LmdbTable
-            prefix = b"t" + name.encode() + b"\x00"
-            table = self._tables[name] = kind(self._txn, self._db, prefix, _decoder(row_type))
-        return table
-
-    def index(self, name: str) -> _LmdbIndex:
-        return _LmdbIndex(self._txn, self._db, b"i" + name.encode() + b"\x00")
-
-    def flush(self) -> None:
-        """Write every buffered table's pending rows to the transaction."""
-        for table in self._tables.values():
-            if isinstance(table, _BufferedTable):
-                table.flush()
 
 
 class LmdbView:
@@ -239,8 +65,8 @@ class LmdbView:
         self.skip_unknown = skip_unknown
         self._model = model
         self._store = store
-        self._slots_db: _Db = store.open_db(_SLOTS_DB)
-        self._slot_dbs: tuple[_Db, _Db] = (
+        self._slots_db: Db = store.open_db(SLOTS_DB)
+        self._slot_dbs: tuple[Db, Db] = (
             store.open_db(f"view:{model.name}:0"),
             store.open_db(f"view:{model.name}:1"),
         )
@@ -293,7 +119,9 @@ class LmdbView:
     def apply(self, events: Sequence[RecordedEvent], up_to: int) -> None:
         """Apply ``events`` and set the checkpoint to ``up_to``, all in one write transaction.
 
-        If any event raises, the transaction aborts: neither rows nor checkpoint change.
+        The read model computes against a read snapshot first; only writing its changes and the
+        checkpoint takes the write transaction. If any event raises, nothing is written:
+        neither rows nor checkpoint change.
         """
         self._check_open()
         check_up_to(self.name, events, up_to)
@@ -302,16 +130,13 @@ class LmdbView:
         target = max(current, up_to)
         if not fresh and target == current:
             return
-        apply, db, key = self._model.apply, self._slot_dbs[self._slot], self._checkpoint_key
-        store = self._store
+        db, key, store = self._slot_dbs[self._slot], self._checkpoint_key, self._store
+        writes = compute(store, db, self._model.apply, fresh)
 
         def run(txn: lmdb.Transaction) -> None:
             # Re-run from scratch by store.write after a map growth: it only writes through txn.
-            storage = _LmdbStorage(txn, db, buffered=True)
-            for record in fresh:
-                apply(storage, record)
-            storage.flush()  # the rows, then the checkpoint: one transaction
-            store.set_checkpoint(key, target, txn)
+            commit(txn, db, writes)
+            store.set_checkpoint(key, target, txn)  # with the rows: one transaction
 
         store.write(run)
         self._position = target
@@ -319,14 +144,9 @@ class LmdbView:
     def reapply(self, event: RecordedEvent) -> None:
         """Apply one (parked) event in its own transaction, without moving the checkpoint."""
         self._check_open()
-        apply, db = self._model.apply, self._slot_dbs[self._slot]
-
-        def run(txn: lmdb.Transaction) -> None:
-            storage = _LmdbStorage(txn, db, buffered=True)
-            apply(storage, event)
-            storage.flush()
-
-        self._store.write(run)
+        db = self._slot_dbs[self._slot]
+        writes = compute(self._store, db, self._model.apply, [event])
+        self._store.write(lambda txn: commit(txn, db, writes))
 
     def query(self, query: object) -> object:
         """Answer ``query`` in one short read transaction."""
@@ -335,11 +155,11 @@ class LmdbView:
         model, dbs = self._model, self._slot_dbs
         if self.is_shadow:
             db = dbs[self._slot]
-            return self._store.read(lambda txn: model.query(_LmdbStorage(txn, db), query))
+            return self._store.read(lambda txn: model.query(LmdbStorage(txn, db), query))
         # Read the live slot inside the same transaction, so a concurrent adopt is either wholly
         # visible or not at all.
         return self._store.read(
-            lambda txn: model.query(_LmdbStorage(txn, dbs[self._live_slot(txn)]), query)
+            lambda txn: model.query(LmdbStorage(txn, dbs[self._live_slot(txn)]), query)
         )
 
     def new_shadow(self) -> LmdbView:

@@ -140,12 +140,16 @@ class MemoryView:
         apply = self._model.apply
         with self._gate, self._lock:
             state = self._state
-            for record in events:
-                if record.position <= state.position:
-                    continue  # already applied: re-delivery after a retry is harmless
-                apply(state, record)
-                state.position = record.position
-            state.position = max(state.position, up_to)
+            position = state.position  # a local in the loop; stored back even if apply raises
+            try:
+                for record in events:
+                    if record.position <= position:
+                        continue  # already applied: re-delivery after a retry is harmless
+                    apply(state, record)
+                    position = record.position
+            finally:
+                state.position = position
+            state.position = max(position, up_to)
 
     def reapply(self, event: RecordedEvent) -> None:
         """Apply one (parked) event without moving the position."""

@@ -309,12 +309,13 @@ class OrderStatsModel(_OrderRowsModel):
             return
         old, new, event = folded
         status = new.view.status
-        totals_table = storage.table(self._TOTALS, _Totals)
         totals: _Totals | None = None
         if old is None or old.view.status != status or status == "shipped":
             # Same status and not shipped (most events: items added to a pending order): the
             # counts stay and revenue would only gain 0 - 0, so the totals are left alone.
-            current = totals_table.get("") or _Totals(by_status={}, revenue=Decimal(0))
+            current = storage.table(self._TOTALS, _Totals).get("") or _Totals(
+                by_status={}, revenue=Decimal(0)
+            )
             by_status = dict(current.by_status)
             if old is not None:
                 by_status[old.view.status] -= 1
@@ -330,10 +331,10 @@ class OrderStatsModel(_OrderRowsModel):
         # Everything is computed: now write.
         orders.put(new.view.order_id, new)
         if totals is not None:
-            totals_table.put("", totals)
+            storage.table(self._TOTALS, _Totals).put("", totals)
         for product_id, units in changed:
             if units:
-                products.put(product_id, _ProductUnits(product_id=product_id, units=units))
+                products.put(product_id, _ProductUnits(product_id, units))
             else:
                 products.delete(product_id)
 

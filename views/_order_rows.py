@@ -64,7 +64,6 @@ def _micros(moment: datetime) -> int:
     return (aware - _EPOCH) // _MICROSECOND
 
 
-_PRODUCT_ID: Final = attrgetter("product_id")
 _QUANTITY: Final = attrgetter("quantity")
 
 
@@ -74,20 +73,22 @@ def _add_item(row: OrderRow, event: OrderItemAdded) -> OrderRow:
     # is the smaller of the operands', so the total equals a recomputation digit for digit.
     lines = row.lines
     view = row.view
-    try:
-        index = list(map(_PRODUCT_ID, lines)).index(event.product_id)  # scans in C
-    except ValueError:
-        line = OrderItem(product_id=event.product_id, quantity=event.quantity, price=event.price)
+    product_id = event.product_id
+    # A plain loop: faster than list.index() at an order's size, and a miss (a new product, the
+    # common case) raises nothing.
+    for index, line in enumerate(lines):
+        if line.product_id == product_id:
+            merged = OrderItem(
+                product_id=product_id, quantity=line.quantity + event.quantity, price=line.price
+            )
+            lines = (*lines[:index], merged, *lines[index + 1 :])
+            total = view.total_amount + line.price * event.quantity
+            break
+    else:
+        line = OrderItem(product_id=product_id, quantity=event.quantity, price=event.price)
         lines = (*lines, line)
         # Appending the new line last: the same left fold order_total() would do.
         total = view.total_amount + event.price * event.quantity
-    else:
-        line = lines[index]
-        merged = OrderItem(
-            product_id=line.product_id, quantity=line.quantity + event.quantity, price=line.price
-        )
-        lines = (*lines[:index], merged, *lines[index + 1 :])
-        total = view.total_amount + line.price * event.quantity
     view = msgspec.structs.replace(
         view, total_amount=total, item_count=view.item_count + event.quantity
     )
