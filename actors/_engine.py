@@ -33,7 +33,6 @@ __all__ = ["Engine", "EngineStatus"]
 log = structlog.get_logger(__name__)
 
 
-
 class EngineStatus(msgspec.Struct, frozen=True):
     """A snapshot of the engine's state (see the contract).
 
