@@ -11,9 +11,8 @@ It never blocks on another actor: a blocked worker would stall every aggregate o
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,7 +24,6 @@ import structlog
 from actors._dispatch import DispatcherActor
 from actors._messages import (
     AppendCommand,
-    AwaitCommand,
     Execute,
     Passivate,
     Reload,
@@ -37,7 +35,6 @@ from domain.errors import (
     ConcurrencyConflict,
     EngineError,
     IdempotencyConflict,
-    InvalidCommand,
     StorageError,
 )
 from store import Snapshot, StreamAppend
@@ -46,33 +43,11 @@ if TYPE_CHECKING:
     from actors._registry import AggregateRegistry
     from domain.decider import Decider
 
-__all__ = ["AggregateActor", "SnapshotStore", "fingerprint", "utc_now"]
+__all__ = ["AggregateActor", "SnapshotStore", "as_engine_error", "utc_now"]
 
 log = structlog.get_logger(__name__)
 
 _encoder = msgspec.msgpack.Encoder(decimal_format="string")
-
-# Commands sent to the writer and maybe not committed yet, remembered so that a duplicate
-# arriving meanwhile is answered with the original's result instead of being decided again.
-
-
-def fingerprint(command: object) -> bytes:
-    """Return a stable hash of a command's type and every field (its id included).
-
-    Raises:
-        InvalidCommand: The command holds a value that cannot be encoded (an int beyond 64 bits,
-            an arbitrary object): such a command can never have been recorded, and letting the
-            raw encoder error through failed the caller with a bare OverflowError/TypeError.
-    """
-    try:
-        payload = _encoder.encode(command)
-    except (msgspec.EncodeError, OverflowError, TypeError, ValueError) as error:
-        raise InvalidCommand(
-            "", "unencodable_command", f"the command cannot be encoded: {error}"
-        ) from error
-    return hashlib.blake2b(
-        type(command).__qualname__.encode() + b"\0" + payload, digest_size=16
-    ).digest()
 
 
 def as_engine_error(error: BaseException, operation: str) -> EngineError:
@@ -128,7 +103,6 @@ class AggregateActor(DispatcherActor):
         self._clock = clock
         self._state: Any = decider.initial()
         self._version = 0
-        self._recent: OrderedDict[str, tuple[bytes, pykka.Future[Any]]] = OrderedDict()
         self._stash: deque[Execute] | None = None  # not None while waiting to reload
         # Why the last load failed (None: loaded). An exception escaping on_start or a reload
         # used to stop the actor while it stayed in the registry: the commands in its inbox or
@@ -143,7 +117,6 @@ class AggregateActor(DispatcherActor):
     def on_stop(self) -> None:
         """Drop the state early: a stopped actor may linger in a frozen GC generation."""
         self._state = None
-        self._recent.clear()
 
     def on_receive(self, message: Any) -> Any:
         """Handle engine, writer and registry messages; never raises for a command."""
@@ -198,7 +171,6 @@ class AggregateActor(DispatcherActor):
             self._writer.tell(Resync(self.aggregate_id, self.actor_ref))
 
     def _finish_reload(self) -> None:
-        self._recent.clear()
         self._try_load()  # on failure each stashed command retries the load (see _execute)
         stash, self._stash = self._stash, None
         while stash:
@@ -219,7 +191,7 @@ class AggregateActor(DispatcherActor):
             fail(reply, as_engine_error(self._load_error, "load"))
             return
         try:
-            print_ = fingerprint(command)
+            print_ = message.fingerprint
             try:
                 if self._answer_duplicate(command.command_id, print_, reply):
                     return
@@ -268,7 +240,6 @@ class AggregateActor(DispatcherActor):
         self._writer.tell(AppendCommand(append, self.aggregate_id, reply, self.actor_ref))
         self._state = state
         self._version = version
-        self._remember(command.command_id, print_, reply)
 
     def _encode_snapshot(self, state: Any) -> bytes | None:
         # A snapshot is only a cache: a state msgpack cannot hold (e.g. an int beyond 64 bits)
@@ -285,13 +256,8 @@ class AggregateActor(DispatcherActor):
             raise ConcurrencyConflict(self.aggregate_id, expected, self._version)
 
     def _answer_duplicate(self, command_id: str, print_: bytes, reply: pykka.Future[Any]) -> bool:
-        recent = self._recent.get(command_id)
-        if recent is not None:
-            if recent[0] != print_:
-                raise IdempotencyConflict(command_id)
-            # The original may still be in flight: the writer answers once it has settled.
-            self._writer.tell(AwaitCommand(command_id, print_, self.aggregate_id, reply))
-            return True
+        # Duplicates of a command still in flight are answered at the engine's door; here only
+        # settled ones can arrive, and the log knows them.
         record = self._store.lookup_command(command_id)
         if record is None:
             return False
@@ -299,18 +265,6 @@ class AggregateActor(DispatcherActor):
             raise IdempotencyConflict(command_id)
         reply.set(result_from_record(self._store, record, self.aggregate_id))
         return True
-
-    def _remember(self, command_id: str, print_: bytes, reply: pykka.Future[Any]) -> None:
-        recent = self._recent
-        recent[command_id] = (print_, reply)
-        # Forget the oldest entries only once they are settled: then the log answers for them.
-        # Only commands still in flight are kept: once settled, the log answers for them (and
-        # a settled future holds its result and events: ~2 KiB an aggregate would carry for
-        # nothing). Appends settle in the order they were sent, so settled entries are the oldest.
-        # An entry in flight is never evicted: its duplicate would miss both here and in the log
-        # and be decided again (a duplicate CreateOrder rejected as "order_exists").
-        while recent and _settled(next(iter(recent.values()))[1]):
-            recent.popitem(last=False)
 
     # ------------------------------------------------------------ passivation
 
@@ -327,11 +281,6 @@ class AggregateActor(DispatcherActor):
             self._registry.refused(self.aggregate_id)
             return False
         return self._registry.retire(self)
-
-
-def _settled(future: pykka.Future[Any]) -> bool:
-    done = getattr(future, "done", None)  # engine futures are DispatcherFutures
-    return True if done is None else bool(done())
 
 
 def utc_now() -> datetime:

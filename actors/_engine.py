@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ import msgspec
 import pykka
 import structlog
 
-from actors._admission import check_id, codec_for
+from actors._admission import InFlightCommands, check_id, codec_for, fingerprint
 from actors._aggregate import utc_now
 from actors._dispatch import Dispatcher
 from actors._future import DispatcherFuture, bridge
@@ -71,6 +73,7 @@ class Engine:
         self._registries: list[AggregateRegistry] = parts["registries"]
         self._read: ReadSide = parts["read"]
         self._gate = InFlightGate(parts["max_in_flight"])
+        self._inflight = InFlightCommands()
         self._idle_timeout: float | None = parts["idle_timeout"]
         self._closed = False
         self._close_lock = threading.Lock()
@@ -79,6 +82,7 @@ class Engine:
             target=self._housekeep, name="engine-housekeeping", daemon=True
         )
         self._housekeeper.start()
+        _OPEN_ENGINES.add(self)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -142,7 +146,9 @@ class Engine:
         read: ReadSide | None = None
         try:
             write_store = store_wrapper(store) if store_wrapper is not None else store
-            dispatcher = Dispatcher(workers=workers, name="aggregates")
+            # Daemon workers: a program that exits without closing the engine must not hang on
+            # them; the atexit hook below still drains and closes every open engine.
+            dispatcher = Dispatcher(workers=workers, name="aggregates", daemon=True)
             writer = LogWriter.start(write_store, max_batch=max_batch)
             read = ReadSide.start(
                 store,
@@ -296,7 +302,14 @@ class Engine:
         future: DispatcherFuture[CommandResult] = DispatcherFuture()
         future.add_done_callback(self._gate.leave)
         try:
-            registry.route(aggregate_id, Execute(command, future))
+            print_ = fingerprint(command)
+        except BaseException:
+            self._gate.leave()
+            raise
+        if not self._inflight.admit(command.command_id, print_, future):
+            return future  # a duplicate of a command in flight: answered with the original's
+        try:
+            registry.route(aggregate_id, Execute(command, future, print_))
         except BaseException as error:
             if not future.done():
                 future.set_exception((type(error), error, error.__traceback__))
@@ -410,3 +423,16 @@ class Engine:
 
 
 _OPEN = object()
+
+# Engines still open at interpreter exit are closed (drained, synced) by an atexit hook: with
+# daemon threads everywhere nothing else would flush an async-durability store at exit.
+_OPEN_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_engines() -> None:
+    for engine in list(_OPEN_ENGINES):
+        try:
+            engine.close(timeout=10.0)
+        except Exception:  # exiting anyway: report it and go on with the others
+            log.exception("close_at_exit_failed")

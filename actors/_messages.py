@@ -48,6 +48,7 @@ class Execute(msgspec.Struct, frozen=True):
 
     command: Any
     reply: pykka.Future[CommandResult]
+    fingerprint: bytes  # computed at the door, where duplicates in flight are caught
 
 
 class AppendCommand(msgspec.Struct, frozen=True):
