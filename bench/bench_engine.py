@@ -57,7 +57,8 @@ from _common import (
 from _workload import order_workload
 
 from actors import Engine
-from actors._aggregate import fingerprint, utc_now
+from actors._admission import fingerprint
+from actors._aggregate import utc_now
 from domain.orders import ORDERS, OrderCommand, OrderState
 from store import Codec, Committed, Durability, EventStore, StreamAppend
 
