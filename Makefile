@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: demo test lint typecheck pytest soak bench serve clean
+.PHONY: demo test lint typecheck pytest soak bench bench-quick serve clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ soak: $(VENV)/.dev-stamp
 
 bench: $(VENV)/.dev-stamp
 	$(PY) main.py bench
+
+bench-quick: $(VENV)/.dev-stamp
+	$(PY) main.py bench --quick
 
 serve: $(VENV)/.dev-stamp
 	$(PY) main.py serve

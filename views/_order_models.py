@@ -286,6 +286,13 @@ def _unit_changes(
     return delta.items()
 
 
+_UNITS: Final = attrgetter("units")
+
+
+def _top_order(row: _ProductUnits) -> tuple[int, str]:
+    return (-row.units, row.product_id)
+
+
 class OrderStatsModel(_OrderRowsModel):
     """``order_stats``: running totals per status, revenue and units per product.
 
@@ -346,11 +353,15 @@ class OrderStatsModel(_OrderRowsModel):
         totals = storage.table(self._TOTALS, _Totals).get("")
         counts = totals.by_status if totals else {}
         by_status = {status: counts.get(status, 0) for status in STATUSES}
-        top = heapq.nsmallest(
-            TOP_PRODUCTS,
-            storage.table(self._PRODUCTS, _ProductUnits).values(),
-            key=lambda row: (-row.units, row.product_id),
-        )
+        rows = list(storage.table(self._PRODUCTS, _ProductUnits).values())
+        if len(rows) > TOP_PRODUCTS:
+            # The 10th-best unit count comes from a key-less heap over plain ints (C speed); only
+            # rows at or above it (ties included) are sorted with the full key. With a Python
+            # key over every product this query cost ~100 us at 500 products.
+            cutoff = heapq.nlargest(TOP_PRODUCTS, map(_UNITS, rows))[-1]
+            rows = [row for row in rows if row.units >= cutoff]
+        rows.sort(key=_top_order)
+        top = rows[:TOP_PRODUCTS]
         return OrderStats(
             total_orders=sum(by_status.values()),
             by_status=by_status,
