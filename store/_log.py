@@ -72,30 +72,25 @@ def validate_stream_id(stream_id: str) -> bytes:
         raise InvalidCommand(str(stream_id), "invalid_stream_id", "a stream id is a non-empty str")
     if "\x00" in stream_id:
         raise InvalidCommand(stream_id, "invalid_stream_id", "a stream id must not contain NUL")
-    try:
-        raw = stream_id.encode()
-    except UnicodeEncodeError as error:
-        raise InvalidCommand(
-            stream_id, "invalid_stream_id", f"a stream id must be valid UTF-8 ({error.reason})"
-        ) from error
-    if len(raw) > MAX_KEY_BYTES:
-        raise InvalidCommand(
-            stream_id, "invalid_stream_id", f"stream id is {len(raw)} bytes; the limit is 500"
-        )
-    return raw
+    return _utf8_key(stream_id, stream_id, "invalid_stream_id", "stream id")
 
 
 def _command_key(stream_id: str, command_id: str) -> bytes:
+    return _utf8_key(command_id, stream_id, "invalid_command_id", "command id")
+
+
+def _utf8_key(value: str, owner: str, rule: str, what: str) -> bytes:
+    """Return ``value`` as key bytes: valid UTF-8, at most MAX_KEY_BYTES long."""
     try:
-        raw = command_id.encode()
+        raw = value.encode()
     except UnicodeEncodeError as error:
         raise InvalidCommand(
-            stream_id, "invalid_command_id", f"command id must be valid UTF-8 ({error.reason})"
+            owner,
+            rule,
+            f"{'a ' if what == 'stream id' else ''}{what} must be valid UTF-8 ({error.reason})",
         ) from error
     if len(raw) > MAX_KEY_BYTES:
-        raise InvalidCommand(
-            stream_id, "invalid_command_id", f"command id is {len(raw)} bytes; the limit is 500"
-        )
+        raise InvalidCommand(owner, rule, f"{what} is {len(raw)} bytes; the limit is 500")
     return raw
 
 
