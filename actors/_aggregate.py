@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from actors._registry import AggregateRegistry
     from domain.decider import Decider
 
-__all__ = ["AggregateActor", "SnapshotStore", "as_engine_error", "utc_now"]
+__all__ = ["AggregateActor", "AggregateKit", "SnapshotStore", "as_engine_error", "utc_now"]
 
 log = structlog.get_logger(__name__)
 
@@ -69,23 +69,26 @@ class SnapshotStore(LogStore, Protocol):
         ...
 
 
-class AggregateActor(DispatcherActor):
-    """One live aggregate on the dispatcher.
+class AggregateKit:
+    """What every live actor of one aggregate type shares.
+
+    One object referenced by each actor instead of six attributes in each actor's ``__dict__``:
+    at 100k live aggregates that is megabytes.
 
     Args:
-        aggregate_id: The aggregate's id (also its stream id).
         decider: The pure write model.
         store: The event store (reads: snapshots, stream tail, idempotency records).
         writer: The log writer actor.
-        registry: The registry that activated it (passivation removes it there).
+        registry: The registry that activates the actors (passivation removes them there).
         snapshot_every: Events between snapshots (0 disables snapshots).
         clock: Returns the current UTC time; passed to ``decide``.
     """
 
+    __slots__ = ("clock", "decider", "registry", "snapshot_every", "store", "writer")
+
     def __init__(
         self,
         *,
-        aggregate_id: str,
         decider: Decider[Any, Any, Any],
         store: SnapshotStore,
         writer: pykka.ActorRef[Any],
@@ -93,15 +96,27 @@ class AggregateActor(DispatcherActor):
         snapshot_every: int,
         clock: Callable[[], datetime],
     ) -> None:
+        self.decider = decider
+        self.store = store
+        self.writer = writer
+        self.registry = registry
+        self.snapshot_every = snapshot_every
+        self.clock = clock
+
+
+class AggregateActor(DispatcherActor):
+    """One live aggregate on the dispatcher.
+
+    Args:
+        aggregate_id: The aggregate's id (also its stream id).
+        kit: What it shares with the other actors of its type (decider, store, writer...).
+    """
+
+    def __init__(self, *, aggregate_id: str, kit: AggregateKit) -> None:
         super().__init__()
         self.aggregate_id = aggregate_id
-        self._decider = decider
-        self._store = store
-        self._writer = writer
-        self._registry = registry
-        self._snapshot_every = snapshot_every
-        self._clock = clock
-        self._state: Any = decider.initial()
+        self._kit = kit
+        self._state: Any = kit.decider.initial()
         self._version = 0
         self._stash: deque[Execute] | None = None  # not None while waiting to reload
         # Why the last load failed (None: loaded). An exception escaping on_start or a reload
@@ -136,10 +151,10 @@ class AggregateActor(DispatcherActor):
     # ------------------------------------------------------------ loading
 
     def _load(self) -> None:
-        decider = self._decider
+        decider = self._kit.decider
         state = decider.initial()
         version = 0
-        snapshot = self._store.load_snapshot(self.aggregate_id)
+        snapshot = self._kit.store.load_snapshot(self.aggregate_id)
         if snapshot is not None and snapshot.schema_version == decider.state_schema_version:
             try:
                 state = msgspec.msgpack.decode(snapshot.state, type=decider.state_type)
@@ -147,7 +162,7 @@ class AggregateActor(DispatcherActor):
             except msgspec.DecodeError:
                 # A snapshot is only a cache of the log: replay everything instead.
                 log.warning("snapshot_unreadable", aggregate_id=self.aggregate_id)
-        for recorded in self._store.read_stream(self.aggregate_id, version + 1):
+        for recorded in self._kit.store.read_stream(self.aggregate_id, version + 1):
             state = decider.evolve(state, recorded.event)
             version = recorded.version
         self._state = state
@@ -168,7 +183,7 @@ class AggregateActor(DispatcherActor):
             self._stash = deque()
             # The writer answers after everything this actor sent before; only then is the log
             # the whole truth about this aggregate.
-            self._writer.tell(Resync(self.aggregate_id, self.actor_ref))
+            self._kit.writer.tell(Resync(self.aggregate_id, self.actor_ref))
 
     def _finish_reload(self) -> None:
         self._try_load()  # on failure each stashed command retries the load (see _execute)
@@ -202,8 +217,8 @@ class AggregateActor(DispatcherActor):
                 log.exception("idempotency_lookup_failed", aggregate_id=self.aggregate_id)
                 raise as_engine_error(error, "idempotency lookup") from error
             self._check_version(command.expected_version)
-            now = self._clock()
-            events = tuple(self._decider.decide(self._state, command, now))
+            now = self._kit.clock()
+            events = tuple(self._kit.decider.decide(self._state, command, now))
         except EngineError as error:
             fail(reply, error)
             return
@@ -214,7 +229,7 @@ class AggregateActor(DispatcherActor):
         try:
             state = self._state
             for event in events:
-                state = self._decider.evolve(state, event)
+                state = self._kit.decider.evolve(state, event)
         except Exception as error:  # a bug in evolve fails this command only
             log.exception("evolve_failed", aggregate_id=self.aggregate_id)
             fail(reply, error)
@@ -223,21 +238,21 @@ class AggregateActor(DispatcherActor):
         before = self._version
         version = before + len(events)
         snapshot = None
-        every = self._snapshot_every
+        every = self._kit.snapshot_every
         if every and events and version // every != before // every:
             snapshot = self._encode_snapshot(state)
         append = StreamAppend(
             stream_id=self.aggregate_id,
-            stream_type=self._decider.stream_type,
+            stream_type=self._kit.decider.stream_type,
             expected_version=before,
             events=events,
             command_id=command.command_id,
             fingerprint=print_,
             timestamp=int(now.timestamp() * 1_000_000) * 1000,
             snapshot=snapshot,
-            snapshot_schema=self._decider.state_schema_version,
+            snapshot_schema=self._kit.decider.state_schema_version,
         )
-        self._writer.tell(AppendCommand(append, self.aggregate_id, reply, self.actor_ref))
+        self._kit.writer.tell(AppendCommand(append, self.aggregate_id, reply, self.actor_ref))
         self._state = state
         self._version = version
 
@@ -258,12 +273,12 @@ class AggregateActor(DispatcherActor):
     def _answer_duplicate(self, command_id: str, print_: bytes, reply: pykka.Future[Any]) -> bool:
         # Duplicates of a command still in flight are answered at the engine's door; here only
         # settled ones can arrive, and the log knows them.
-        record = self._store.lookup_command(command_id)
+        record = self._kit.store.lookup_command(command_id)
         if record is None:
             return False
         if record.fingerprint != print_:
             raise IdempotencyConflict(command_id)
-        reply.set(result_from_record(self._store, record, self.aggregate_id))
+        reply.set(result_from_record(self._kit.store, record, self.aggregate_id))
         return True
 
     # ------------------------------------------------------------ passivation
@@ -272,15 +287,15 @@ class AggregateActor(DispatcherActor):
         """Stop if nothing of ours is in flight; return whether we stopped."""
         if self._load_error is not None and self._stash is None:
             # nothing loaded since the failure, so nothing of ours can be in flight
-            return self._registry.retire(self)
+            return self._kit.registry.retire(self)
         busy = self._stash is not None or (
             # appends still in flight: their outcome may need this actor
-            self._store.stream_version(self.aggregate_id) != self._version
+            self._kit.store.stream_version(self.aggregate_id) != self._version
         )
         if busy:
-            self._registry.refused(self.aggregate_id)
+            self._kit.registry.refused(self.aggregate_id)
             return False
-        return self._registry.retire(self)
+        return self._kit.registry.retire(self)
 
 
 def utc_now() -> datetime:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 import structlog
 
-from actors._aggregate import AggregateActor, SnapshotStore
+from actors._aggregate import AggregateActor, AggregateKit, SnapshotStore
 from actors._messages import Execute, Passivate
 
 if TYPE_CHECKING:
@@ -86,12 +86,16 @@ class AggregateRegistry:
         clock: Callable[[], datetime],
     ) -> None:
         self.decider = decider
-        self._store = store
-        self._writer = writer
         self._dispatcher = dispatcher
         self._max_live = max_live
-        self._snapshot_every = snapshot_every
-        self._clock = clock
+        self._kit = AggregateKit(
+            decider=decider,
+            store=store,
+            writer=writer,
+            registry=self,
+            snapshot_every=snapshot_every,
+            clock=clock,
+        )
         # Reentrant: retire() re-routes leftovers while holding it.
         self._lock = threading.RLock()
         self._index: OrderedDict[str, _Entry] = OrderedDict()
@@ -126,16 +130,7 @@ class AggregateRegistry:
                 self._shed()
 
     def _activate(self, aggregate_id: str, now: float) -> _Entry:
-        ref = AggregateActor.start_on(
-            self._dispatcher,
-            aggregate_id=aggregate_id,
-            decider=self.decider,
-            store=self._store,
-            writer=self._writer,
-            registry=self,
-            snapshot_every=self._snapshot_every,
-            clock=self._clock,
-        )
+        ref = AggregateActor.start_on(self._dispatcher, aggregate_id=aggregate_id, kit=self._kit)
         entry = _Entry(ref, now)
         self._index[aggregate_id] = entry
         self.activations += 1
