@@ -258,7 +258,7 @@ class Engine:
 
     # ------------------------------------------------------------ commands
 
-    def submit(self, command: Any, *, timeout: float = 10.0) -> pykka.Future[CommandResult]:
+    def submit(self, command: Any, *, timeout: float = 10.0) -> DispatcherFuture[CommandResult]:
         """Send a command without waiting for it; the future resolves once it is committed.
 
         Blocks only when too many commands are in flight (backpressure), up to ``timeout``.

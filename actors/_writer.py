@@ -178,10 +178,12 @@ class LogWriter(pykka.ThreadingActor):
             results = self._store.append_batch([message.append for message in live])
         except Exception as error:
             log.exception("commit_failed", commands=len(live))
+            # Reload first: a caller that sees the failure may retry at once, and its retry must
+            # reach the aggregate after the Reload, not be decided on the uncommitted state.
+            self._reload_owners(live)
             failure = CommitFailed(repr(error))
             for message in live:
                 fail(message.reply, failure)
-            self._reload_owners(live)
             return
         head, events = self._settle(live, results)
         self.batches += 1
@@ -207,7 +209,16 @@ class LogWriter(pykka.ThreadingActor):
         """Resolve every caller's future; return (new head, events committed)."""
         head = 0
         events = 0
-        to_reload: list[AppendCommand] = []
+        # The aggregate decided on a state the log does not have (a racing duplicate id or a
+        # stale version): it must reload, and it is told so before its callers learn anything,
+        # so that a caller's immediate retry reaches it after the Reload.
+        self._reload_owners(
+            [
+                message
+                for message, result in zip(live, results, strict=True)
+                if not isinstance(result, Committed) or result.duplicate
+            ]
+        )
         for message, result in zip(live, results, strict=True):
             if isinstance(result, Committed) and not result.duplicate:
                 head = max(head, result.last_position)
@@ -220,15 +231,10 @@ class LogWriter(pykka.ThreadingActor):
                         events=tuple(message.append.events),
                     )
                 )
-                continue
-            # The aggregate decided on a state the log does not have (a racing duplicate id or a
-            # stale version): answer from the log, and make the aggregate reload.
-            to_reload.append(message)
-            if isinstance(result, Committed):
+            elif isinstance(result, Committed):
                 self._answer_from_log(message.append.command_id, message)
             else:
                 fail(message.reply, result)
-        self._reload_owners(to_reload)
         return head, events
 
     def _answer_from_log(self, command_id: str, message: AppendCommand) -> None:

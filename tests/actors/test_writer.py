@@ -69,6 +69,32 @@ def test_a_failed_commit_fails_its_callers_and_the_engine_keeps_working(tmp_path
         assert engine.execute(add("o", "fig")).version == 5
 
 
+def test_a_retry_sent_the_instant_a_commit_fails_is_decided_on_the_reloaded_state(
+    tmp_path: Path,
+) -> None:
+    # The retry is submitted from the failed future's own callback, in the writer's thread, at
+    # the earliest moment any caller can learn of the failure. The aggregate had evolved to
+    # "order exists" before the commit failed: unless it was told to reload *before* its callers
+    # were failed, the retry was decided on that state and rejected as order_exists (seen as a
+    # rare flake of the HTTP API's 503-then-retry test).
+    wrappers: list[FailingStore] = []
+
+    def failing(store: Any) -> FailingStore:
+        wrappers.append(FailingStore(store, fail_on={1}))
+        return wrappers[0]
+
+    with open_engine(tmp_path, store_wrapper=failing) as engine:
+        command = create("o", command_id="first-try")
+        retries: list[Any] = []
+        original = engine.submit(command)
+        original.add_done_callback(lambda _: retries.append(engine.submit(command)))
+        with pytest.raises(CommitFailed):
+            original.get(timeout=TIMEOUT)
+        wait_until(lambda: bool(retries))
+        assert retries[0].get(timeout=TIMEOUT).version == 1
+        assert_log_contiguous(engine.store)
+
+
 def test_a_failed_commit_fails_every_caller_of_its_batch_and_no_other(tmp_path: Path) -> None:
     gate = threading.Event()
     wrappers: list[GatedStore] = []

@@ -64,7 +64,7 @@ def writer_thread(engine: Engine, tag: str, thread: int) -> None:
         for step in range(STEPS):
             cid = command_id(tag, thread, order, step)
             future = engine.submit(command_for(cid), timeout=30)
-            future.add_done_callback(on_done(cid))  # type: ignore[attr-defined]
+            future.add_done_callback(on_done(cid))
             in_flight.append(future)
             while len(in_flight) > _WINDOW:
                 in_flight.popleft().get(timeout=30)
