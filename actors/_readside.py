@@ -108,12 +108,14 @@ class ReadSide:
         self._router.tell(Ask(query, after, ticket, reply))
         return reply, ticket
 
-    def _stale(self, query: Any, after: int, ticket: int, timeout: float) -> ConsistencyTimeout:
+    def _stale(self, query: Any, after: int, ticket: int) -> ConsistencyTimeout:
         self._router.tell(Cancel(ticket))
         view = view_for(self.views, self._routes, query)
         reached = view.position()
-        stale, _ = self._send(query, None)
-        return ConsistencyTimeout(view.name, after, reached, stale.get(timeout=timeout))
+        # Straight from the view (queries are thread-safe by the View contract), not through the
+        # router: a second round trip could miss the caller's (possibly tiny) timeout again and
+        # turn the promised stale answer into a bare pykka.Timeout.
+        return ConsistencyTimeout(view.name, after, reached, view.query(query))
 
     def query(self, query: Any, *, after: int | None, timeout: float) -> Any:
         """Answer ``query`` through the router (see :meth:`Engine.query`)."""
@@ -123,7 +125,7 @@ class ReadSide:
         except pykka.Timeout:
             if after is None:
                 raise EngineError(f"the query was not answered within {timeout} s") from None
-            raise self._stale(query, after, ticket, timeout) from None
+            raise self._stale(query, after, ticket) from None
 
     async def query_async(self, query: Any, *, after: int | None, timeout: float) -> Any:
         """Answer ``query`` without blocking the event loop."""
@@ -134,7 +136,7 @@ class ReadSide:
             if after is None:
                 raise EngineError(f"the query was not answered within {timeout} s") from None
             loop = asyncio.get_running_loop()
-            error = await loop.run_in_executor(None, self._stale, query, after, ticket, timeout)
+            error = await loop.run_in_executor(None, self._stale, query, after, ticket)
             raise error from None
 
     # ------------------------------------------------------------ progress
