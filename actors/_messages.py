@@ -16,7 +16,6 @@ from store import StreamAppend
 
 __all__ = [
     "AppendCommand",
-    "AwaitCommand",
     "CommandResult",
     "Execute",
     "HeadAdvanced",
@@ -61,15 +60,6 @@ class AppendCommand(msgspec.Struct, frozen=True):
     aggregate_id: str
     reply: pykka.Future[CommandResult]
     owner: pykka.ActorRef[Any]
-
-
-class AwaitCommand(msgspec.Struct, frozen=True):
-    """Aggregate -> writer: answer a duplicate of a command still in flight, once it committed."""
-
-    command_id: str
-    fingerprint: bytes
-    aggregate_id: str
-    reply: pykka.Future[CommandResult]
 
 
 class Resync(msgspec.Struct, frozen=True):

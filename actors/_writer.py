@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
 import pykka
@@ -22,17 +22,16 @@ import structlog
 
 from actors._messages import (
     AppendCommand,
-    AwaitCommand,
     CommandResult,
     HeadAdvanced,
     Reload,
     ReloadNow,
     Resync,
 )
-from domain.errors import CommitFailed, EngineError, IdempotencyConflict
+from domain.errors import CommitFailed, EngineError
 from store import CommandRecord, Committed, RecordedEvent, StreamAppend
 
-__all__ = ["LogStore", "LogWriter", "barrier", "fail", "result_from_record"]
+__all__ = ["LogStore", "LogWriter", "fail", "result_from_record"]
 
 log = structlog.get_logger(__name__)
 
@@ -111,8 +110,6 @@ class LogWriter(pykka.ThreadingActor):
         """Handle one message; appends pull every queued append into the same commit."""
         if isinstance(message, AppendCommand):
             self._drain_and_commit(message)
-        elif isinstance(message, AwaitCommand):
-            self._answer_duplicate(message)
         elif isinstance(message, Resync):
             self._tainted.discard(message.stream_id)
             try:
@@ -121,9 +118,6 @@ class LogWriter(pykka.ThreadingActor):
                 # The aggregate stopped meanwhile (e.g. close() stopping every actor): its
                 # successor loads from the log. Unguarded, this error crashed the writer.
                 log.debug("resync_target_gone")
-        elif callable(message):
-            # A barrier: a function run after everything queued before it (tests, close()).
-            return message()
         return None
 
     def _drain_and_commit(self, first: AppendCommand) -> None:
@@ -259,21 +253,3 @@ class LogWriter(pykka.ThreadingActor):
         for stream_id, owner in owners.items():
             if not owner.is_alive():
                 self._tainted.discard(stream_id)
-
-    def _answer_duplicate(self, message: AwaitCommand) -> None:
-        # Everything this aggregate sent earlier has been committed (or failed) by now.
-        record = self._store.lookup_command(message.command_id)
-        if record is None:
-            fail(
-                message.reply,
-                CommitFailed("the first command with this command_id failed to commit"),
-            )
-        elif record.fingerprint != message.fingerprint:
-            fail(message.reply, IdempotencyConflict(message.command_id))
-        else:
-            message.reply.set(result_from_record(self._store, record, message.aggregate_id))
-
-
-def barrier(writer: pykka.ActorRef[Any], fn: Callable[[], Any]) -> pykka.Future[Any]:
-    """Run ``fn`` on the writer after everything queued before it; return its future."""
-    return writer.ask(fn, block=False)
