@@ -28,7 +28,7 @@ from actors._registry import AggregateRegistry, tune_collector
 from actors._writer import LogWriter
 from domain.errors import CommandTimeout, EngineClosed, InvalidCommand
 from domain.orders import ORDERS
-from store import Codec, Durability, EventStore
+from store import Codec, Durability, EventStore, ViewStore
 
 __all__ = ["Engine", "EngineStatus"]
 
@@ -46,6 +46,9 @@ class EngineStatus(msgspec.Struct, frozen=True):
         durability: ``"sync"`` or ``"async"``.
         in_flight: Commands submitted and not yet acknowledged.
         file_size: Size of the data file in bytes.
+        views_recovered: Why the views environment was wiped and rebuilt from the log at open
+            (an OS crash with unflushed view writes, a damaged file, checkpoints ahead of the
+            log), or ``""``.
     """
 
     head: int
@@ -55,6 +58,7 @@ class EngineStatus(msgspec.Struct, frozen=True):
     durability: str
     in_flight: int = 0
     file_size: int = 0
+    views_recovered: str = ""
 
 
 class Engine:
@@ -67,6 +71,7 @@ class Engine:
         if _token is not _OPEN:
             raise TypeError("use Engine.open(path, ...)")
         self._store: EventStore = parts["store"]
+        self._view_store: ViewStore = parts["view_store"]
         self._dispatcher: Dispatcher = parts["dispatcher"]
         self._writer: pykka.ActorRef[LogWriter] = parts["writer"]
         self._routes: dict[type, AggregateRegistry] = parts["routes"]
@@ -141,10 +146,13 @@ class Engine:
         codec = codec_for(deciders, codec)
         Path(path).mkdir(parents=True, exist_ok=True)
         store = EventStore.open(path, codec=codec, durability=durability, map_size=map_size)
+        view_store: ViewStore | None = None
         dispatcher: Dispatcher | None = None
         writer: pykka.ActorRef[LogWriter] | None = None
         read: ReadSide | None = None
         try:
+            store.drop_legacy_views()
+            view_store = ViewStore.open(Path(path) / VIEWS_DIR, head=store.head())
             write_store = store_wrapper(store) if store_wrapper is not None else store
             # Daemon workers: a program that exits without closing the engine must not hang on
             # them; the atexit hook below still drains and closes every open engine.
@@ -153,6 +161,7 @@ class Engine:
             read = ReadSide.start(
                 store,
                 writer,
+                view_store=view_store,
                 views=views,
                 view_backends=view_backends,
                 skip_unknown=skip_unknown_events,
@@ -175,6 +184,7 @@ class Engine:
             engine = cls(
                 _OPEN,
                 store=store,
+                view_store=view_store,
                 dispatcher=dispatcher,
                 writer=writer,
                 routes=routes,
@@ -190,6 +200,8 @@ class Engine:
                 writer.stop(timeout=10)
             if dispatcher is not None:
                 dispatcher.shutdown(timeout=10)
+            if view_store is not None:
+                view_store.close()
             store.close()
             raise
         log.info("engine_opened", path=str(path), durability=durability, head=store.head())
@@ -218,6 +230,7 @@ class Engine:
             # Whatever failed above (a projector stuck in a view's apply), the workers stop and
             # the store is closed: the lock is released and the data directory can be reopened.
             self._dispatcher.shutdown(timeout=timeout)
+            self._view_store.close()
             self._store.close()
             log.info("engine_closed")
 
@@ -250,8 +263,13 @@ class Engine:
 
     def _housekeep(self) -> None:
         idle = self._idle_timeout
-        period = 1.0 if idle is None else max(0.05, min(idle / 4, 5.0))
+        # At least twice a second: unflushed view writes are bounded in time (OS-crash exposure).
+        period = 0.5 if idle is None else max(0.05, min(idle / 4, 0.5))
         while not self._stop_housekeeping.wait(period):
+            try:
+                self._view_store.sync_if_due()
+            except Exception:  # a failed flush is retried next round; the log is the truth
+                log.exception("views_flush_failed")
             if idle is not None:
                 for registry in self._registries:
                     registry.sweep(idle)
@@ -419,10 +437,14 @@ class Engine:
             durability=self._store.durability,
             in_flight=self._gate.count,
             file_size=self._store.file_size(),
+            views_recovered=self._view_store.recovered,
         )
 
 
 _OPEN = object()
+
+VIEWS_DIR = "views"
+"""The views environment and snapshots live in this subdirectory of the data directory."""
 
 # Engines still open at interpreter exit are closed (drained, synced) by an atexit hook: with
 # daemon threads everywhere nothing else would flush an async-durability store at exit.

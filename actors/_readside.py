@@ -18,7 +18,7 @@ from actors._projector import Progress, Projector, RetryParked, Swap, ViewStatus
 from actors._router import Ask, Cancel, QueryRouter, view_for
 from actors._writer import LogWriter
 from domain.errors import ConsistencyTimeout, EngineError, UnknownView
-from store import EventStore
+from store import EventStore, ViewStore
 from views import View
 from views.orders import QUERY_VIEW, order_views, validate_query
 
@@ -75,12 +75,13 @@ class ReadSide:
         views: Sequence[View] | None,
         view_backends: Mapping[str, Literal["memory", "lmdb"]] | None,
         skip_unknown: bool,
+        view_store: ViewStore | None = None,
         routes: Mapping[type, str] | None = None,
         validate: Callable[[Any], None] = validate_query,
     ) -> ReadSide:
         """Create the views (default: the order read models) and start their actors."""
         if views is None:
-            views = order_views(store, backends=view_backends, skip_unknown=skip_unknown)
+            views = order_views(view_store, backends=view_backends, skip_unknown=skip_unknown)
         routes = dict(QUERY_VIEW if routes is None else routes)
         by_name = {view.name: view for view in views}
         router = QueryRouter.start(by_name, routes, validate)

@@ -15,6 +15,7 @@ from store._records import (
     StreamAppend,
 )
 from store._store import EventStore
+from store._viewstore import ViewStore
 
 __all__ = [
     "Codec",
@@ -27,4 +28,5 @@ __all__ = [
     "Snapshot",
     "StreamAppend",
     "Upcaster",
+    "ViewStore",
 ]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from store._env import AnyTxn, Database, Txn
 
 __all__ = [
+    "all_checkpoints_in_txn",
     "checkpoint_in_txn",
     "park_in_txn",
     "parked_in_txn",
@@ -45,6 +46,13 @@ def checkpoint_in_txn(txn: Txn, db: Database, view: str) -> int:
     """Return the view's checkpoint (0 if none)."""
     raw = txn.get(view_key(view), db=db)
     return 0 if raw is None else int.from_bytes(raw, "big")
+
+
+def all_checkpoints_in_txn(txn: Txn, db: Database) -> dict[str, int]:
+    """Return every checkpoint by view name."""
+    return {
+        key.decode(): int.from_bytes(value, "big") for key, value in txn.cursor(db=db).iternext()
+    }
 
 
 def set_checkpoint_in_txn(txn: AnyTxn, db: Database, view: str, position: int) -> None:

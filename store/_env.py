@@ -199,12 +199,18 @@ class ResizeGate:
 
 
 def open_environment(
-    directory: pathlib.Path, *, sync: bool, map_size: int, max_readers: int
+    directory: pathlib.Path,
+    *,
+    sync: bool,
+    map_size: int,
+    max_readers: int,
+    metasync: bool = True,
 ) -> tuple[lmdb.Environment, int]:
     """Open the LMDB environment and clear reader slots left by dead processes.
 
-    ``metasync`` stays on in sync mode: without it LMDB keeps ACI but a power loss may undo the
-    last commit, which breaks the "acknowledged = durable" promise.
+    ``metasync`` stays on for the log: without it LMDB keeps ACI but a power loss may undo the
+    last commit, which breaks the "acknowledged = durable" promise. The views environment turns
+    both off (it is rebuilt from the log; see :mod:`store._viewstore`).
 
     Returns:
         The environment and the number of stale reader slots cleared.
@@ -214,7 +220,7 @@ def open_environment(
         "max_dbs": MAX_DBS,
         "max_readers": max_readers,
         "sync": sync,
-        "metasync": True,
+        "metasync": metasync,
         # Required for several threads; each thread uses its own read transactions.
         "lock": True,
         # Read transactions are reused instead of allocated, one spare per busy reader thread.

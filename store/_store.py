@@ -2,10 +2,9 @@
 
 It is used by one writer thread and several reader threads.
 
-Concurrency: write transactions are serialised by a lock (one writer at a time, also for views'
-``write``); every read runs in its own short read transaction (py-lmdb transactions must not be
-shared between threads) registered with a :class:`~store._env.ResizeGate`, so growing the map
-never happens while any transaction of this process is open.
+Concurrency (see :class:`~store._txns.Transactions`): write transactions are serialised by a
+lock, every read runs in its own short read transaction, and growing the map waits for open
+reads. Views keep their rows in their own environment (:class:`~store.ViewStore`), not here.
 """
 
 from __future__ import annotations
@@ -13,18 +12,17 @@ from __future__ import annotations
 import functools
 import os
 import pathlib
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Final, Self, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Final, Self
 
 import lmdb
 import structlog
 
-from domain.errors import EngineClosed, EngineError
+from domain.errors import EngineError
 from store import _checkpoints, _log, _snapshots
 from store._codec import Codec
-from store._env import ProcessLock, ResizeGate, open_environment
+from store._env import ProcessLock, open_environment
 from store._records import (
     CommandRecord,
     Committed,
@@ -34,21 +32,19 @@ from store._records import (
     Snapshot,
     StreamAppend,
 )
+from store._txns import Transactions
 
 if TYPE_CHECKING:
-    from store._env import AnyTxn, Database, Txn
+    from store._env import Database, Txn
 
 __all__ = ["EventStore"]
-
-T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
 _TABLES: Final = ("log", "streams", "heads", "commands", "snapshots", "checkpoints", "parked")
-_DATA_FILE: Final = "data.mdb"
 
 
-class EventStore:
+class EventStore(Transactions):
     """The event log, stream index, idempotency table, snapshots and view checkpoints.
 
     Open it with :meth:`open`; it is also a context manager.
@@ -72,19 +68,11 @@ class EventStore:
         lock: ProcessLock,
         stale_readers_cleared: int,
     ) -> None:
-        self.path = path
+        super().__init__(path, env, _TABLES)
         self.codec = codec
         self.durability: Durability = durability
-        self.env = env
         self.stale_readers_cleared = stale_readers_cleared
         self._lock = lock
-        self._write_lock = threading.Lock()
-        self._gate = ResizeGate()
-        self._closed = False
-        self._dbs: dict[str, Database] = {
-            name: env.open_db(name.encode(), create=True) for name in _TABLES
-        }
-        self._view_dbs: dict[str, Database] = {}
         self._head = self.read(lambda txn: _log.last_position(txn, self._dbs["log"]))
 
     @classmethod
@@ -140,15 +128,11 @@ class EventStore:
 
     def close(self) -> None:
         """Flush (in async mode), close LMDB and release the lock. Idempotent."""
-        with self._write_lock:
-            if self._closed:
+        try:
+            if not self._close_with(self._close_env):
                 return
-            self._closed = True
-            try:
-                # Waits for open reads: closing under a live transaction would invalidate it.
-                self._gate.exclusively(self._close_env)
-            finally:
-                self._lock.release()
+        finally:
+            self._lock.release()
         log.info("store_closed", path=str(self.path), head=self._head)
 
     def _close_env(self) -> None:
@@ -163,89 +147,6 @@ class EventStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise EngineClosed(f"the event store at {self.path} is closed")
-
-    # ------------------------------------------------------------ transactions
-
-    def write(self, fn: Callable[[Txn], T]) -> T:
-        """Run ``fn`` in one write transaction and commit it.
-
-        On a full map the transaction is aborted, the map doubled and ``fn`` run again, so
-        ``fn`` must be safe to re-run. Any other exception aborts and propagates.
-
-        Raises:
-            EngineClosed: The store is closed.
-        """
-        with self._write_lock:
-            self._check_open()
-            while True:
-                txn = self.env.begin(write=True)
-                try:
-                    result = fn(txn)
-                    txn.commit()
-                except lmdb.MapFullError:
-                    self._abort(txn)
-                    self._grow()
-                    continue
-                except BaseException:
-                    self._abort(txn)
-                    raise
-                return result
-
-    def read(self, fn: Callable[[Txn], T]) -> T:
-        """Run ``fn`` in a short read transaction of its own and return its result.
-
-        Raises:
-            EngineClosed: The store is closed.
-        """
-        gate = self._gate
-        gate.enter()
-        try:
-            self._check_open()
-            txn = self.env.begin()
-            try:
-                return fn(txn)
-            finally:
-                txn.abort()
-        finally:
-            gate.leave()
-
-    def _abort(self, txn: Txn) -> None:
-        # py-lmdb 3.0 lets a write txn's abort wait until no other thread is inside an LMDB
-        # call; with busy reader threads that can starve forever (seen here). Draining the
-        # readers first makes the abort immediate. Aborts are rare, so this costs nothing.
-        self._gate.exclusively(txn.abort)
-
-    def _grow(self) -> None:
-        # Called by the writer with no write transaction open; the gate waits for readers.
-        old: int = self.env.info()["map_size"]
-        started = time.perf_counter()
-        self._gate.resize(self.env, old * 2)
-        log.info(
-            "map_grown",
-            path=str(self.path),
-            old_size=old,
-            new_size=old * 2,
-            seconds=round(time.perf_counter() - started, 6),
-        )
-
-    @property
-    def map_size(self) -> int:
-        """The current LMDB map size in bytes."""
-        size: int = self.env.info()["map_size"]
-        return size
-
-    def file_size(self) -> int:
-        """Return the size of the data file in bytes."""
-        return (self.path / _DATA_FILE).stat().st_size
 
     # ------------------------------------------------------------ log
 
@@ -368,21 +269,6 @@ class EventStore:
         db = self._dbs["snapshots"]
         return self.read(lambda txn: _snapshots.load_snapshot_in_txn(txn, db, stream_id))
 
-    # ------------------------------------------------------------ checkpoints
-
-    def checkpoint(self, view: str) -> int:
-        """Return the last position ``view`` has applied (0 if none)."""
-        db = self._dbs["checkpoints"]
-        return self.read(lambda txn: _checkpoints.checkpoint_in_txn(txn, db, view))
-
-    def set_checkpoint(self, view: str, position: int, txn: AnyTxn | None = None) -> None:
-        """Set ``view``'s checkpoint, inside ``txn`` if given (with the view's own rows)."""
-        db = self._dbs["checkpoints"]
-        if txn is not None:
-            _checkpoints.set_checkpoint_in_txn(txn, db, view, position)
-            return
-        self.write(lambda wtxn: _checkpoints.set_checkpoint_in_txn(wtxn, db, view, position))
-
     # ------------------------------------------------------------ parked events
 
     def park(self, parked: ParkedEvent) -> None:
@@ -400,41 +286,30 @@ class EventStore:
         db = self._dbs["parked"]
         return self.write(lambda txn: _checkpoints.unpark_in_txn(txn, db, view, position))
 
-    # ------------------------------------------------------------ views' own databases
+    def drop_legacy_views(self) -> int:
+        """Drop view data an older layout kept in the log's environment; return databases dropped.
 
-    def open_db(self, name: str) -> Database:
-        """Return the named database ``name`` (e.g. ``"view:orders"``), creating it once.
-
-        Raises:
-            ValueError: ``name`` is one of the store's own tables or empty.
+        Views now live in their own environment (:class:`~store.ViewStore`) and rebuild there
+        from the log; the old ``view:*`` databases and their checkpoints would only waste space.
         """
-        handle = self._view_dbs.get(name)
-        if handle is not None:
-            return handle
-        if not name or name in _TABLES:
-            raise ValueError(f"{name!r} is reserved or empty; use e.g. 'view:<name>'")
-        with self._write_lock:
-            self._check_open()
-            handle = self._view_dbs.get(name)
-            if handle is None:
-                handle = self._open_db_growing(name)
-                self._view_dbs[name] = handle
-        return handle
 
-    def _open_db_growing(self, name: str) -> Database:
-        while True:
-            try:
-                return self.env.open_db(name.encode(), create=True)
-            except lmdb.MapFullError:
-                self._grow()
+        def legacy(txn: Txn) -> list[bytes]:
+            names = txn.cursor().iternext(keys=True, values=False)
+            return [name for name in names if name.startswith(b"view:")]
 
-    def drop_db(self, name: str, delete: bool = True) -> None:
-        """Empty the named database; with ``delete`` also remove it."""
-        handle = self.open_db(name)
-        self.write(lambda txn: txn.drop(handle, delete=delete))
-        if delete:
-            with self._write_lock:
-                self._view_dbs.pop(name, None)
+        names = self.read(legacy)
+        if not names:
+            return 0
+        checkpoints = self._dbs["checkpoints"]
+
+        def drop(txn: Txn) -> None:
+            for name in names:
+                txn.drop(self.env.open_db(name, txn=txn, create=False), delete=True)
+            txn.drop(checkpoints, delete=False)
+
+        self.write(drop)
+        log.info("legacy_views_dropped", path=str(self.path), databases=len(names))
+        return len(names)
 
 
 def _read_values(log_db: Database, start: int, limit: int, head: int, txn: Txn) -> list[bytes]:

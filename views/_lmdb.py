@@ -1,4 +1,7 @@
-r"""The LMDB backend: a read model's tables in named databases of the store's environment.
+r"""The LMDB backend: a read model's tables in named databases of the views environment.
+
+The views environment (:class:`store.ViewStore`, ``<data>/views/``) is apart from the log: a view
+commit never takes the log's write lock nor adds an fsync to a command's commit.
 
 Layout. Each view owns two sub-databases, ``view:<name>:0`` and ``view:<name>:1`` (two *slots*);
 the shared database ``view:_slots`` records which slot is live. The live slot's checkpoint is
@@ -14,8 +17,8 @@ never occurs in UTF-8, so a digest never collides with a plain key.
 
 Transactions. ``apply`` writes rows and checkpoint in ONE write transaction (``store.write``), so
 a batch is applied exactly once or not at all. The read model computes the batch's changes
-before, against a read snapshot (``store.read``), so the store's single write lock (which the log
-writer needs to commit commands) is held only while the encoded rows are written. Every query
+before, against a read snapshot (``store.read``), so the views store's write lock (which the other
+LMDB views need too) is held only while the encoded rows are written. Every query
 runs in its own short read transaction (``store.read``): it sees one committed state and never
 pins pages for long.
 """
@@ -28,7 +31,7 @@ import lmdb
 import structlog
 
 from domain.errors import EngineClosed
-from store import EventStore, RecordedEvent
+from store import RecordedEvent, ViewStore
 from views._lmdb_storage import SLOTS_DB, Db, LmdbStorage, commit, compute
 from views._view import Backend, ReadModel, View, check_query_type, check_up_to
 
@@ -45,7 +48,7 @@ class LmdbView:
 
     Args:
         model: The read model's logic.
-        store: The open event store whose environment holds the view.
+        store: The open views store (its own LMDB environment, apart from the log).
         skip_unknown: Opt-in: the projector skips (and counts) events it cannot decode.
     """
 
@@ -54,7 +57,7 @@ class LmdbView:
     def __init__(
         self,
         model: ReadModel,
-        store: EventStore,
+        store: ViewStore,
         *,
         skip_unknown: bool = False,
         shadow_slot: int | None = None,
@@ -96,8 +99,8 @@ class LmdbView:
         return self._checkpoint_key
 
     @property
-    def store(self) -> EventStore:
-        """The event store whose environment holds the view."""
+    def store(self) -> ViewStore:
+        """The views store whose environment holds the view."""
         return self._store
 
     def __repr__(self) -> str:

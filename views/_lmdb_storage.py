@@ -15,7 +15,7 @@ from typing import Any, Final, Generic, TypeVar, cast
 import lmdb
 import msgspec
 
-from store import EventStore, RecordedEvent
+from store import RecordedEvent, ViewStore
 from views._view import Storage
 
 __all__ = ["SLOTS_DB", "Db", "LmdbStorage", "commit", "compute"]
@@ -289,7 +289,7 @@ class _BatchStorage:
 
 
 def compute(
-    store: EventStore,
+    store: ViewStore,
     db: Db,
     apply: Callable[[Storage, RecordedEvent], None],
     records: Sequence[RecordedEvent],

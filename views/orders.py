@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from domain.errors import UnknownView
-from store import EventStore
+from store import ViewStore
 from views._lmdb import LmdbView
 from views._memory import MemoryView
 from views._order_models import (
@@ -78,7 +78,7 @@ def _models() -> list[ReadModel]:
 
 
 def order_views(
-    store: EventStore | None,
+    store: ViewStore | None,
     *,
     backends: Mapping[str, Backend] | None = None,
     skip_unknown: bool = False,
@@ -86,7 +86,7 @@ def order_views(
     """Build the four order views.
 
     Args:
-        store: The open event store LMDB views live in; None puts every view in memory.
+        store: The open views store LMDB views live in; None puts every view in memory.
         backends: Overrides of :data:`DEFAULT_BACKENDS` by view name.
         skip_unknown: Let the projector skip (and count) events the codec cannot decode.
 

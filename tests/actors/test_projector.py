@@ -35,7 +35,7 @@ from structlog.testing import capture_logs
 from actors import Engine
 from domain.errors import ConsistencyTimeout, UnknownView
 from domain.orders import ORDERS, AddOrderItem, CancelOrder, ShipOrder
-from store import Codec, EventStore, RecordedEvent, StreamAppend
+from store import Codec, EventStore, RecordedEvent, StreamAppend, ViewStore
 from views.orders import (
     GetCustomerOrders,
     GetOrderById,
@@ -195,8 +195,9 @@ def test_views_resume_from_their_checkpoint_after_a_restart_without_double_count
         run_steps(engine, model, random_steps(seed=3, count=120))
         head = engine.status().head
         assert engine.wait_for_views(head, timeout=WAIT)
-    with EventStore.open(tmp_path, codec=Codec(ORDERS.event_types)) as store:
-        # The LMDB views committed their checkpoints with their rows.
+    with ViewStore.open(tmp_path / "views", head=head) as store:
+        # The LMDB views committed their checkpoints with their rows, in their own environment.
+        assert store.recovered == ""
         assert store.checkpoint("order_details") == head
         assert store.checkpoint("customer_orders") == head
     for _ in range(2):  # twice: the second restart resumes from the first one's checkpoints

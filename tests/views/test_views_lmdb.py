@@ -9,7 +9,7 @@ from views_kit import EPOCH, OrderLog, open_store, random_log, reference, sample
 
 from domain.errors import UnknownView
 from domain.orders import OrderShipped
-from store import EventStore
+from store import ViewStore
 from views import LmdbView, MemoryView, View
 from views.orders import (
     DEFAULT_BACKENDS,
@@ -38,7 +38,7 @@ def log() -> OrderLog:
     return random_log(seed=11, commands=150)
 
 
-def _lmdb_views(store: EventStore) -> list[View]:
+def _lmdb_views(store: ViewStore) -> list[View]:
     return [LmdbView(model(), store) for model in MODELS]
 
 

@@ -30,7 +30,7 @@ from domain.orders import (
     RemoveOrderItem,
     ShipOrder,
 )
-from store import Codec, EventStore, RecordedEvent
+from store import RecordedEvent, ViewStore
 from views import Backend, View
 from views.orders import (
     QUERY_VIEW,
@@ -263,8 +263,9 @@ def reference(log: OrderLog, query: object) -> object:
 # ---------------------------------------------------------------- running views
 
 
-def open_store(path: Path) -> EventStore:
-    return EventStore.open(path, codec=Codec(ORDERS.event_types), durability="async")
+def open_store(path: Path) -> ViewStore:
+    """The views environment LMDB views live in (apart from any log)."""
+    return ViewStore.open(path)
 
 
 @dataclass
@@ -273,7 +274,7 @@ class Rig:
 
     backend: Backend
     views: dict[str, View]
-    store: EventStore | None
+    store: ViewStore | None
 
     def view_for(self, query: object) -> View:
         return self.views[QUERY_VIEW[type(query)]]
