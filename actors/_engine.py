@@ -25,6 +25,7 @@ from actors._gate import InFlightGate
 from actors._messages import CommandResult, Execute
 from actors._readside import ReadSide, RebuildReport, ViewStatus
 from actors._registry import AggregateRegistry, tune_collector
+from actors._tail import EventTail
 from actors._writer import LogWriter
 from domain.errors import CommandTimeout, EngineClosed, InvalidCommand
 from domain.orders import ORDERS
@@ -157,11 +158,14 @@ class Engine:
             # Daemon workers: a program that exits without closing the engine must not hang on
             # them; the atexit hook below still drains and closes every open engine.
             dispatcher = Dispatcher(workers=workers, name="aggregates", daemon=True)
-            writer = LogWriter.start(write_store, max_batch=max_batch)
+            # Committed events reach every projector decoded once (none without views).
+            tail = EventTail(store) if views is None or len(views) > 0 else None
+            writer = LogWriter.start(write_store, max_batch=max_batch, tail=tail, codec=codec)
             read = ReadSide.start(
                 store,
                 writer,
                 view_store=view_store,
+                tail=tail,
                 views=views,
                 view_backends=view_backends,
                 skip_unknown=skip_unknown_events,

@@ -21,6 +21,7 @@ import pykka
 import structlog
 
 from actors._messages import HeadAdvanced
+from actors._tail import EventTail
 from domain.errors import CorruptLog
 from store import EventStore, ParkedEvent, RecordedEvent
 from views import View
@@ -156,16 +157,30 @@ def apply_safely(
     return parked
 
 
+Reader = Callable[[int, int], list[RecordedEvent]]
+"""Returns up to ``limit`` decoded records from ``start`` (an :class:`EventTail`'s ``read``, or
+:func:`store_reader`); raises :class:`CorruptLog` for a bad record."""
+
+
+def store_reader(store: EventStore) -> Reader:
+    """Return a :data:`Reader` that decodes straight from the store (rebuilds, swaps)."""
+
+    def read(start: int, limit: int) -> list[RecordedEvent]:
+        return next(store.read_all(start, limit), [])
+
+    return read
+
+
 def read_batch(
-    store: EventStore, view: View, start: int, size: int
+    read: Reader, view: View, start: int, size: int
 ) -> tuple[list[RecordedEvent], int, int]:
     """Read the next batch from ``start``: (events, up_to, skipped); CorruptLog if stuck."""
     try:
-        events = next(store.read_all(start, size), [])
+        events = read(start, size)
     except CorruptLog as corrupt:
         if corrupt.position > start:
             # Apply the good prefix first; the bad record is met again at the next batch.
-            events = next(store.read_all(start, corrupt.position - start), [])
+            events = read(start, corrupt.position - start)
             return events, corrupt.position - 1, 0
         if not view.skip_unknown:
             raise
@@ -188,9 +203,10 @@ def replay_into(
     Positions parked on the way are added to ``parked_positions`` when given.
     """
     done = 0
+    read = store_reader(store)
     while view.position() < until:
         start = view.position() + 1
-        events, up_to, skipped = read_batch(store, view, start, min(batch_size, until - start + 1))
+        events, up_to, skipped = read_batch(read, view, start, min(batch_size, until - start + 1))
         if up_to < start:
             break
         apply_safely(store, view, events, up_to, parked_positions)
@@ -234,6 +250,7 @@ class Projector(pykka.ThreadingActor):
         progress: The view it feeds, and where it reports its progress.
         router: Told :class:`ViewAdvanced` after every batch (read-your-writes waits on it).
         batch_size: Events per catch-up batch.
+        tail: The shared decoded events (default: decode from the store itself).
     """
 
     use_daemon_thread = True
@@ -244,9 +261,11 @@ class Projector(pykka.ThreadingActor):
         progress: Progress,
         router: pykka.ActorRef[Any] | None,
         batch_size: int = 2000,
+        tail: EventTail | None = None,
     ) -> None:
         super().__init__()
         self._store = store
+        self._read: Reader = tail.read if tail is not None else store_reader(store)
         self.view = progress.view
         self._progress = progress
         self._router = router
@@ -300,7 +319,7 @@ class Projector(pykka.ThreadingActor):
             self._progress.behind_since = None
             return
         try:
-            events, up_to, skipped = read_batch(self._store, view, start, self._batch_size)
+            events, up_to, skipped = read_batch(self._read, view, start, self._batch_size)
         except CorruptLog as corrupt:
             # Name the error class: status readers match on it, and the message has the position.
             self._progress.error = f"{type(corrupt).__name__}: {corrupt}"

@@ -16,6 +16,7 @@ import structlog
 from actors._future import DispatcherFuture, bridge
 from actors._projector import Progress, Projector, RetryParked, Swap, ViewStatus, replay_into
 from actors._router import Ask, Cancel, QueryRouter, view_for
+from actors._tail import EventTail
 from actors._writer import LogWriter
 from domain.errors import ConsistencyTimeout, EngineError, UnknownView
 from store import EventStore, ViewStore
@@ -56,8 +57,11 @@ class ReadSide:
         router: pykka.ActorRef[QueryRouter],
         routes: Mapping[type, str],
         projectors: dict[str, tuple[pykka.ActorRef[Projector], Progress]],
+        *,
+        tail: EventTail | None = None,
     ) -> None:
         self._store = store
+        self.tail = tail
         self.views = {view.name: view for view in views}
         self._router = router
         self._routes = dict(routes)
@@ -76,6 +80,7 @@ class ReadSide:
         view_backends: Mapping[str, Literal["memory", "lmdb"]] | None,
         skip_unknown: bool,
         view_store: ViewStore | None = None,
+        tail: EventTail | None = None,
         routes: Mapping[type, str] | None = None,
         validate: Callable[[Any], None] = validate_query,
     ) -> ReadSide:
@@ -88,10 +93,10 @@ class ReadSide:
         projectors = {}
         for view in views:
             progress = Progress(view)
-            ref = Projector.start(store, progress, router)
+            ref = Projector.start(store, progress, router, tail=tail)
             projectors[view.name] = (ref, progress)
             writer.proxy().subscribe(ref).get(timeout=30)
-        return cls(store, views, router, routes, projectors)
+        return cls(store, views, router, routes, projectors, tail=tail)
 
     def close(self) -> None:
         """Stop the projectors and the router, then close the views."""

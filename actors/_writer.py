@@ -15,7 +15,7 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pykka
 import structlog
@@ -29,7 +29,10 @@ from actors._messages import (
     Resync,
 )
 from domain.errors import CommitFailed, EngineError
-from store import CommandRecord, Committed, RecordedEvent, StreamAppend
+from store import Codec, CommandRecord, Committed, RecordedEvent, StreamAppend
+
+if TYPE_CHECKING:
+    from actors._tail import EventTail
 
 __all__ = ["LogStore", "LogWriter", "fail", "result_from_record"]
 
@@ -87,14 +90,27 @@ class LogWriter(pykka.ThreadingActor):
     Args:
         store: The event store (or a fault-injection wrapper around it).
         max_batch: Most commands committed in one transaction.
+        tail: Where committed events are handed to the projectors, decoded (None: no views).
+        codec: The store's codec (tags and schema versions of the published records).
     """
 
     use_daemon_thread = True  # a crashed embedding program must not hang on this thread
 
-    def __init__(self, store: LogStore, *, max_batch: int = 2000) -> None:
+    def __init__(
+        self,
+        store: LogStore,
+        *,
+        max_batch: int = 2000,
+        tail: EventTail | None = None,
+        codec: Codec | None = None,
+    ) -> None:
         super().__init__()
+        if tail is not None and codec is None:
+            raise ValueError("publishing to a tail needs the codec")
         self._store = store
         self._max_batch = max_batch
+        self._tail = tail
+        self._codec = codec
         # Streams whose commit failed: later appends of the same aggregate were decided on a
         # state that never reached the log, so they fail until the aggregate has resynced.
         self._tainted: set[str] = set()
@@ -180,6 +196,9 @@ class LogWriter(pykka.ThreadingActor):
                 fail(message.reply, failure)
             return
         head, events = self._settle(live, results)
+        if self._tail is not None and head:
+            # Before HeadAdvanced: a projector woken by it finds the records already decoded.
+            self._publish(live, results)
         self.batches += 1
         self.commands += len(live)
         log.info(
@@ -230,6 +249,39 @@ class LogWriter(pykka.ThreadingActor):
             else:
                 fail(message.reply, result)
         return head, events
+
+    def _publish(self, live: list[AppendCommand], results: list[Committed | EngineError]) -> None:
+        tail, codec = self._tail, self._codec
+        if tail is None or codec is None:  # pragma: no cover - checked by the caller
+            return
+        tag_of = codec.tag_of
+        records: list[RecordedEvent] = []
+        for message, result in zip(live, results, strict=True):
+            if not isinstance(result, Committed) or result.duplicate:
+                continue
+            append = message.append
+            if not append.timestamp:
+                return  # the store stamped it: only the log knows it; readers decode from there
+            first_version = result.version - len(append.events) + 1
+            for offset, event in enumerate(append.events):
+                tag, schema = tag_of(event)
+                records.append(
+                    RecordedEvent(
+                        result.first_position + offset,
+                        append.stream_id,
+                        append.stream_type,
+                        first_version + offset,
+                        tag,
+                        schema,
+                        append.timestamp,
+                        append.command_id,
+                        event,
+                    )
+                )
+        try:
+            tail.publish(records)
+        except Exception:  # the projectors then decode from LMDB: slower, never wrong
+            log.exception("tail_publish_failed")
 
     def _answer_from_log(self, command_id: str, message: AppendCommand) -> None:
         record = self._store.lookup_command(command_id)

@@ -186,6 +186,14 @@ class Codec:
             (position, stream_id, stream_type, version, tag, schema, timestamp, command_id, event)
         )
 
+    def tag_of(self, event: msgspec.Struct) -> tuple[str, int]:
+        """Return ``(tag, schema_version)`` of a registered event.
+
+        Raises:
+            KeyError: The event's type is not registered.
+        """
+        return self._tag_of[type(event)]
+
     def is_registered(self, event: msgspec.Struct) -> bool:
         """Return True if ``event``'s type is registered."""
         return type(event) in self._tag_of

@@ -1,7 +1,9 @@
 """The in-memory backend: a read model's tables in plain dicts, guarded by one lock.
 
-Memory views are rebuilt from the log at open (the projector replays them from position 0), so
-they trade durability for speed.
+Memory views are rebuilt from the log at open, so they trade durability for speed; a snapshot
+(:meth:`MemoryView.snapshot`, framed by ``views._snapshot_file``) lets an open load the state at a
+position and replay only the tail (:meth:`MemoryView.restore`). A restored table's rows stay
+raw msgpack until the read model first asks for the table: only then is its row type known.
 
 Locking: the writer holds the state lock for a whole ``apply`` batch, a reader for one query, so
 a query never sees a half-applied event nor iterates a dict being mutated. Python's locks are not
@@ -18,10 +20,13 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
+import msgspec
 import structlog
 
 from domain.errors import EngineClosed
 from store import RecordedEvent
+from views._memory_codec import IndexEntries, TableRows, decode_rows, decode_state, encode_state
+from views._snapshot_file import decode_snapshot, encode_snapshot
 from views._view import Backend, ReadModel, View, check_query_type, check_up_to
 
 __all__ = ["MemoryView"]
@@ -32,61 +37,102 @@ V = TypeVar("V")
 
 
 class _MemoryTable(Generic[V]):
-    __slots__ = ("_rows",)
+    __slots__ = ("row_type", "rows")
 
-    def __init__(self, rows: dict[str, V]) -> None:
-        self._rows = rows
+    def __init__(self, rows: dict[str, V], row_type: type[V]) -> None:
+        self.rows = rows
+        self.row_type = row_type  # as first asked for: what a restored snapshot decodes with
 
     def get(self, key: str) -> V | None:
-        return self._rows.get(key)
+        return self.rows.get(key)
 
     def put(self, key: str, value: V) -> None:
-        self._rows[key] = value
+        self.rows[key] = value
 
     def delete(self, key: str) -> None:
-        self._rows.pop(key, None)
+        self.rows.pop(key, None)
 
     def values(self) -> Iterator[V]:
-        return iter(self._rows.values())
+        return iter(self.rows.values())
 
 
 class _MemoryIndex:
-    __slots__ = ("_groups",)
+    __slots__ = ("groups",)
 
-    def __init__(self) -> None:
+    def __init__(self, groups: IndexEntries | None = None) -> None:
         # Sorted (position, value) lists: the projector adds in position order, so `append` is the
         # common case; `insort` keeps the order right if positions ever arrive out of order.
-        self._groups: dict[str, list[tuple[int, str]]] = {}
+        self.groups: IndexEntries = {} if groups is None else groups
 
     def add(self, group: str, position: int, value: str) -> None:
-        entries = self._groups.setdefault(group, [])
+        entries = self.groups.setdefault(group, [])
         if not entries or entries[-1][0] < position:
             entries.append((position, value))
         else:
             bisect.insort(entries, (position, value))
 
     def scan(self, group: str, *, reverse: bool = False) -> Iterator[str]:
-        entries = self._groups.get(group, [])
+        entries = self.groups.get(group, [])
         ordered = reversed(entries) if reverse else iter(entries)
         return (value for _, value in ordered)
 
 
 class _MemoryState:
-    """Everything a memory view holds; `adopt` and `clear` swap the whole object at once."""
+    """Everything a memory view holds; `adopt` and `clear` swap the whole object at once.
 
-    __slots__ = ("_indexes", "_tables", "position")
+    ``_pending`` holds the tables of a restored snapshot that the read model has not asked for
+    yet, as raw msgpack: :meth:`table` decodes one with the row type it is asked for.
+    """
 
-    def __init__(self) -> None:
-        self.position = 0
+    __slots__ = ("_indexes", "_pending", "_tables", "_view", "position")
+
+    def __init__(
+        self,
+        view: str = "",
+        position: int = 0,
+        pending: dict[str, msgspec.Raw] | None = None,
+        indexes: dict[str, IndexEntries] | None = None,
+    ) -> None:
+        self.position = position
+        self._view = view
         self._tables: dict[str, _MemoryTable[Any]] = {}
-        self._indexes: dict[str, _MemoryIndex] = {}
+        self._pending = pending or {}
+        self._indexes = {name: _MemoryIndex(groups) for name, groups in (indexes or {}).items()}
 
     # The state is its own Storage: no wrapper object per event.
-    def table(self, name: str, row_type: type[V]) -> _MemoryTable[V]:  # noqa: ARG002 - rows stay objects in memory; the type only matters to LMDB
+    def table(self, name: str, row_type: type[V]) -> _MemoryTable[V]:
         table = self._tables.get(name)
         if table is None:
-            table = self._tables[name] = _MemoryTable[Any]({})
+            raw = self._pending.get(name)
+            # Raises SnapshotRowsError (the table stays pending, so every later use raises too).
+            rows = {} if raw is None else decode_rows(self._view, name, raw, row_type)
+            table = self._tables[name] = _MemoryTable(rows, row_type)
+            self._pending.pop(name, None)
         return table
+
+    def is_empty(self) -> bool:
+        """Return True if nothing was ever applied or restored (position 0, no rows)."""
+        return not (
+            self.position
+            or self._pending
+            or any(table.rows for table in self._tables.values())
+            or any(index.groups for index in self._indexes.values())
+        )
+
+    def copy(self) -> tuple[int, dict[str, TableRows], dict[str, IndexEntries]]:
+        """Return (position, tables, indexes): a copy that later applies cannot change.
+
+        Shallow: rows are immutable, so copying the dicts and the index lists (which are
+        appended to) is enough, and costs about one pointer copy per row.
+        """
+        tables: dict[str, TableRows] = dict(self._pending)  # Raw bytes are immutable
+        for name, table in self._tables.items():
+            tables[name] = table.rows.copy()
+        indexes = {
+            name: {group: entries.copy() for group, entries in index.groups.items()}
+            for name, index in self._indexes.items()
+        }
+        return self.position, tables, indexes
 
     def index(self, name: str) -> _MemoryIndex:
         index = self._indexes.get(name)
@@ -165,6 +211,84 @@ class MemoryView:
             pass  # closed while the writer waits: a query loop cannot starve it
         with self._lock:
             return self._model.query(self._state, query)
+
+    @property
+    def model_version(self) -> int:
+        """The read model's ``version``, 1 if it declares none.
+
+        A snapshot is only restored by the same version, so a read model bumps its version
+        whenever the shape of its rows changes.
+
+        Raises:
+            TypeError: The read model's ``version`` is not an int.
+        """
+        version = getattr(self._model, "version", 1)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise TypeError(f"read model {self.name!r}: version must be an int, not {version!r}")
+        return version
+
+    def snapshot(self) -> tuple[int, bytes]:
+        """Return ``(position, snapshot)``: the state at ``position``, framed for the file.
+
+        The lock is held only to copy the state (shallowly: rows are immutable); encoding runs
+        after, so applies and queries wait for the copy alone (see the module's notes).
+
+        Raises:
+            EngineClosed: The view is closed.
+            TypeError: A row is not msgspec-encodable.
+        """
+        self._check_open()
+        version = self.model_version
+        with self._gate:
+            pass  # a reader, like a query: it must not starve the writer
+        with self._lock:
+            self._check_open()  # a close swaps in an empty state: never snapshot that one
+            position, tables, indexes = self._state.copy()
+        payload = encode_state(tables, indexes)
+        return position, encode_snapshot(self.name, version, position, payload)
+
+    def restore(self, data: bytes) -> int | None:
+        """Load a snapshot of this view into this empty view; return its position.
+
+        Anything wrong with ``data`` (another view or model version, a torn or corrupted file,
+        an unreadable payload) returns None, logged, and leaves the view empty at position 0:
+        the caller then replays from the start. A restored table is decoded when the read model
+        first asks for it; if its rows do not decode as the type asked for, that apply or
+        query raises :class:`~views._memory_codec.SnapshotRowsError`.
+
+        Raises:
+            ValueError: The view is not empty at position 0.
+            EngineClosed: The view is closed.
+        """
+        self._check_open()
+        self._check_empty()  # fail fast, before decoding anything
+        version = self.model_version
+        framed = decode_snapshot(data, self.name, version)
+        if framed is None:
+            return None  # decode_snapshot logged why
+        position, payload = framed
+        try:
+            tables, indexes = decode_state(payload)
+        except msgspec.DecodeError as error:  # a checksummed payload that is not ours
+            _log.warning("view_snapshot_discarded", view=self.name, reason=f"payload: {error}")
+            return None
+        if position < 0:
+            _log.warning("view_snapshot_discarded", view=self.name, reason=f"position {position}")
+            return None
+        state = _MemoryState(self.name, position, tables, indexes)
+        with self._gate, self._lock:
+            self._check_open()
+            self._check_empty()  # nothing may have been applied while we decoded
+            self._state = state
+        _log.info("view_restored", view=self.name, backend=self.backend, position=position)
+        return position
+
+    def _check_empty(self) -> None:
+        if not self._state.is_empty():
+            raise ValueError(
+                f"view {self.name!r} is at position {self._state.position} with rows: "
+                "restore a snapshot only into an empty view (clear it first)"
+            )
 
     def new_shadow(self) -> MemoryView:
         """Return an empty, independent copy (own lock, own state) to rebuild into."""

@@ -1,0 +1,113 @@
+"""The event tail: committed events decoded once, shared by every projector, bounded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from engine_kit import COUNTER, Increment, Incremented, open_engine
+
+from actors._tail import CHUNK, EventTail
+from domain.errors import CorruptLog
+from store import Codec, EventStore, RecordedEvent, StreamAppend
+
+
+def _store(path: Path) -> EventStore:
+    return EventStore.open(path, codec=Codec(COUNTER.event_types), durability="async")
+
+
+def _fill(store: EventStore, count: int) -> list[RecordedEvent]:
+    """Append ``count`` events (one per stream append) and return them as the log has them."""
+    appends = [
+        StreamAppend(
+            stream_id=f"c-{i % 7}",
+            stream_type="counter",
+            expected_version=i // 7,
+            events=[Incremented(counter_id=f"c-{i % 7}", by=1)],
+            timestamp=1_000 + i,
+        )
+        for i in range(count)
+    ]
+    for start in range(0, count, 500):
+        store.append_batch(appends[start : start + 500])
+    return [event for batch in store.read_all(1, 1000) for event in batch]
+
+
+def _as_tuple(record: RecordedEvent) -> tuple[Any, ...]:
+    return (*msgspec.structs.astuple(record)[:8], msgspec.to_builtins(record.event))
+
+
+def test_a_miss_decodes_the_whole_chunk_once_and_every_reader_shares_it(tmp_path: Path) -> None:
+    with _store(tmp_path) as store:
+        log = _fill(store, 3000)
+        tail = EventTail(store)
+        first = tail.read(5, 10)
+        assert [r.position for r in first] == list(range(5, 15))
+        assert tail.decoded == CHUNK  # the aligned chunk 1..1024, once
+        second = tail.read(100, 2000)  # another reader further on: same chunk, no decoding
+        assert [r.position for r in second] == list(range(100, CHUNK + 1))  # up to the chunk end
+        assert tail.decoded == CHUNK
+        last = tail.read(2 * CHUNK + 1, 5000)
+        assert [r.position for r in last] == list(range(2 * CHUNK + 1, 3001))
+        assert [_as_tuple(r) for r in first + second + last] == [
+            _as_tuple(r) for r in log[4:14] + log[99:CHUNK] + log[2 * CHUNK :]
+        ]
+        assert tail.read(3001, 10) == []
+
+
+def test_published_records_extend_their_chunk_and_are_served_without_decoding(
+    tmp_path: Path,
+) -> None:
+    with _store(tmp_path) as store:
+        log = _fill(store, 1500)
+        tail = EventTail(store)
+        tail.publish(log[:600])  # a chunk starts at position 1: kept
+        tail.publish(log[600:1100])  # extends chunk 0 and starts chunk 1
+        assert tail.read(1, 5000) == log[:CHUNK]
+        assert tail.read(CHUNK + 1, 5000) == log[CHUNK:1100]
+        assert tail.decoded == 0
+        tail.publish(log[1200:1300])  # a gap (1101..1200 never published): dropped
+        assert [r.position for r in tail.read(1101, 300)] == list(range(1101, 1401))
+        assert tail.decoded == 1500 - CHUNK  # the chunk was decoded from the log instead
+
+
+def test_the_tail_keeps_a_bounded_number_of_chunks(tmp_path: Path) -> None:
+    with _store(tmp_path) as store:
+        _fill(store, 5 * CHUNK)
+        tail = EventTail(store, max_chunks=2)
+        for chunk in range(5):
+            tail.read(chunk * CHUNK + 1, 1)
+        assert tail.decoded == 5 * CHUNK
+        tail.read(1, 1)  # evicted long ago: decoded again
+        assert tail.decoded == 6 * CHUNK
+        tail.read(4 * CHUNK + 1, 1)  # still cached
+        assert tail.decoded == 6 * CHUNK
+
+
+def test_a_bad_record_is_reported_at_its_own_position_and_not_cached(tmp_path: Path) -> None:
+    with _store(tmp_path) as store:
+        _fill(store, 50)
+        log_db = store.env.open_db(b"log", create=False)
+        with store.env.begin(write=True) as txn:
+            txn.put((30).to_bytes(8, "big"), b"\xc1garbage", db=log_db)
+        tail = EventTail(store)
+        assert [r.position for r in tail.read(5, 20)] == list(range(5, 25))  # before the bad one
+        with pytest.raises(CorruptLog) as caught:
+            tail.read(25, 20)
+        assert caught.value.position == 30
+        assert tail.decoded == 0
+
+
+def test_the_writer_hands_the_projectors_exactly_what_the_log_holds(tmp_path: Path) -> None:
+    with open_engine(tmp_path, views=None, deciders=[COUNTER]) as engine:
+        tail = engine._read.tail
+        assert tail is not None
+        for i in range(300):
+            engine.submit(Increment(counter_id=f"c-{i % 5}", by=i + 1)).get(timeout=10)
+        assert engine.wait_for_views(timeout=10)
+        assert tail.published == 300
+        served = tail.read(1, 300)
+        log = [event for batch in engine.store.read_all(1, 1000) for event in batch]
+        assert [_as_tuple(r) for r in served] == [_as_tuple(r) for r in log]
