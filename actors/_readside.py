@@ -14,8 +14,10 @@ import pykka
 import structlog
 
 from actors._future import DispatcherFuture, bridge
-from actors._projector import Progress, Projector, RetryParked, Swap, ViewStatus, replay_into
+from actors._projector import Progress, Projector, RetryParked, Swap, ViewStatus
+from actors._replay import replay_many
 from actors._router import Ask, Cancel, QueryRouter, view_for
+from actors._snapshots import ViewSnapshots
 from actors._tail import EventTail
 from actors._writer import LogWriter
 from domain.errors import ConsistencyTimeout, EngineError, UnknownView
@@ -23,7 +25,10 @@ from store import EventStore, ViewStore
 from views import View
 from views.orders import QUERY_VIEW, order_views, validate_query
 
-__all__ = ["ReadSide", "RebuildReport", "ViewStatus"]
+__all__ = ["SNAPSHOT_EVERY", "ReadSide", "RebuildReport", "ViewStatus"]
+
+SNAPSHOT_EVERY = 100_000
+"""Events a memory view applies between two background snapshots (also taken at close)."""
 
 log = structlog.get_logger(__name__)
 
@@ -32,7 +37,7 @@ class RebuildReport(msgspec.Struct, frozen=True):
     """What a rebuild did.
 
     Attributes:
-        events: Events replayed (summed over the rebuilt views).
+        events: Events read from the log (one shared scan feeds every rebuilt view).
         seconds: Wall-clock time of the rebuild.
         views: Names of the rebuilt views.
     """
@@ -48,7 +53,7 @@ class RebuildReport(msgspec.Struct, frozen=True):
 
 
 class ReadSide:
-    """Owns the views, one projector actor per view, and the query router actor."""
+    """Owns the views, the projector actors that feed them, and the query router actor."""
 
     def __init__(
         self,
@@ -56,17 +61,20 @@ class ReadSide:
         views: Sequence[View],
         router: pykka.ActorRef[QueryRouter],
         routes: Mapping[type, str],
-        projectors: dict[str, tuple[pykka.ActorRef[Projector], Progress]],
         *,
+        projectors: Mapping[str, pykka.ActorRef[Projector]],
+        progress: Sequence[Progress],
         tail: EventTail | None = None,
+        snapshots: ViewSnapshots | None = None,
     ) -> None:
         self._store = store
         self.tail = tail
+        self.snapshots = snapshots
         self.views = {view.name: view for view in views}
         self._router = router
         self._routes = dict(routes)
-        self._projectors = {name: ref for name, (ref, _) in projectors.items()}
-        self._progress = {name: progress for name, (_, progress) in projectors.items()}
+        self._projectors = dict(projectors)  # view name -> the projector feeding it
+        self._progress = {p.view.name: p for p in progress}
         self._rebuild_lock = threading.Lock()
         self._tickets = itertools.count(1)
 
@@ -83,28 +91,63 @@ class ReadSide:
         tail: EventTail | None = None,
         routes: Mapping[type, str] | None = None,
         validate: Callable[[Any], None] = validate_query,
+        snapshot_every: int = SNAPSHOT_EVERY,
     ) -> ReadSide:
-        """Create the views (default: the order read models) and start their actors."""
+        """Create the views (default: the order read models) and start their actors.
+
+        Memory views load their snapshots (when ``view_store`` is given) before the projector
+        starts, so it replays only the tail.
+        """
         if views is None:
             views = order_views(view_store, backends=view_backends, skip_unknown=skip_unknown)
         routes = dict(QUERY_VIEW if routes is None else routes)
+        snapshots = None
+        if view_store is not None:
+            snapshots = ViewSnapshots(view_store.snapshots, views, snapshot_every)
+            snapshots.restore_all(store.head())
         by_name = {view.name: view for view in views}
         router = QueryRouter.start(by_name, routes, validate)
-        projectors = {}
-        for view in views:
-            progress = Progress(view)
-            ref = Projector.start(store, progress, router, tail=tail)
-            projectors[view.name] = (ref, progress)
+        progress = [Progress(view) for view in views]
+        # One projector feeds every view (one thread woken per commit, not one per view); a view
+        # that declares `isolated = True` gets its own, so that a slow or stuck apply of it never
+        # holds the others back.
+        shared = [p for p in progress if not getattr(p.view, "isolated", False)]
+        groups = [[p] for p in progress if p not in shared]
+        if shared:
+            groups.insert(0, shared)
+        projectors: dict[str, pykka.ActorRef[Projector]] = {}
+        for group in groups:
+            ref = Projector.start(
+                store,
+                group,
+                router,
+                tail=tail,
+                on_batch=snapshots.on_batch if snapshots is not None else None,
+            )
             writer.proxy().subscribe(ref).get(timeout=30)
-        return cls(store, views, router, routes, projectors, tail=tail)
+            projectors.update((p.view.name, ref) for p in group)
+        return cls(
+            store,
+            views,
+            router,
+            routes,
+            projectors=projectors,
+            progress=progress,
+            tail=tail,
+            snapshots=snapshots,
+        )
 
     def close(self) -> None:
-        """Stop the projectors and the router, then close the views."""
-        for ref in self._projectors.values():
-            ref.stop(timeout=30)
-        self._router.stop(timeout=30)
-        for view in self.views.values():
-            view.close()
+        """Stop the projector and the router, snapshot the memory views, close the views."""
+        try:
+            for ref in {ref.actor_urn: ref for ref in self._projectors.values()}.values():
+                ref.stop(timeout=30)
+            self._router.stop(timeout=30)
+            if self.snapshots is not None:
+                self.snapshots.close()
+        finally:
+            for view in self.views.values():
+                view.close()
 
     # ------------------------------------------------------------ queries
 
@@ -181,35 +224,33 @@ class ReadSide:
             raise UnknownView(name, list(self.views))
         names = [name] if name is not None else list(self.views)
         started = time.perf_counter()
-        total_events = 0
         with self._rebuild_lock:
             head = self._store.head()
-            total = head * len(names)
-            done_before = 0
-            for view_name in names:
-                shadow = self.views[view_name].new_shadow()
+            shadows = [self.views[view_name].new_shadow() for view_name in names]
 
-                def report(done: int, base: int = done_before) -> None:
-                    if progress is not None:
-                        progress(min(base + done, total), total)
+            def report(done: int) -> None:
+                if progress is not None:
+                    progress(min(done, head), head)
 
-                reparked: set[int] = set()
-                total_events += replay_into(
-                    self._store, shadow, head, report, parked_positions=reparked
-                )
-                done_before += head
+            reparked: dict[str, set[int]] = {}
+            # One scan of the log feeds every shadow: decoded once, not once per view.
+            total_events = replay_many(
+                self._store, shadows, head, report, parked_positions=reparked
+            )
+            for view_name, shadow in zip(names, shadows, strict=True):
                 # The projector catches the shadow up with the live view and adopts it, between
                 # two of its batches: queries see the old copy until that instant.
-                self._projectors[view_name].ask(Swap(shadow, frozenset(reparked)), timeout=600)
+                self._projectors[view_name].ask(
+                    Swap(view_name, shadow, frozenset(reparked.get(view_name, ()))), timeout=600
+                )
             if progress is not None:
-                progress(total, total)
+                progress(head, head)
         seconds = time.perf_counter() - started
         log.info("rebuilt", views=names, events=total_events, seconds=round(seconds, 3))
         return RebuildReport(events=total_events, seconds=seconds, views=tuple(names))
 
     def retry_parked(self, view: str, position: int) -> bool:
         """Ask the view's projector to apply a parked event again."""
-        ref = self._projectors.get(view)
-        if ref is None:
+        if view not in self.views:
             raise UnknownView(view, list(self.views))
-        return bool(ref.ask(RetryParked(position), timeout=30))
+        return bool(self._projectors[view].ask(RetryParked(view, position), timeout=30))

@@ -82,7 +82,8 @@ class QueryRouter(pykka.ThreadingActor):
         if isinstance(message, Ask):
             self._ask(message)
         elif isinstance(message, ViewAdvanced):
-            self._wake(message.view, message.position)
+            for name, position in message.positions.items():
+                self._wake(name, position)
         elif isinstance(message, Cancel) and self._asks.pop(message.ticket, None) is not None:
             self._compact()
         return None

@@ -438,7 +438,12 @@ class WrappedView:
 
 
 class GatedView(WrappedView):
-    """Its apply waits for ``gate`` (set = open); ``entered`` is set once an apply is waiting."""
+    """Its apply waits for ``gate`` (set = open); ``entered`` is set once an apply is waiting.
+
+    It is ``isolated``: it gets a projector of its own, so its stuck apply holds no other view.
+    """
+
+    isolated = True
 
     def __init__(self, inner: View) -> None:
         super().__init__(inner)
