@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys

@@ -4,7 +4,6 @@ and a view's poison event parked without harming the other views or the write si
 from __future__ import annotations
 
 import shutil
-
 import time
 from collections.abc import Callable
 from pathlib import Path
