@@ -15,6 +15,7 @@ from domain.errors import UnknownView
 from store import ViewStore
 from views._lmdb import LmdbView
 from views._memory import MemoryView
+from views._search import SearchView
 from views._order_models import (
     ORDER_TAGS,
     CustomerOrdersModel,
@@ -113,7 +114,11 @@ def order_views(
         chosen[name] = backend
     views: list[View] = []
     for model in models:
-        if chosen[model.name] == "memory":
+        if chosen[model.name] == "memory" and isinstance(model, OrderSearchModel):
+            # Indexed in memory (status, totals, counts, creation order, id substrings): the
+            # generic memory view would scan every order per search.
+            views.append(SearchView(model.name, skip_unknown=skip_unknown))
+        elif chosen[model.name] == "memory":
             views.append(MemoryView(model, skip_unknown=skip_unknown))
         elif store is None:
             raise ValueError(f"view {model.name!r} cannot live in LMDB without a store")

@@ -11,6 +11,7 @@ from domain.errors import UnknownView
 from domain.orders import OrderShipped
 from store import ViewStore
 from views import LmdbView, MemoryView, View
+from views._search import SearchView
 from views.orders import (
     DEFAULT_BACKENDS,
     QUERY_VIEW,
@@ -169,7 +170,8 @@ def test_the_factory_defaults_to_lmdb_for_details_and_customers(data: Path) -> N
         ]
         assert all(v.skip_unknown for v in views)
         assert isinstance(views[0], LmdbView)
-        assert isinstance(views[2], MemoryView)
+        assert isinstance(views[2], SearchView)  # indexed: no scan per search
+        assert isinstance(views[3], MemoryView)
 
 
 def test_the_factory_without_a_store_keeps_everything_in_memory() -> None:

@@ -1,0 +1,249 @@
+"""SearchView: answers equal the reference and the generic view's; apply, snapshots, threads."""
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from views_kit import SORTS, STATUSES, OrderLog, random_log, ref_search, sample_queries
+
+from domain.errors import EngineClosed, InvalidQuery
+from domain.orders import AddOrderItem, OrderItemAdded
+from store import RecordedEvent
+from views import MemoryView
+from views import _search_index as search_index
+from views._order_models import OrderSearchModel
+from views._search import SearchView
+from views.orders import GetOrderStats, SearchOrders
+
+
+def _applied(log: OrderLog, batch: int = 7, view: SearchView | None = None) -> SearchView:
+    view = view or SearchView()
+    records = log.records
+    for first in range(0, len(records), batch):
+        chunk = records[first : first + batch]
+        view.apply(chunk, chunk[-1].position)
+    return view
+
+
+def _memory(log: OrderLog) -> MemoryView:
+    view = MemoryView(OrderSearchModel())
+    view.apply(log.records, len(log.records))
+    return view
+
+
+@st.composite
+def _queries(draw: st.DrawFn, log: OrderLog) -> SearchOrders:
+    ids = [s.order_id for s in log.states.values()]
+    ids += [s.customer_id for s in log.states.values()]
+    ids += [item.product_id for s in log.states.values() for item in s.items]
+    source = draw(st.sampled_from(ids)) if ids else ""
+    start = draw(st.integers(0, len(source)))
+    end = draw(st.integers(start, min(len(source), start + draw(st.sampled_from([1, 2, 3, 9])))))
+    needle = source[start:end]
+    needle = draw(
+        st.sampled_from([needle, needle.upper(), needle.swapcase(), "", needle + "\x00", "zz"])
+    )
+    bound = (
+        st.none()
+        | st.decimals(0, 200, places=2, allow_nan=False)
+        | st.integers(0, 150).map(Decimal)
+    )
+    return SearchOrders(
+        query=needle,
+        status=draw(st.sampled_from([None, *STATUSES])),
+        min_total=draw(bound),
+        max_total=draw(bound),
+        sort_by=draw(st.sampled_from(SORTS)),
+        sort_order=draw(st.sampled_from(["asc", "desc"])),
+        page=draw(st.integers(1, 4)),
+        page_size=draw(st.sampled_from([1, 2, 5, 20, 1000])),
+    )
+
+
+@pytest.fixture(params=["default", "walk-heavy"])
+def _tuning(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small logs never reach the thresholds of the full re-sort and the scan fallback: lower
+    # them so that both paths of every choice are compared too.
+    if request.param == "walk-heavy":
+        monkeypatch.setattr(search_index, "_FULL_SYNC_MIN", 2)
+        monkeypatch.setattr(search_index, "_SCAN_FACTOR", 1)
+        monkeypatch.setattr(search_index, "_WALK_BUDGET", 1)
+
+
+@pytest.mark.usefixtures("_tuning")
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), size=st.integers(0, 250), data=st.data())
+def test_search_view_answers_as_the_reference_and_the_generic_view(
+    seed: int, size: int, data: st.DataObject
+) -> None:
+    log = random_log(seed, size)
+    batch = data.draw(st.integers(1, 40))
+    view, memory = _applied(log, batch), _memory(log)
+    queries = [q for q in sample_queries(log) if isinstance(q, SearchOrders)]
+    queries += [data.draw(_queries(log)) for _ in range(12)]
+    for query in queries:
+        expected = ref_search(log, query)
+        assert view.query(query) == expected, query
+        assert memory.query(query) == expected, query
+
+
+def test_redelivered_events_are_ignored_and_up_to_may_pass_the_last_event() -> None:
+    log = random_log(1, 120)
+    view = _applied(log)
+    before = view.query(SearchOrders(page_size=1000))
+    view.apply(log.records[:50], 500)
+    assert view.position() == 500
+    assert view.query(SearchOrders(page_size=1000)) == before
+
+
+def test_up_to_below_the_last_event_is_refused() -> None:
+    log = random_log(2, 30)
+    with pytest.raises(ValueError, match="up_to"):
+        SearchView().apply(log.records, 3)
+
+
+def test_a_raising_event_leaves_nothing_of_itself_and_keeps_what_came_before() -> None:
+    log = random_log(3, 80)
+    view = _applied(log)
+    good = log.records[-1].position
+    order_id = next(o for o, s in log.states.items() if s.status == "pending")
+    poison = RecordedEvent(
+        position=good + 2,
+        stream_id="nope",
+        stream_type="order",
+        version=1,
+        tag="OrderItemAdded",
+        schema_version=1,
+        timestamp=0,
+        command_id="",
+        event=OrderItemAdded(order_id="nope", product_id="x", quantity=1, price=Decimal(1)),
+    )
+    item = log.states[order_id].items[0]
+    fine = log.do(
+        AddOrderItem(order_id=order_id, product_id=item.product_id, quantity=1, price=item.price)
+    )
+    tail = msgspec.structs.replace(fine, position=good + 3)
+    first = msgspec.structs.replace(fine, position=good + 1)
+    with pytest.raises(ValueError, match="does not exist"):
+        view.apply([first, poison, tail], good + 3)
+    assert view.position() == good + 1
+    assert view.query(SearchOrders(query="nope")).total == 0
+    with pytest.raises(ValueError, match="does not exist"):
+        view.reapply(poison)
+    assert view.position() == good + 1
+
+
+def test_snapshot_and_restore_give_the_same_answers() -> None:
+    log = random_log(4, 200)
+    view = _applied(log)
+    position, data = view.snapshot()
+    restored = SearchView()
+    assert restored.restore(data) == position == view.position()
+    for query in [SearchOrders(page_size=1000), SearchOrders(query="sku-0", sort_by="item_count")]:
+        assert restored.query(query) == view.query(query)
+    assert restored._index.export()[0] == view._index.export()[0]  # Decimal, datetime round-trip
+    more = random_log(4, 260)
+    restored.apply(more.records[position:], len(more.records))
+    assert restored.query(SearchOrders(page_size=1000)) == ref_search(
+        more, SearchOrders(page_size=1000)
+    )
+
+
+def test_restore_refuses_a_view_that_is_not_empty_and_discards_foreign_snapshots() -> None:
+    log = random_log(5, 40)
+    view = _applied(log)
+    _, data = view.snapshot()
+    with pytest.raises(ValueError, match="empty"):
+        view.restore(data)
+    other = SearchView("another_search")
+    assert other.restore(data) is None
+    assert other.position() == 0
+    assert SearchView().restore(b"garbage") is None
+    assert view.model_version == 1
+
+
+def test_a_shadow_is_independent_and_adopting_it_swaps_the_state() -> None:
+    log = random_log(6, 120)
+    view = _applied(log)
+    shadow = view.new_shadow()
+    assert shadow.position() == 0
+    half = log.upto(60)
+    _applied(half, view=shadow)
+    view.adopt(shadow)
+    assert view.position() == 60
+    assert view.query(SearchOrders(page_size=1000)) == ref_search(
+        half, SearchOrders(page_size=1000)
+    )
+    with pytest.raises(EngineClosed):
+        shadow.position()
+    with pytest.raises(TypeError):
+        view.adopt(view)
+
+
+def test_clear_empties_and_a_closed_view_raises_engine_closed() -> None:
+    view = _applied(random_log(7, 60))
+    view.clear()
+    assert view.position() == 0
+    assert view.query(SearchOrders()).total == 0
+    view.close()
+    view.close()
+    for call in (view.position, lambda: view.query(SearchOrders()), view.snapshot):
+        with pytest.raises(EngineClosed):
+            call()
+    with pytest.raises(EngineClosed):
+        view.apply([], 1)
+
+
+def test_bad_queries_raise_invalid_query() -> None:
+    view = SearchView()
+    for query in (SearchOrders(page=0), SearchOrders(sort_by="price"), GetOrderStats()):
+        with pytest.raises(InvalidQuery):
+            view.query(query)
+
+
+@pytest.fixture
+def _frequent_thread_switches() -> Iterator[None]:
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(previous)
+
+
+@pytest.mark.usefixtures("_frequent_thread_switches")
+def test_queries_during_apply_never_see_a_torn_state() -> None:
+    log = random_log(8, 600, customers=3, products=6)
+    view = SearchView()
+    errors: list[BaseException] = []
+    done = threading.Event()
+    deadline = time.monotonic() + 20
+
+    def read() -> None:
+        seen = 0
+        try:
+            while not done.is_set() and time.monotonic() < deadline:
+                page = view.query(SearchOrders(query="sku", page_size=1000))
+                assert page.total == len(page.items)
+                everything = view.query(SearchOrders(page_size=1000))
+                # Totals and counts equal their lines: no row is seen half-folded.
+                for item in everything.items:
+                    assert item.item_count >= 1
+                assert everything.total == len(everything.items) >= seen
+                seen = everything.total  # orders are never deleted: counts only grow
+        except BaseException as error:
+            errors.append(error)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    _applied(log, batch=3, view=view)
+    done.set()
+    for reader in readers:
+        reader.join(timeout=30)
+    assert not errors, errors[0]
+    assert view.query(SearchOrders(page_size=1000)) == ref_search(log, SearchOrders(page_size=1000))

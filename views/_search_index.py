@@ -1,0 +1,509 @@
+"""The search index: order rows plus the structures that answer SearchOrders without a scan.
+
+Rows are folded by :class:`~views._order_models.OrderSearchModel` itself (through a one-table
+storage adapter), so they are identical to the generic view's, search text included. Beside them:
+
+- **Id texts.** Every distinct casefolded id (order, customer, product) gets a number when first
+  seen; texts are never forgotten (append-only), only their *owners* change: the set of orders
+  having an id that casefolds to that text.
+- **N-gram postings.** For every 1-, 2- and 3-character substring of a text, the numbers of the
+  texts containing it (``array('I')``, ascending: texts are numbered in order). A needle of up to
+  3 characters is answered exactly by its posting; a longer one by the smallest posting of its
+  trigrams, each candidate text verified with ``in``. Texts are shared by many orders (500
+  products, ~60k customers for 100k orders), so this indexes ~160k strings, not every row.
+- **Orderings.** Per status and over all orders, ``SortedList`` s of ``(key, position, order
+  id)`` for each sort field; the position breaks ties exactly as the contract says. Keeping
+  them exact on every event would cost ~8 sorted-list updates per added item (~20 us), more
+  than the rest of the fold, and a replay would pay it 2M times: orders are marked *dirty*
+  instead, and :meth:`SearchIndex.sync` catches the orderings up in one go (incrementally, or
+  by one sort when many orders changed, as after a replay). Readers must sync first.
+- **Per status**, the set of its order ids (a needle's hits are intersected with it in C).
+
+A query is planned by :meth:`SearchIndex.plan` (reads only, fast, under the caller's lock) and
+finished by :func:`finish` (sorting hits, possibly many, on immutable rows: no lock needed).
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+import sys
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
+from operator import attrgetter
+from typing import Any, Final, NamedTuple, TypeVar, cast
+
+# sortedcontainers ships no type information; its SortedList is used through a few typed helpers.
+from sortedcontainers import SortedList  # type: ignore[import-untyped]
+
+from store import RecordedEvent
+from views._order_models import OrderSearchModel
+from views._order_rows import ORDER_EVENTS, SEP, OrderRow
+from views._order_types import STATUSES, OrderView, Page, SearchOrders, make_page
+from views._view import Index, Table
+
+__all__ = ["Plan", "SearchIndex", "decode_grams", "encode_grams", "finish", "texts_of"]
+
+_GRAM: Final = 3  # longest indexed substring; longer needles are verified candidates
+_TYPECODE: Final = "I"  # 32-bit unsigned on every CPython ABI: 4 bytes per posting
+_WALK_BUDGET: Final = 4  # a walk may visit this many entries per candidate before it gives up
+_SCAN_FACTOR: Final = 4  # a needle whose owners sum past this many times the orders scans
+_FULL_SYNC_SHIFT: Final = 3  # more than 1/8 of the orders dirty: re-sort rather than update
+_FULL_SYNC_MIN: Final = 4096
+_SCALE: Final = 6  # totals are sorted as integers of millionths when that is exact
+# An exact context: scaleb() must never round (a 40-digit bound from a query included).
+_EXACT: Final = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+_PLUS: Final = Decimal("Infinity")
+_MINUS: Final = Decimal("-Infinity")
+
+V = TypeVar("V")
+SortKey = Any  # int, or a Decimal when a total has more than _SCALE places
+Entry = tuple[SortKey, int, str]  # (sort key, creating position, order id)
+_Group = str | None  # a status, or None for every order
+
+_SORT_KEYS: Final[dict[str, Callable[[OrderRow], Any]]] = {
+    "created_at": attrgetter("created_us", "position"),
+    "total_amount": attrgetter("view.total_amount", "position"),
+    "item_count": attrgetter("view.item_count", "position"),
+}
+
+
+def _scaled(total: Decimal) -> SortKey:
+    # Integers compare several times faster than Decimals; int and Decimal compare exactly with
+    # each other, so a total with more places than _SCALE simply stays a Decimal in the list.
+    scaled = total.scaleb(_SCALE, _EXACT)
+    return int(scaled) if scaled == scaled.to_integral_value(context=_EXACT) else scaled
+
+
+def _entries(row: OrderRow) -> tuple[str, Entry, Entry, Entry]:
+    """Return the row's status and its (created, total, count) ordering entries."""
+    view, position = row.view, row.position
+    order_id = view.order_id
+    return (
+        view.status,
+        (row.created_us, position, order_id),
+        (_scaled(view.total_amount), position, order_id),
+        (view.item_count, position, order_id),
+    )
+
+
+def texts_of(row: OrderRow) -> set[str]:
+    """Return the casefolded ids of ``row`` (order, customer, products) as a set."""
+    text = row.haystack
+    if text.count(SEP) == len(row.lines) + 1:
+        # No id holds the separator (the usual case): the search text splits back into ids.
+        return set(text.split(SEP))
+    view = row.view
+    ids = (view.order_id, view.customer_id, *(line.product_id for line in row.lines))
+    return {item.casefold() for item in ids}
+
+
+class _RowsStorage:
+    """The one-table Storage that lets :class:`OrderSearchModel` fold into our rows dict."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: dict[str, OrderRow]) -> None:
+        self._rows = rows
+
+    def table(self, name: str, row_type: type[V]) -> Table[V]:  # noqa: ARG002 - the model has one table, of OrderRows
+        return cast("Table[V]", self)
+
+    def index(self, name: str) -> Index:
+        raise NotImplementedError(f"the search model uses no index ({name!r})")
+
+    def get(self, key: str) -> OrderRow | None:
+        return self._rows.get(key)
+
+    def put(self, key: str, value: OrderRow) -> None:
+        self._rows[key] = value
+
+    def delete(self, key: str) -> None:
+        self._rows.pop(key, None)
+
+    def values(self) -> Iterator[OrderRow]:
+        return iter(self._rows.values())
+
+
+class Plan(NamedTuple):
+    """What :meth:`SearchIndex.plan` found, for :func:`finish` to complete without the index.
+
+    Attributes:
+        items: The page itself, when the plan could pick it (then ``total`` is exact).
+        total: How many orders match (-1 when ``rows`` must be filtered first).
+        rows: Rows to order and page (``items`` is None then): the hits, or every row
+            when ``total`` is -1.
+    """
+
+    items: list[OrderView] | None
+    total: int
+    rows: list[OrderRow] | None = None
+
+
+def _matcher(query: SearchOrders) -> Callable[[OrderRow], bool]:
+    """Return the row-level test of ``query``'s filters (the scan's; OrderSearchModel's)."""
+    needle = query.query.casefold()
+    status = query.status
+    low = _MINUS if query.min_total is None else query.min_total
+    high = _PLUS if query.max_total is None else query.max_total
+
+    def found(row: OrderRow) -> bool:
+        if SEP not in needle:
+            return needle in row.haystack
+        # The separator may be inside an id too: test each id on its own.
+        return any(needle in text for text in texts_of(row))
+
+    def matches(row: OrderRow) -> bool:
+        view = row.view
+        return (
+            (status is None or view.status == status)
+            and low <= view.total_amount <= high
+            and (not needle or found(row))
+        )
+
+    return matches
+
+
+def finish(query: SearchOrders, plan: Plan) -> Page[OrderView]:
+    """Complete ``plan`` into the answer: filter if asked, order, page. Needs no lock."""
+    if plan.items is not None:
+        return make_page(plan.items, plan.total, query.page, query.page_size)
+    rows = plan.rows or []
+    if plan.total < 0:
+        rows = list(filter(_matcher(query), rows))
+    key = _SORT_KEYS[query.sort_by]
+    descending = query.sort_order == "desc"
+    start = (query.page - 1) * query.page_size
+    stop = start + query.page_size
+    if stop * 4 < len(rows):
+        select = heapq.nlargest if descending else heapq.nsmallest
+        ordered = select(stop, rows, key=key)
+    else:
+        ordered = sorted(rows, key=key, reverse=descending)
+    items = [row.view for row in ordered[start:stop]]
+    return make_page(items, len(rows), query.page, query.page_size)
+
+
+def _page_slice(ordering: Any, low: int, high: int, start: int, stop: int, *, desc: bool) -> Any:
+    """Entries ``start:stop`` of ``ordering[low:high]`` read in the query's direction."""
+    if desc:
+        return ordering.islice(max(low, high - stop), max(low, high - start), reverse=True)
+    return ordering.islice(min(high, low + start), min(high, low + stop))
+
+
+def _walk(entries: Iterator[Entry], accept: Callable[[str], bool], stop: int) -> list[str]:
+    """Return the ids of the first ``stop`` accepted entries (fewer if ``entries`` ends)."""
+    return list(itertools.islice(filter(accept, (entry[2] for entry in entries)), stop))
+
+
+class SearchIndex:
+    """Order rows and their search structures; single-threaded (the view adds the locking).
+
+    Writers call :meth:`fold` per event; readers call :meth:`sync` then :meth:`plan`.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[str, OrderRow] = {}
+        self._model = OrderSearchModel()
+        self._storage = _RowsStorage(self.rows)
+        self._texts: list[str] = []
+        self._text_ids: dict[str, int] = {}
+        self._owners: list[set[str]] = []
+        self._grams: dict[str, array[int]] = {}
+        self._by_status: dict[str, set[str]] = {status: set() for status in STATUSES}
+        self._groups: tuple[_Group, ...] = (None, *STATUSES)
+        self._orderings: dict[tuple[_Group, str], Any] = {}
+        self._indexed: dict[str, tuple[str, Entry, Entry, Entry]] = {}
+        self._dirty: set[str] = set()
+        self._rebuild_orderings()
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def dirty(self) -> int:
+        """How many orders changed since the orderings were last synced."""
+        return len(self._dirty)
+
+    # ------------------------------------------------------------ writing
+
+    def fold(self, record: RecordedEvent) -> None:
+        """Fold one event in; if it raises (a poison event), nothing of it remains.
+
+        Raises:
+            ValueError: The log is inconsistent (see :func:`~views._order_rows.evolve`).
+        """
+        event = record.event
+        if not isinstance(event, ORDER_EVENTS):
+            return
+        order_id = event.order_id
+        old = self.rows.get(order_id)
+        # The model computes first and writes last: if it raises, the rows are untouched, and
+        # nothing below runs.
+        self._model.apply(self._storage, record)
+        new = self.rows[order_id]
+        if old is None:
+            for text in texts_of(new):
+                self._owners[self._text_id(text)].add(order_id)
+        elif new.haystack is not old.haystack:  # the ids changed (the model carries it over)
+            if len(new.lines) == len(old.lines) + 1 and new.haystack.startswith(old.haystack):
+                # A new product line, appended last (the common case): one text gained.
+                text = new.haystack[len(old.haystack) + 1 :]
+                self._owners[self._text_id(text)].add(order_id)
+            else:
+                before, after = texts_of(old), texts_of(new)
+                for text in after - before:
+                    self._owners[self._text_id(text)].add(order_id)
+                for text in before - after:
+                    self._owners[self._text_ids[text]].discard(order_id)
+        status = new.view.status
+        if old is None:
+            self._by_status[status].add(order_id)
+        elif old.view.status != status:
+            self._by_status[old.view.status].discard(order_id)
+            self._by_status[status].add(order_id)
+        self._dirty.add(order_id)
+
+    def _text_id(self, text: str) -> int:
+        number = self._text_ids.get(text)
+        if number is None:
+            number = self._text_ids[text] = len(self._texts)
+            self._texts.append(text)
+            self._owners.append(set())
+            grams = self._grams
+            for size in range(1, _GRAM + 1):
+                for gram in {text[i : i + size] for i in range(len(text) - size + 1)}:
+                    posting = grams.get(gram)
+                    if posting is None:
+                        grams[gram] = array(_TYPECODE, (number,))
+                    else:
+                        posting.append(number)
+        return number
+
+    def sync(self) -> None:
+        """Bring the orderings up to date with the rows."""
+        dirty = self._dirty
+        if not dirty:
+            return
+        if len(dirty) > max(_FULL_SYNC_MIN, len(self.rows) >> _FULL_SYNC_SHIFT):
+            self._rebuild_orderings()
+            return
+        orderings, indexed, rows = self._orderings, self._indexed, self.rows
+        for order_id in dirty:
+            new = _entries(rows[order_id])
+            old = indexed.get(order_id)
+            indexed[order_id] = new
+            status = new[0]
+            for field, slot in (("created_at", 1), ("total_amount", 2), ("item_count", 3)):
+                entry = new[slot]
+                if old is None:
+                    orderings[None, field].add(entry)
+                    orderings[status, field].add(entry)
+                    continue
+                previous = old[slot]
+                if previous != entry:
+                    orderings[None, field].remove(previous)
+                    orderings[None, field].add(entry)
+                if previous != entry or old[0] != status:
+                    orderings[old[0], field].remove(previous)
+                    orderings[status, field].add(entry)
+        dirty.clear()
+
+    def _rebuild_orderings(self) -> None:
+        indexed = {order_id: _entries(row) for order_id, row in self.rows.items()}
+        values = list(indexed.values())
+        status_of = {order_id: entry[0] for order_id, entry in indexed.items()}
+        for field, slot in (("created_at", 1), ("total_amount", 2), ("item_count", 3)):
+            everything = sorted(entry[slot] for entry in values)
+            self._orderings[None, field] = SortedList(everything)
+            for status in STATUSES:
+                # Filtering the sorted list keeps it sorted: SortedList's own sort runs linear.
+                self._orderings[status, field] = SortedList(
+                    [entry for entry in everything if status_of[entry[2]] == status]
+                )
+        self._indexed = indexed
+        self._dirty.clear()
+
+    # ------------------------------------------------------------ reading
+
+    def plan(self, query: SearchOrders) -> Plan:
+        """Find ``query``'s page, or the few rows to order for it. Call :meth:`sync` first.
+
+        The work done here is bounded by the page (walks) or by the number of hits (copied
+        for :func:`finish`); only a needle whose texts are shared by most orders falls back to
+        handing every row over, and :func:`finish` then filters them (the old scan).
+        """
+        if self._dirty:
+            raise RuntimeError("SearchIndex.plan() needs sync() first")
+        group: _Group = query.status
+        ordering = self._orderings[group, query.sort_by]
+        totals = self._orderings[group, "total_amount"]
+        desc = query.sort_order == "desc"
+        start = (query.page - 1) * query.page_size
+        stop = start + query.page_size
+        ranged = query.min_total is not None or query.max_total is not None
+        low_i, high_i = 0, len(totals)
+        if query.min_total is not None:
+            low_i = totals.bisect_left((Decimal(query.min_total).scaleb(_SCALE, _EXACT),))
+        if query.max_total is not None:
+            bound = Decimal(query.max_total).scaleb(_SCALE, _EXACT)
+            high_i = totals.bisect_right((bound, _PLUS))
+        in_range = max(0, high_i - low_i)
+        needle = query.query.casefold()
+        if needle:
+            return self._plan_needle(query, needle, (low_i, high_i) if ranged else None)
+        if query.sort_by == "total_amount" or not ranged:
+            # The ordering itself is the answer: jump to the page by index.
+            low, high = (low_i, high_i) if ranged else (0, len(ordering))
+            entries = _page_slice(ordering, low, high, start, stop, desc=desc)
+            return self._page([entry[2] for entry in entries], max(0, high - low))
+        # Range on totals, sorted by another field: walk that ordering while it is cheaper
+        # than sorting the range.
+        if in_range and stop * len(ordering) <= in_range * in_range:
+            rows = self.rows
+            floor = _MINUS if query.min_total is None else query.min_total
+            ceiling = _PLUS if query.max_total is None else query.max_total
+
+            def accept(order_id: str) -> bool:
+                return floor <= rows[order_id].view.total_amount <= ceiling
+
+            found = self._bounded_walk(ordering, desc, accept, stop, in_range)
+            if found is not None:
+                return self._page(found[start:], in_range)
+        rows = self.rows
+        hits = [rows[entry[2]] for entry in totals.islice(low_i, high_i)]
+        return Plan(items=None, total=len(hits), rows=hits)
+
+    def _plan_needle(self, query: SearchOrders, needle: str, span: tuple[int, int] | None) -> Plan:
+        texts = self._matching_texts(needle)
+        owners = self._owners
+        shared = sum(len(owners[number]) for number in texts)
+        if shared > _SCAN_FACTOR * len(self.rows):
+            # The texts are shared by most orders (a needle like "sku"): a union would cost more
+            # than testing every row once. Hand every row over; finish() filters them.
+            return Plan(items=None, total=-1, rows=list(self.rows.values()))
+        hits: set[str] = set().union(*(owners[number] for number in texts))
+        if query.status is not None:
+            hits.intersection_update(self._by_status[query.status])
+        if span is not None:
+            low_i, high_i = span
+            totals = self._orderings[query.status, "total_amount"]
+            if high_i - low_i < len(hits):
+                hits.intersection_update([entry[2] for entry in totals.islice(low_i, high_i)])
+            else:
+                rows = self.rows
+                floor = _MINUS if query.min_total is None else query.min_total
+                ceiling = _PLUS if query.max_total is None else query.max_total
+                hits = {o for o in hits if floor <= rows[o].view.total_amount <= ceiling}
+        count = len(hits)
+        start = (query.page - 1) * query.page_size
+        stop = start + query.page_size
+        if not count or start >= count:
+            return Plan(items=[], total=count)
+        ordering = self._orderings[query.status, query.sort_by]
+        if stop * len(ordering) <= count * count:
+            # Dense hits: walking the ordering meets the page's hits soon.
+            found = self._bounded_walk(
+                ordering, query.sort_order == "desc", hits.__contains__, stop, count
+            )
+            if found is not None:
+                return self._page(found[start:], count)
+        rows = self.rows
+        return Plan(items=None, total=count, rows=[rows[order_id] for order_id in hits])
+
+    def _bounded_walk(
+        self, ordering: Any, desc: bool, accept: Callable[[str], bool], stop: int, hits: int
+    ) -> list[str] | None:
+        """Walk for ``stop`` accepted ids; None if that took over ``_WALK_BUDGET * hits`` steps.
+
+        The budget keeps a walk within a constant factor of sorting the hits, however the hits
+        are placed in the ordering (say, all at its far end).
+        """
+        budget = _WALK_BUDGET * hits
+        visited = itertools.count()
+        steps = itertools.islice(ordering.islice(reverse=desc), budget)
+        found = _walk(_counted(steps, visited), accept, stop)
+        if len(found) < stop and next(visited) >= budget and budget < len(ordering):
+            return None
+        return found
+
+    def _page(self, order_ids: Iterable[str], total: int) -> Plan:
+        rows = self.rows
+        return Plan(items=[rows[order_id].view for order_id in order_ids], total=total)
+
+    def _matching_texts(self, needle: str) -> list[int]:
+        """Return the numbers of the texts that contain ``needle`` (casefolded, non-empty)."""
+        grams = self._grams
+        if len(needle) <= _GRAM:
+            return list(grams.get(needle, ()))
+        postings = []
+        for i in range(len(needle) - _GRAM + 1):
+            posting = grams.get(needle[i : i + _GRAM])
+            if posting is None:
+                return []
+            postings.append(posting)
+        texts = self._texts
+        return [number for number in min(postings, key=len) if needle in texts[number]]
+
+    # ------------------------------------------------------------ snapshots
+
+    def export(self) -> tuple[list[OrderRow], list[str], dict[str, array[int]]]:
+        """Return what a snapshot needs; cheap (references and one list copy).
+
+        The postings are handed over live: they only ever grow by appending texts numbered
+        from ``len(texts)`` on, so :func:`encode_payload` cuts them back to this moment.
+        """
+        return list(self.rows.values()), self._texts[:], dict(self._grams)
+
+    @classmethod
+    def load(
+        cls, rows: list[OrderRow], texts: list[str], grams: dict[str, array[int]]
+    ) -> SearchIndex:
+        """Build an index from a snapshot's rows, texts and postings."""
+        index = cls()
+        index.rows.update((row.view.order_id, row) for row in rows)
+        index._texts = texts
+        index._text_ids = {text: number for number, text in enumerate(texts)}
+        index._grams = grams
+        owners: list[set[str]] = [set() for _ in texts]
+        text_ids = index._text_ids
+        by_status = index._by_status
+        for row in rows:
+            order_id = row.view.order_id
+            by_status[row.view.status].add(order_id)
+            for text in texts_of(row):
+                owners[text_ids[text]].add(order_id)
+        index._owners = owners
+        index._rebuild_orderings()
+        return index
+
+
+def _counted(entries: Iterator[Entry], visited: Iterator[int]) -> Iterator[Entry]:
+    # zip advances `visited` once per entry it yields: next(visited) is then the count.
+    return (entry for entry, _ in zip(entries, visited, strict=False))
+
+
+def encode_grams(grams: dict[str, array[int]], texts: int) -> dict[str, bytes]:
+    """Encode postings as little-endian bytes, keeping only texts numbered below ``texts``."""
+    encoded: dict[str, bytes] = {}
+    for gram, posting in grams.items():
+        # Appends made since export() are numbered >= texts and sit at the end (ascending).
+        part = posting[: bisect.bisect_left(posting, texts)]
+        if sys.byteorder == "big":
+            part.byteswap()
+        encoded[gram] = part.tobytes()
+    return encoded
+
+
+def decode_grams(encoded: dict[str, bytes]) -> dict[str, array[int]]:
+    """Decode what :func:`encode_grams` made."""
+    grams: dict[str, array[int]] = {}
+    for gram, raw in encoded.items():
+        posting = array(_TYPECODE)
+        posting.frombytes(raw)
+        if sys.byteorder == "big":
+            posting.byteswap()
+        grams[gram] = posting
+    return grams
