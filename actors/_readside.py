@@ -64,6 +64,7 @@ class ReadSide:
         *,
         projectors: Mapping[str, pykka.ActorRef[Projector]],
         progress: Sequence[Progress],
+        validate: Callable[[Any], None] = validate_query,
         tail: EventTail | None = None,
         snapshots: ViewSnapshots | None = None,
     ) -> None:
@@ -73,6 +74,7 @@ class ReadSide:
         self.views = {view.name: view for view in views}
         self._router = router
         self._routes = dict(routes)
+        self._validate = validate
         self._projectors = dict(projectors)  # view name -> the projector feeding it
         self._progress = {p.view.name: p for p in progress}
         self._rebuild_lock = threading.Lock()
@@ -133,6 +135,7 @@ class ReadSide:
             routes,
             projectors=projectors,
             progress=progress,
+            validate=validate,
             tail=tail,
             snapshots=snapshots,
         )
@@ -167,7 +170,17 @@ class ReadSide:
         return ConsistencyTimeout(view.name, after, reached, view.query(query))
 
     def query(self, query: Any, *, after: int | None, timeout: float) -> Any:
-        """Answer ``query`` through the router (see :meth:`Engine.query`)."""
+        """Answer ``query`` (see :meth:`Engine.query`).
+
+        A query that need not wait (no ``after``, or its view is already there) runs on the
+        caller's own thread: views are thread-safe, so a long search never queues a point query
+        behind it, and the router round trip (two thread hand-offs) is saved. Only a query that
+        must wait for its view goes to the router, which parks it until the view gets there.
+        """
+        self._validate(query)
+        view = view_for(self.views, self._routes, query)
+        if after is None or view.position() >= after:
+            return view.query(query)
         reply, ticket = self._send(query, after)
         try:
             return reply.get(timeout=timeout)

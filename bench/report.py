@@ -1,7 +1,7 @@
 """The benchmark report: runs every benchmark, prints one table, writes JSON and a chart.
 
-Runs ``bench_store.run(quick)``, ``bench_engine.run(quick)``, ``bench_views.run(quick)`` and
-``bench_http.run(quick)`` in this process (the ``eventsourcing`` peer runs once and is shared by
+Runs ``bench_store.run(quick)``, ``bench_engine.run(quick)``, ``bench_views.run(quick)``,
+``bench_pipeline.run(quick)`` (the read pipeline as users run it) and ``bench_http.run(quick)`` in this process (the ``eventsourcing`` peer runs once and is shared by
 the engine and view figures; the HTTP server runs in a subprocess), then prints one table: each
 figure, our value, every reference measured in the same run, the ratios, the aim and whether it
 is met. Progress goes to stderr, the table to stdout.
@@ -26,6 +26,7 @@ from typing import Any
 
 import bench_engine
 import bench_http
+import bench_pipeline
 import bench_store
 import bench_views
 from _common import (
@@ -141,6 +142,7 @@ def _run_all(
         ("store", bench_store.run, store_figures),
         ("engine", bench_engine.run, lambda r: list(r["figures"])),
         ("views", bench_views.run, lambda r: list(r["figures"])),
+        ("pipeline", bench_pipeline.run, lambda r: list(r["figures"])),
         ("http", bench_http.run, lambda r: list(r["figures"])),
     ]
     figures: list[Figure] = []

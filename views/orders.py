@@ -15,7 +15,6 @@ from domain.errors import UnknownView
 from store import ViewStore
 from views._lmdb import LmdbView
 from views._memory import MemoryView
-from views._search import SearchView
 from views._order_models import (
     ORDER_TAGS,
     CustomerOrdersModel,
@@ -33,6 +32,7 @@ from views._order_types import (
     SearchOrders,
     validate_query,
 )
+from views._search import SearchView
 from views._view import Backend, ReadModel, View
 
 __all__ = [

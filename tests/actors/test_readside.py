@@ -243,3 +243,39 @@ def test_a_rebuild_keeps_an_event_parked_while_it_is_still_poison(tmp_path: Path
         assert engine.query(GetOrderById("o-bad")) is None
         assert engine.query(GetOrderById("o-ok")) is not None
         assert engine.query(SearchOrders()).total == 2
+
+
+class StuckSearch(WrappedView):
+    """A search view whose queries wait for ``release``; ``entered`` is set once one waits."""
+
+    def __init__(self, inner: View) -> None:
+        super().__init__(inner)
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def query(self, query: object) -> object:
+        self.entered.set()
+        self.release.wait(WAIT)
+        return super().query(query)
+
+
+def test_a_long_search_never_delays_point_queries_nor_the_views(tmp_path: Path) -> None:
+    views = order_views(None)
+    stuck = StuckSearch(views[2])
+    with Engine.open(tmp_path, durability="async", views=[*views[:2], stuck, views[3]]) as engine:
+        first = engine.execute(create("o-1"))
+        answers: list[Any] = []
+        searcher = threading.Thread(target=lambda: answers.append(engine.query(SearchOrders())))
+        searcher.start()
+        try:
+            assert stuck.entered.wait(WAIT)
+            # The search is stuck inside its view: point queries, stats and new commands all go
+            # on, and the views (search included) keep applying.
+            assert engine.query(GetOrderById("o-1"), after=first.position) is not None
+            second = engine.execute(create("o-2"))
+            assert engine.query(GetOrderStats(), after=second.position).total_orders == 2
+            assert engine.wait_for_views(second.position, timeout=WAIT)
+        finally:
+            stuck.release.set()
+            searcher.join(WAIT)
+        assert answers[0].total in {1, 2}

@@ -1,0 +1,445 @@
+"""Read-pipeline benchmark: the engine as the README opens it (default views), against itself
+without views and against the ``eventsourcing`` peer, in the same run.
+
+Measured (``--quick``: smaller sizes, one run):
+
+- **throughput**: 1,000 orders x 20 commands (``order_workload``), durable (``sync``), every
+  command submitted then awaited: ``Engine.open(path)`` with its default views vs the same with
+  ``views=[]``; references the peer's POPO and SQLite stores on the same workload. Median of 3.
+- **latency**: ``execute`` one command at a time, durable, p50/p99, default views vs ``views=[]``.
+- **ack -> visible** under a steady load at half the default engine's measured rate: a paced
+  thread submits orders' commands while a sampler executes a ``CreateOrder`` and times until
+  ``query(GetOrderById(id), after=position)`` answers.
+- **reopen**: a data directory of 1M events (quick 100k) whose views were caught up and closed;
+  time from ``Engine.open`` until the four default queries answered with ``after=head``.
+- **rebuild** of all four views in one call (one shared scan) and of each view alone, events/s;
+  references the peer's projection catch-up and the raw scan + decode.
+- **search**: ``SearchOrders`` p50/p99 per kind of query at 100k orders (quick 10k), and point
+  queries' p99 while a search thread and a write load run.
+
+Run: ``python bench/bench_pipeline.py [--quick] [--json FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+from _common import (
+    BenchResult,
+    Figure,
+    configure_logging,
+    figure,
+    peer,
+    percentiles_us,
+    print_figures,
+    progress,
+    timed,
+    write_json,
+)
+from _workload import order_workload
+from bench_views import LoadThread, build_log
+
+from actors import Engine
+from domain.orders import CreateOrder, OrderCommand
+from views.orders import GetCustomerOrders, GetOrderById, GetOrderStats, SearchOrders
+
+__all__ = ["main", "run"]
+
+BENCH: Final = "pipeline"
+MAP_SIZE: Final = 1024 * 2**20
+
+
+def _open(path: str, *, views: bool) -> Engine:
+    if views:
+        return Engine.open(path, idle_timeout=None, map_size=MAP_SIZE)
+    return Engine.open(path, idle_timeout=None, map_size=MAP_SIZE, views=[])
+
+
+def _submit_all(engine: Engine, commands: Sequence[OrderCommand]) -> None:
+    futures = [engine.submit(command, timeout=120) for command in commands]
+    for future in futures:
+        future.get(timeout=120)
+
+
+def throughput(commands: Sequence[OrderCommand], *, views: bool) -> float:
+    """Commands/s, durable, every command in flight."""
+    with tempfile.TemporaryDirectory(prefix="bench-pipe-") as tmp, _open(tmp, views=views) as e:
+        _, seconds = timed(lambda: _submit_all(e, commands))
+    return len(commands) / seconds
+
+
+def latency(commands: Sequence[OrderCommand], *, views: bool) -> dict[str, float]:
+    """p50/p99 of ``execute``, durable, one command at a time."""
+    samples = []
+    with tempfile.TemporaryDirectory(prefix="bench-pipe-") as tmp, _open(tmp, views=views) as e:
+        for command in commands:
+            start = time.perf_counter()
+            e.execute(command)
+            samples.append(time.perf_counter() - start)
+    return percentiles_us(samples)
+
+
+class PacedLoad(threading.Thread):
+    """Submits commands at ``rate`` per second (paced by the clock) until stopped."""
+
+    def __init__(self, engine: Engine, rate: float) -> None:
+        super().__init__(name="bench-paced", daemon=True)
+        self._engine, self._rate = engine, rate
+        # Built before the thread starts: generating them would compete for the GIL.
+        self._commands = order_workload(5_000, seed=99)
+        self._stop_flag = threading.Event()
+        self.started = time.perf_counter()
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def stop(self) -> None:
+        """Stop submitting and wait for the thread."""
+        self._stop_flag.set()
+        self.join(60)
+
+    def run(self) -> None:
+        """Submit at the pace; remember the first error."""
+        started = self.started = time.perf_counter()
+        try:
+            for command in self._commands:
+                if self._stop_flag.is_set():
+                    return
+                due = started + self.sent / self._rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    self._stop_flag.wait(delay)  # pacing, not synchronisation
+                self._engine.submit(command, timeout=60)
+                self.sent += 1
+        except BaseException as error:  # reported by the benchmark
+            self.error = error
+
+
+def lag_under_load(rate: float, samples: int) -> dict[str, float]:
+    """ack -> visible p50/p99 while a paced load runs at ``rate`` commands/s."""
+    creates = [c for c in order_workload(samples, 0, seed=5) if isinstance(c, CreateOrder)]
+    lags = []
+    with tempfile.TemporaryDirectory(prefix="bench-pipe-") as tmp, _open(tmp, views=True) as e:
+        load = PacedLoad(e, rate)
+        load.start()
+        try:
+            for command in creates:
+                done = e.execute(command, timeout=30)
+                acked = time.perf_counter()
+                e.query(GetOrderById(command.order_id), after=done.position, timeout=10)
+                lags.append(time.perf_counter() - acked)
+        finally:
+            load.stop()
+        if load.error is not None:
+            raise RuntimeError(f"paced load failed: {load.error!r}") from load.error
+        achieved = load.sent / (time.perf_counter() - load.started)
+    result = percentiles_us(lags)
+    result["load_commands_per_s"] = achieved
+    return result
+
+
+def _default_queries(engine: Engine, creates: Sequence[CreateOrder], after: int) -> float:
+    """Ask the four default queries with ``after``; return the time it took."""
+    first = creates[0]
+    start = time.perf_counter()
+    engine.query(GetOrderById(first.order_id), after=after, timeout=120)
+    engine.query(GetCustomerOrders(first.customer_id), after=after, timeout=120)
+    engine.query(SearchOrders(query="sku-001"), after=after, timeout=120)
+    engine.query(GetOrderStats(), after=after, timeout=120)
+    return time.perf_counter() - start
+
+
+def reopen_and_rebuild(events: int) -> dict[str, Any]:
+    """Reopen figure, then rebuild figures, on one log of ``events``."""
+    raw: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-pipe-") as tmp:
+        progress(f"reopen: building a log of {events:,} events, first catch-up")
+        creates = build_log(tmp, events)
+        with _open(tmp, views=True) as engine:
+            head = engine.store.head()
+            started = time.perf_counter()
+            if not engine.wait_for_views(head, timeout=1800):
+                raise RuntimeError("views did not catch up")
+            raw["first_catch_up_s"] = time.perf_counter() - started
+        progress("reopen: timing Engine.open -> four queries with after=head")
+        started = time.perf_counter()
+        with _open(tmp, views=True) as engine:
+            opened = time.perf_counter() - started
+            queries = _default_queries(engine, creates, head)
+            raw["reopen_open_s"] = opened
+            raw["reopen_to_answers_s"] = time.perf_counter() - started
+            raw["reopen_queries_s"] = queries
+            scanned, seconds = timed(lambda: sum(len(b) for b in engine.store.read_all()))
+            raw["scan_decode_events_per_s"] = scanned / seconds
+            progress("rebuild: all four views in one call")
+            report = engine.rebuild()
+            raw["rebuild_all"] = {"events": report.events, "seconds": report.seconds}
+            per_view = {}
+            for name in ("order_details", "customer_orders", "order_search", "order_stats"):
+                progress(f"rebuild: {name}")
+                one = engine.rebuild(name)
+                per_view[name] = {"events": one.events, "seconds": one.seconds}
+            raw["rebuild_view"] = per_view
+    return raw
+
+
+def _search_kinds(creates: Sequence[CreateOrder]) -> dict[str, Callable[[int], SearchOrders]]:
+    picks = creates[:: max(1, len(creates) // 500)]
+
+    def customer(i: int) -> SearchOrders:
+        return SearchOrders(query=picks[i % len(picks)].customer_id[-6:])
+
+    def product(i: int) -> SearchOrders:
+        return SearchOrders(query=picks[i % len(picks)].items[0].product_id)
+
+    return {
+        "newest first": lambda _: SearchOrders(),
+        "status filter": lambda _: SearchOrders(status="shipped"),
+        "total range": lambda _: SearchOrders(min_total=Decimal(100), max_total=Decimal(120)),
+        "sort by total": lambda _: SearchOrders(sort_by="total_amount"),
+        "customer id part": customer,
+        "product id": product,
+    }
+
+
+def search(orders: int, samples: int) -> dict[str, Any]:
+    """SearchOrders per kind at ``orders`` orders; point queries while searches and writes run."""
+    raw: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-pipe-") as tmp:
+        progress(f"search: building {orders:,} orders")
+        creates = build_log(tmp, orders * 20)
+        with _open(tmp, views=True) as engine:
+            head = engine.store.head()
+            if not engine.wait_for_views(head, timeout=1800):
+                raise RuntimeError("views did not catch up")
+            engine.query(SearchOrders(), timeout=120)  # the first query pays a one-off sort
+            kinds = {}
+            for name, make in _search_kinds(creates).items():
+                seconds = []
+                for i in range(samples):
+                    start = time.perf_counter()
+                    engine.query(make(i), timeout=30)
+                    seconds.append(time.perf_counter() - start)
+                kinds[name] = percentiles_us(seconds)
+            raw["search"] = kinds
+            raw["search_all_p50_us"] = statistics.median(k["p50_us"] for k in kinds.values())
+            raw["point_under_search_and_load"] = _points_while_busy(engine, creates, samples)
+    return raw
+
+
+def _points_while_busy(
+    engine: Engine, creates: Sequence[CreateOrder], samples: int
+) -> dict[str, float]:
+    stop = threading.Event()
+    kinds = list(_search_kinds(creates).values())
+
+    def searcher() -> None:
+        i = 0
+        while not stop.is_set():
+            engine.query(kinds[i % len(kinds)](i), timeout=30)
+            i += 1
+
+    thread = threading.Thread(target=searcher, name="bench-search", daemon=True)
+    load = LoadThread(engine)
+    thread.start()
+    load.start()
+    seconds = []
+    try:
+        for i in range(samples):
+            order = creates[(i * 7919) % len(creates)]
+            start = time.perf_counter()
+            engine.query(GetOrderById(order.order_id), timeout=30)
+            seconds.append(time.perf_counter() - start)
+    finally:
+        stop.set()
+        load.stop()
+        thread.join(60)
+    return percentiles_us(seconds)
+
+
+def _measure(quick: bool) -> dict[str, Any]:
+    orders, adds = 1000, 18
+    runs = 1 if quick else 3
+    commands = order_workload(orders, adds)
+    raw: dict[str, Any] = {}
+    for views in (True, False):
+        label = "default" if views else "no views"
+        progress(f"throughput {label}: {len(commands):,} commands x {runs}")
+        raw[f"throughput {label}"] = statistics.median(
+            throughput(commands, views=views) for _ in range(runs)
+        )
+    sequential = order_workload(orders, adds, interleave=False)[: 300 if quick else 2000]
+    for views in (True, False):
+        label = "default" if views else "no views"
+        progress(f"latency {label}: {len(sequential)} commands one at a time")
+        raw[f"latency {label}"] = latency(sequential, views=views)
+    rate = raw["throughput default"] / 2
+    progress(f"ack -> visible under a paced load of {rate:,.0f} commands/s")
+    raw["lag"] = lag_under_load(rate, 200 if quick else 1000)
+    raw |= reopen_and_rebuild(100_000 if quick else 1_000_000)
+    raw |= search(10_000 if quick else 100_000, 100 if quick else 500)
+    raw["peer popo"] = peer(orders, "popo", adds)
+    raw["peer sqlite"] = peer(orders, "sqlite", adds)
+    return raw
+
+
+def _figures(raw: dict[str, Any], quick: bool) -> list[Figure]:
+    popo, sqlite = raw["peer popo"], raw["peer sqlite"]
+    ours, bare = raw["throughput default"], raw["throughput no views"]
+    lat, lat_bare = raw["latency default"], raw["latency no views"]
+    figures = [
+        figure(
+            BENCH,
+            "commands/s durable, default views, 1k orders x 20, in flight",
+            "cmd/s",
+            ours,
+            references={
+                "views=[]": bare,
+                "peer POPO": popo["commands_per_s"],
+                "peer SQLite": sqlite["commands_per_s"],
+            },
+            aim=">= 0.8x views=[], >= 15x SQLite, >= 4x POPO",
+            met=ours >= 0.8 * bare
+            and ours >= 15 * sqlite["commands_per_s"]
+            and ours >= 4 * popo["commands_per_s"],
+        ),
+        figure(BENCH, "commands/s durable, views=[] (labelled: not the default)", "cmd/s", bare),
+        figure(
+            BENCH,
+            "execute p50 durable, one at a time, default views",
+            "us",
+            lat["p50_us"],
+            references={"views=[]": lat_bare["p50_us"]},
+            aim="<= 1.15x views=[]",
+            met=lat["p50_us"] <= 1.15 * lat_bare["p50_us"],
+            higher_is_better=False,
+        ),
+        figure(
+            BENCH,
+            "execute p99 durable, one at a time, default views",
+            "us",
+            lat["p99_us"],
+            references={"views=[]": lat_bare["p99_us"]},
+            higher_is_better=False,
+        ),
+        figure(
+            BENCH,
+            f"ack -> visible p99 under a steady load of {ours / 2:,.0f} cmd/s",
+            "us",
+            raw["lag"]["p99_us"],
+            aim="<= 10 ms",
+            met=raw["lag"]["p99_us"] <= 10_000,
+            higher_is_better=False,
+            note=(
+                f"p50 {raw['lag']['p50_us']:,.0f} us; "
+                f"load achieved {raw['lag']['load_commands_per_s']:,.0f} cmd/s"
+            ),
+        ),
+        figure(
+            BENCH,
+            f"reopen {'100k' if quick else '1M'} events: open -> 4 queries answered after=head",
+            "s",
+            raw["reopen_to_answers_s"],
+            aim="<= 1 s",
+            met=raw["reopen_to_answers_s"] <= 1.0,
+            higher_is_better=False,
+            note=(
+                f"open {raw['reopen_open_s']:.3f} s; first catch-up {raw['first_catch_up_s']:.1f} s"
+            ),
+        ),
+    ]
+    projection = {
+        "peer POPO": popo["projection_events_per_s"],
+        "limit": raw["scan_decode_events_per_s"],
+    }
+    whole = raw["rebuild_all"]
+    rate = whole["events"] / whole["seconds"]
+    figures.append(
+        figure(
+            BENCH,
+            "rebuild of all four views (one scan), events/s",
+            "events/s",
+            rate,
+            references=projection,
+            aim=">= 3x POPO projection",
+            met=rate >= 3 * popo["projection_events_per_s"],
+        )
+    )
+    for name, one in raw["rebuild_view"].items():
+        figures.append(
+            figure(
+                BENCH,
+                f"rebuild {name} alone, events/s",
+                "events/s",
+                one["events"] / one["seconds"],
+                references=projection,
+            )
+        )
+    size = "10k" if quick else "100k"
+    for name, lat_kind in raw["search"].items():
+        figures.append(
+            figure(
+                BENCH,
+                f"SearchOrders p50, {name}, {size} orders",
+                "us",
+                lat_kind["p50_us"],
+                aim="<= 1 ms",
+                met=lat_kind["p50_us"] <= 1000,
+                higher_is_better=False,
+                note=f"p99 {lat_kind['p99_us']:,.0f} us",
+            )
+        )
+    point = raw["point_under_search_and_load"]
+    figures.append(
+        figure(
+            BENCH,
+            "GetOrderById p99 while searches and writes run",
+            "us",
+            point["p99_us"],
+            aim="<= 1 ms",
+            met=point["p99_us"] <= 1000,
+            higher_is_better=False,
+            note=f"p50 {point['p50_us']:,.0f} us",
+        )
+    )
+    return figures
+
+
+def run(quick: bool) -> BenchResult:
+    """Run the read-pipeline benchmark; return its figures and raw measurements."""
+    configure_logging()
+    started = time.perf_counter()
+    raw = _measure(quick)
+    return BenchResult(
+        bench=BENCH,
+        quick=quick,
+        seconds=time.perf_counter() - started,
+        config={"orders": 1000, "commands_per_order": 20, "durability": "sync"},
+        figures=_figures(raw, quick),
+        raw=raw,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark, print its table, write its JSON."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="results file")
+    args = parser.parse_args(argv)
+    result = run(quick=args.quick)
+    print_figures(result["figures"], f"read pipeline ({result['seconds']:.0f} s)")
+    path = write_json(result, args.json, "pipeline.json")
+    progress(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
