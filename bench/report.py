@@ -1,10 +1,11 @@
 """The benchmark report: runs every benchmark, prints one table, writes JSON and a chart.
 
 Runs ``bench_store.run(quick)``, ``bench_engine.run(quick)``, ``bench_views.run(quick)``,
-``bench_pipeline.run(quick)`` (the read pipeline as users run it) and ``bench_http.run(quick)`` in this process (the ``eventsourcing`` peer runs once and is shared by
-the engine and view figures; the HTTP server runs in a subprocess), then prints one table: each
-figure, our value, every reference measured in the same run, the ratios, the aim and whether it
-is met. Progress goes to stderr, the table to stdout.
+``bench_pipeline.run(quick)`` (the read pipeline as users run it) and ``bench_http.run(quick)``
+in this process (the ``eventsourcing`` peer runs once and is shared by the engine and view
+figures; the HTTP server runs in a subprocess), then prints one table: each figure, our value,
+every reference measured in the same run, the ratios, the aim and whether it is met. Progress
+goes to stderr, the table to stdout.
 
 A benchmark that fails is reported (stderr, JSON ``errors``) and the others still run; the exit
 code is then 1. Unmet aims do not change the exit code: they are findings, not failures.
