@@ -88,6 +88,7 @@ class Transactions:
         """
         with self._write_lock:
             self._check_open()
+            self._before_write()
             while True:
                 txn = self.env.begin(write=True)
                 try:
@@ -101,6 +102,9 @@ class Transactions:
                     self._abort(txn)
                     raise
                 return result
+
+    def _before_write(self) -> None:
+        """Hook run under the write lock before every write transaction (default: nothing)."""
 
     def read(self, fn: Callable[[Txn], T]) -> T:
         """Run ``fn`` in a short read transaction of its own and return its result.

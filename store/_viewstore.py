@@ -31,17 +31,13 @@ import os
 import pathlib
 import shutil
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Self, TypeVar
+from typing import Final, Self, TypeVar
 
 import lmdb
 import structlog
 
 from store._env import open_environment
 from store._txns import Transactions
-
-if TYPE_CHECKING:
-    from store._env import Txn
 
 __all__ = ["ViewStore", "boot_id"]
 
@@ -188,15 +184,14 @@ class ViewStore(Transactions):
         os.pwrite(self._marker_fd, text.encode("ascii"), 0)
         os.fsync(self._marker_fd)
 
-    def write(self, fn: Callable[[Txn], T]) -> T:
-        """Run ``fn`` in one write transaction (not fsynced; see the module docstring)."""
-        with self._write_lock:
-            if not self._dirty and not self._closed:
-                # Durable before any unflushed page can reach the disk: an OS crash after this
-                # point is detected at the next open.
-                self._set_marker(clean=False)
-                self._dirty = True
-        return super().write(fn)
+    def _before_write(self) -> None:
+        # Under the same hold of the write lock as the transaction that follows, so a flush
+        # (which takes that lock too) can never mark the environment clean in between.
+        if not self._dirty:
+            # Durable before any unflushed page can reach the disk: an OS crash after this
+            # point is detected at the next open.
+            self._set_marker(clean=False)
+            self._dirty = True
 
     def sync_if_due(self, *, force: bool = False) -> bool:
         """Flush the environment if it has unflushed writes older than the interval.
