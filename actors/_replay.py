@@ -147,18 +147,8 @@ def replay_into(
 
     Positions parked on the way are added to ``parked_positions`` when given.
     """
-    done = 0
-    read = store_reader(store)
-    while view.position() < until:
-        start = view.position() + 1
-        events, up_to, skipped = read_batch(read, view, start, min(batch_size, until - start + 1))
-        if up_to < start:
-            break
-        apply_safely(store, view, events, up_to, parked_positions)
-        done += len(events) + skipped
-        if progress is not None:
-            progress(done)
-    return done
+    parked = None if parked_positions is None else {view.name: parked_positions}
+    return replay_many(store, [view], until, progress, batch_size, parked_positions=parked)
 
 
 def replay_many(

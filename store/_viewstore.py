@@ -31,7 +31,7 @@ import os
 import pathlib
 import shutil
 import time
-from typing import Final, Self, TypeVar
+from typing import Final, Self
 
 import lmdb
 import structlog
@@ -40,8 +40,6 @@ from store._env import open_environment
 from store._txns import Transactions
 
 __all__ = ["ViewStore", "boot_id"]
-
-T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
