@@ -47,6 +47,7 @@ __all__ = [
     "OrderDetailsModel",
     "OrderSearchModel",
     "OrderStatsModel",
+    "search_page",
 ]
 
 
@@ -159,6 +160,32 @@ _SORT_KEYS: Final[dict[str, Callable[[OrderRow], Any]]] = {
 }
 
 
+def search_page(
+    hits: list[OrderRow], query: SearchOrders, *, in_creation_order: bool
+) -> Page[OrderView]:
+    """Order ``hits`` (every row matching ``query``) by the query's sort and return its page.
+
+    Args:
+        hits: The matching rows.
+        query: The search (sort key, direction, page).
+        in_creation_order: The rows come in creating-position order: a sort by creation is
+            then linear (timsort finds the runs), cheaper than a heap.
+    """
+    key = _SORT_KEYS[query.sort_by]
+    descending = query.sort_order == "desc"
+    start = (query.page - 1) * query.page_size
+    stop = start + query.page_size
+    presorted = in_creation_order and query.sort_by == "created_at"
+    if not presorted and stop * 4 < len(hits):
+        # The page ends early in the hits: a heap picks the first `stop` rows cheaply.
+        select = heapq.nlargest if descending else heapq.nsmallest
+        ordered = select(stop, hits, key=key)
+    else:
+        ordered = sorted(hits, key=key, reverse=descending)
+    items = [row.view for row in ordered[start:stop]]
+    return make_page(items, len(hits), query.page, query.page_size)
+
+
 class OrderSearchModel(_OrderRowsModel):
     """``order_search``: rows with their ids casefolded; answers :class:`SearchOrders`.
 
@@ -193,21 +220,7 @@ class OrderSearchModel(_OrderRowsModel):
         validate_query(query)
         if not isinstance(query, SearchOrders):
             raise _unexpected(query)
-        hits = self._filter(storage, query)
-        key = _SORT_KEYS[query.sort_by]
-        descending = query.sort_order == "desc"
-        start = (query.page - 1) * query.page_size
-        stop = start + query.page_size
-        if query.sort_by != "created_at" and stop * 4 < len(hits):
-            # Totals and counts come in no order: a heap picks the first `stop` rows cheaply.
-            select = heapq.nlargest if descending else heapq.nsmallest
-            ordered = select(stop, hits, key=key)
-        else:
-            # Creation times mostly follow positions, and rows come in position order (memory):
-            # timsort finds the runs and sorts such input in linear time, faster than a heap.
-            ordered = sorted(hits, key=key, reverse=descending)
-        items = [row.view for row in ordered[start:stop]]
-        return make_page(items, len(hits), query.page, query.page_size)
+        return search_page(self._filter(storage, query), query, in_creation_order=True)
 
     def _filter(self, storage: Storage, query: SearchOrders) -> list[OrderRow]:
         needle = query.query.casefold()

@@ -26,20 +26,18 @@ finished by :func:`finish` (sorting hits, possibly many, on immutable rows: no l
 from __future__ import annotations
 
 import bisect
-import heapq
 import itertools
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
-from operator import attrgetter
 from typing import Any, Final, NamedTuple, TypeVar, cast
 
 # sortedcontainers ships no type information; its SortedList is used through a few typed helpers.
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 from store import RecordedEvent
-from views._order_models import OrderSearchModel
+from views._order_models import OrderSearchModel, search_page
 from views._order_rows import ORDER_EVENTS, SEP, OrderRow
 from views._order_types import STATUSES, OrderView, Page, SearchOrders, make_page
 from views._view import Index, Table
@@ -62,12 +60,6 @@ V = TypeVar("V")
 SortKey = Any  # int, or a Decimal when a total has more than _SCALE places
 Entry = tuple[SortKey, int, str]  # (sort key, creating position, order id)
 _Group = str | None  # a status, or None for every order
-
-_SORT_KEYS: Final[dict[str, Callable[[OrderRow], Any]]] = {
-    "created_at": attrgetter("created_us", "position"),
-    "total_amount": attrgetter("view.total_amount", "position"),
-    "item_count": attrgetter("view.item_count", "position"),
-}
 
 
 def _scaled(total: Decimal) -> SortKey:
@@ -173,17 +165,7 @@ def finish(query: SearchOrders, plan: Plan) -> Page[OrderView]:
     rows = plan.rows or []
     if plan.total < 0:
         rows = list(filter(_matcher(query), rows))
-    key = _SORT_KEYS[query.sort_by]
-    descending = query.sort_order == "desc"
-    start = (query.page - 1) * query.page_size
-    stop = start + query.page_size
-    if stop * 4 < len(rows):
-        select = heapq.nlargest if descending else heapq.nsmallest
-        ordered = select(stop, rows, key=key)
-    else:
-        ordered = sorted(rows, key=key, reverse=descending)
-    items = [row.view for row in ordered[start:stop]]
-    return make_page(items, len(rows), query.page, query.page_size)
+    return search_page(rows, query, in_creation_order=False)
 
 
 def _page_slice(ordering: Any, low: int, high: int, start: int, stop: int, *, desc: bool) -> Any:
