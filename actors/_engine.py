@@ -41,7 +41,8 @@ class EngineStatus(msgspec.Struct, frozen=True):
 
     Attributes:
         head: Last committed position.
-        views: Per view: position, lag in events and seconds, parked events.
+        views: Per view: position, lag in events and seconds, parked events, and its health
+            (``state`` ok / retrying / stalled, ``error``, ``attempts``; see ``ViewStatus``).
         live_aggregates: Aggregate actors in memory now.
         parked_events: Poison events parked, over all views.
         durability: ``"sync"`` or ``"async"``.
@@ -416,6 +417,19 @@ class Engine:
         """Apply a parked event to its view again; True if it applied and was unparked."""
         self._check_open()
         return self._read.retry_parked(view, position)
+
+    def retry_view(self, view: str) -> None:
+        """Restart a view stalled on a corrupt record (or retry a failing one now).
+
+        Its error is cleared and it catches up from its checkpoint at once; a record still
+        corrupt stalls it again with the same error (``status().views[view]``).
+
+        Raises:
+            UnknownView: No view has that name.
+            EngineClosed: The engine was closed.
+        """
+        self._check_open()
+        self._read.retry_view(view)
 
     def discard_parked(self, view: str, position: int) -> bool:
         """Forget a parked event (the view stays without it); True if it was parked."""

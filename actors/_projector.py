@@ -3,8 +3,10 @@
 One actor (one thread) feeds all the views of an engine. Per commit that is one thread woken
 instead of one per view: measured on 2 cores, the wake-ups and GIL hand-offs of four projector
 threads (plus one router message per view) cost more than the views' own work, and sat on the
-command path. Each view keeps its own checkpoint, its own poison parking and its own errors; a
-view that is stalled (a corrupt record) is skipped while the others go on.
+command path. Each view keeps its own checkpoint, its own poison parking and its own errors: a
+view whose storage fails is retried later by itself (capped exponential backoff, see
+:mod:`actors._backoff`) and a view stalled on a corrupt record waits for ``retry_view``, while
+the other views go on.
 
 The projector catches up in batches, one batch per message so that swaps, retries and stops
 interleave with a long replay, then stays live on the writer's head notifications. Batches come
@@ -16,6 +18,7 @@ close (see :class:`~actors._snapshots.ViewSnapshots`).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -24,47 +27,28 @@ import msgspec
 import pykka
 import structlog
 
+from actors._backoff import VIEW_RETRY, Backoff, RetryTimers
 from actors._messages import HeadAdvanced
+from actors._progress import Failure, Progress, ViewStatus
 from actors._replay import Reader, apply_safely, read_batch, replay_into, store_reader
 from actors._tail import EventTail
 from domain.errors import CorruptLog
 from store import EventStore
-from views import View
 from views._memory_codec import SnapshotRowsError
 
 __all__ = [
     "CatchUp",
     "Progress",
     "Projector",
+    "RetryDue",
     "RetryParked",
+    "RetryView",
     "Swap",
     "ViewAdvanced",
     "ViewStatus",
 ]
 
 log = structlog.get_logger(__name__)
-
-
-class ViewStatus(msgspec.Struct, frozen=True):
-    """One view's progress.
-
-    Attributes:
-        position: Last position the view has applied.
-        lag_events: Events committed but not applied yet.
-        lag_seconds: How long the view has been behind (0 when caught up).
-        parked: Poison events parked for this view.
-        skipped: Undecodable events skipped (views that opted in only).
-        error: Why the view is stalled (a corrupt record), or "".
-        backend: ``"memory"`` or ``"lmdb"``.
-    """
-
-    position: int
-    lag_events: int
-    lag_seconds: float
-    parked: int = 0
-    skipped: int = 0
-    error: str = ""
-    backend: str = ""
 
 
 class CatchUp(msgspec.Struct, frozen=True):
@@ -90,36 +74,23 @@ class RetryParked(msgspec.Struct, frozen=True):
     position: int
 
 
+class RetryView(msgspec.Struct, frozen=True):
+    """Engine -> projector: try ``view`` again now (stalled or retrying), from a fresh episode."""
+
+    view: str
+
+
+class RetryDue(msgspec.Struct, frozen=True):
+    """Retry timer -> projector: ``view``'s automatic retry ``token`` is due."""
+
+    view: str
+    token: int
+
+
 class ViewAdvanced(msgspec.Struct, frozen=True):
     """Projector -> router: views reached these positions (view name -> position)."""
 
     positions: dict[str, int]
-
-
-class Progress:
-    """A projector's progress, shared with the engine (plain attribute reads: thread-safe)."""
-
-    def __init__(self, view: View) -> None:
-        self.view = view
-        self.behind_since: float | None = None
-        self.skipped = 0
-        self.error = ""
-
-    def status(self, head: int) -> ViewStatus:
-        """Return the view's progress against ``head``."""
-        position = self.view.position()
-        behind = self.behind_since
-        lag_seconds = 0.0
-        if position < head and behind is not None:
-            lag_seconds = max(0.0, time.monotonic() - behind)
-        return ViewStatus(
-            position=position,
-            lag_events=max(0, head - position),
-            lag_seconds=round(lag_seconds, 6),
-            skipped=self.skipped,
-            error=self.error,
-            backend=self.view.backend,
-        )
 
 
 class Projector(pykka.ThreadingActor):
@@ -132,6 +103,8 @@ class Projector(pykka.ThreadingActor):
         batch_size: Events per catch-up batch.
         tail: The shared decoded events (default: decode from the store itself).
         on_batch: Called with the views that advanced after each batch (snapshot scheduling).
+        backoff: When a view whose storage failed is tried again (default:
+            :data:`~actors._backoff.VIEW_RETRY`).
     """
 
     use_daemon_thread = True
@@ -145,6 +118,7 @@ class Projector(pykka.ThreadingActor):
         batch_size: int = 2000,
         tail: EventTail | None = None,
         on_batch: Any = None,
+        backoff: Backoff | None = None,
     ) -> None:
         super().__init__()
         self._store = store
@@ -155,6 +129,8 @@ class Projector(pykka.ThreadingActor):
         self._on_batch = on_batch
         self._head = store.head()
         self._scheduled = False
+        self._backoff = VIEW_RETRY if backoff is None else backoff
+        self._timers = RetryTimers(self._retry_due)
 
     def on_start(self) -> None:
         """Start catching up from every view's checkpoint."""
@@ -165,46 +141,61 @@ class Projector(pykka.ThreadingActor):
                 progress.behind_since = now
         self._schedule()
 
+    def on_stop(self) -> None:
+        """Cancel the pending retries."""
+        self._timers.cancel_all()
+
+    def on_failure(self, *_exc_info: object) -> None:
+        """Cancel the pending retries (the actor stops)."""
+        self._timers.cancel_all()
+
     def on_receive(self, message: Any) -> Any:
-        """Handle head notifications, catch-up steps, swaps and parked retries."""
+        """Handle head notifications, catch-up steps, swaps, retries of views and parked events."""
         if isinstance(message, HeadAdvanced):
-            if message.head > self._head:
-                self._head = message.head
-                now = time.monotonic()
-                for progress in self._progress.values():
-                    if progress.behind_since is None:
-                        progress.behind_since = now
-            self._schedule()
+            self._head_advanced(message.head)
         elif isinstance(message, CatchUp):
             self._scheduled = False
             self._step()
+        elif isinstance(message, RetryDue):
+            progress = self._progress[message.view]
+            if progress.waiting == message.token:  # else a timer cancelled as it fired
+                progress.waiting = 0
+                self._schedule()
+        elif isinstance(message, RetryView):
+            self._restart(message.view)
         elif isinstance(message, Swap):
             return self._swap(message)
         elif isinstance(message, RetryParked):
             return self._retry(message.view, message.position)
         return None
 
+    def _head_advanced(self, head: int) -> None:
+        if head > self._head:
+            self._head = head
+            now = time.monotonic()
+            for progress in self._progress.values():
+                if progress.behind_since is None:
+                    progress.behind_since = now
+        self._schedule()
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
             self.actor_ref.tell(CatchUp())
+
+    def _retry_due(self, view: str, token: int) -> None:
+        """Runs on a retry timer's thread: only hand the news to the projector."""
+        with contextlib.suppress(pykka.ActorDeadError):  # stopped meanwhile: nothing to retry
+            self.actor_ref.tell(RetryDue(view, token))
 
     def _step(self) -> None:
         head = max(self._head, self._store.head())
         self._head = head
         advanced: dict[str, int] = {}
         behind = False
-        for name, progress in self._progress.items():
-            if progress.error:
-                continue
-            try:
-                if self._step_view(progress, head):
-                    advanced[name] = progress.view.position()
-            except Exception as error:
-                # The view cannot even move its checkpoint (its storage fails): without this it
-                # would stop unseen, read-your-writes queries timing out for no visible reason.
-                progress.error = f"{type(error).__name__}: {error}"
-                log.exception("view_stalled", view=name, position=progress.view.position())
+        for progress in self._progress.values():
+            # Stalled, or its retry not due yet: skipped, the others go on.
+            if not progress.runnable or not self._try_step(progress, head, advanced):
                 continue
             if progress.view.position() < head:
                 behind = True
@@ -218,19 +209,36 @@ class Projector(pykka.ThreadingActor):
         if behind:
             self._schedule()
 
+    def _try_step(self, progress: Progress, head: int, advanced: dict[str, int]) -> bool:
+        """Step one view, noting it in ``advanced`` if it moved; False if it failed."""
+        name = progress.view.name
+        try:
+            if self._step_view(progress, head):
+                advanced[name] = progress.view.position()
+        except CorruptLog as corrupt:
+            self._stall(progress, corrupt)
+            return False
+        except Exception as error:  # noqa: BLE001 - whatever it is, the view must not stop unseen
+            # Its storage failed (a poison event would have been parked): try again later.
+            self._retry_later(progress, error)
+            return False
+        if progress.failure is not None:
+            log.info("view_recovered", view=name, attempts=progress.failure.attempts)
+            progress.failure = None
+        return True
+
     def _step_view(self, progress: Progress, head: int) -> bool:
-        """Apply the next batch to one view; return whether it advanced."""
+        """Apply the next batch to one view; return whether it advanced.
+
+        Raises:
+            CorruptLog: The next record cannot be read (and the view does not skip it).
+            Exception: The view's storage (or the log's) failed; nothing of the batch is lost.
+        """
         view = progress.view
         start = view.position() + 1
         if start > head:
             return False
-        try:
-            events, up_to, skipped = read_batch(self._read, view, start, self._batch_size)
-        except CorruptLog as corrupt:
-            # Name the error class: status readers match on it, and the message has the position.
-            progress.error = f"{type(corrupt).__name__}: {corrupt}"
-            log.exception("view_stalled", view=view.name, position=corrupt.position)
-            return False
+        events, up_to, skipped = read_batch(self._read, view, start, self._batch_size)
         progress.skipped += skipped
         if up_to < start:
             return False
@@ -242,6 +250,52 @@ class Projector(pykka.ThreadingActor):
             log.warning("view_snapshot_unusable", view=view.name, error=str(error))
             view.clear()
         return True
+
+    def _stall(self, progress: Progress, corrupt: CorruptLog) -> None:
+        # Not retried by itself: the same bytes would fail the same way. retry_view restarts it.
+        failure = Failure.after(progress.failure, corrupt, stalled=True, backoff=self._backoff)
+        progress.failure = failure
+        log.error(
+            "view_stalled",
+            view=progress.view.name,
+            position=corrupt.position,
+            attempts=failure.attempts,
+            error=failure.error,
+            exc_info=corrupt,
+        )
+
+    def _retry_later(self, progress: Progress, error: Exception) -> None:
+        failure = Failure.after(progress.failure, error, stalled=False, backoff=self._backoff)
+        name = progress.view.name
+        progress.waiting = self._timers.arm(name, failure.delay)
+        progress.failure = failure  # published once its retry is armed: status never runs ahead
+        log.warning(
+            "view_retrying",
+            view=name,
+            position=progress.view.position(),
+            attempts=failure.attempts,
+            delay=failure.delay,
+            error=failure.error,
+            # The traceback once per episode: a storage down for an hour logs one line per 5 s.
+            exc_info=error if failure.attempts == 1 else None,
+        )
+
+    def _restart(self, name: str) -> None:
+        """Try ``name`` again now, whatever its state, as if it had never failed."""
+        progress = self._progress[name]
+        self._timers.cancel(name)
+        failure = progress.failure
+        if failure is not None:
+            log.info(
+                "view_retry_requested",
+                view=name,
+                state=failure.state,
+                attempts=failure.attempts,
+                error=failure.error,
+            )
+        progress.waiting = 0
+        progress.failure = None
+        self._schedule()
 
     def _swap(self, message: Swap) -> int:
         progress = self._progress[message.view]

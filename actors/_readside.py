@@ -14,7 +14,8 @@ import pykka
 import structlog
 
 from actors._future import DispatcherFuture, bridge
-from actors._projector import Progress, Projector, RetryParked, Swap, ViewStatus
+from actors._progress import Progress, ViewStatus
+from actors._projector import Projector, RetryParked, RetryView, Swap
 from actors._replay import replay_many
 from actors._router import Ask, Cancel, QueryRouter, view_for
 from actors._snapshots import ViewSnapshots
@@ -267,3 +268,9 @@ class ReadSide:
         if view not in self.views:
             raise UnknownView(view, list(self.views))
         return bool(self._projectors[view].ask(RetryParked(view, position), timeout=30))
+
+    def retry_view(self, view: str) -> None:
+        """Ask the view's projector to try the view again now (see :meth:`Engine.retry_view`)."""
+        if view not in self.views:
+            raise UnknownView(view, list(self.views))
+        self._projectors[view].ask(RetryView(view), timeout=30)

@@ -4,6 +4,10 @@ Used by the projector (live and catch-up) and by rebuild. A batch is applied who
 when the view's apply raises, the batch is applied event by event so the poison event is found,
 retried a few times with backoff (it may be transient), then parked with its error in the store
 and skipped: the view moves on and ``status`` shows the parked event. Nothing is skipped silently.
+
+A storage failure (:data:`STORAGE_ERRORS`: the views environment or the disk failing) is not the
+event's fault: parking it would leave a healthy event out of the view. It propagates instead, and
+the projector retries the whole view later (see :mod:`actors._backoff`).
 """
 
 from __future__ import annotations
@@ -11,15 +15,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+import lmdb
 import structlog
 
-from domain.errors import CorruptLog
+from domain.errors import CorruptLog, StorageError
 from store import EventStore, ParkedEvent, RecordedEvent
 from views import View
 from views._memory_codec import SnapshotRowsError
 
 __all__ = [
     "RETRIES",
+    "STORAGE_ERRORS",
     "Reader",
     "apply_safely",
     "read_batch",
@@ -32,6 +38,11 @@ log = structlog.get_logger(__name__)
 
 RETRIES = 3
 BACKOFF = 0.005  # seconds, doubled per attempt: a poison event costs the view ~35 ms at most
+
+STORAGE_ERRORS: tuple[type[Exception], ...] = (lmdb.Error, OSError, StorageError)
+"""Errors of a view's storage, not of the event it applies: never parked, they propagate."""
+
+_NOT_POISON: tuple[type[Exception], ...] = (SnapshotRowsError, *STORAGE_ERRORS)
 
 
 def _filter(view: View, events: Sequence[RecordedEvent]) -> list[RecordedEvent]:
@@ -47,7 +58,7 @@ def _apply_one_with_retries(view: View, event: RecordedEvent) -> Exception | Non
     for _ in range(RETRIES):
         try:
             view.apply([event], event.position)
-        except SnapshotRowsError:
+        except _NOT_POISON:
             raise
         except Exception as failure:  # noqa: BLE001 - a poison event must not stop the view
             error = failure
@@ -71,8 +82,8 @@ def apply_safely(
     """
     try:
         view.apply(_filter(view, events), up_to)
-    except SnapshotRowsError:
-        raise  # the view's restored state is unusable, not the event: the projector replays it
+    except _NOT_POISON:
+        raise  # the view's restored state or its storage is at fault, not an event
     except Exception:  # noqa: BLE001 - fall back to one event at a time to isolate the poison
         log.warning("view_batch_failed", view=view.name, up_to=up_to)
     else:

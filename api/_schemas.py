@@ -103,7 +103,8 @@ class OrderDetails(OrderView, frozen=True, gc=False):
 class StatusAnswer(EngineStatus, frozen=True):
     """Body of ``GET /status``: every field of ``EngineStatus``, plus ``healthy``.
 
-    ``healthy`` is false when a view is stalled on a corrupt record or has parked events.
+    ``healthy`` is false when a view has an error (stalled on a corrupt record, or retrying after
+    its storage failed) or has parked events.
     """
 
     healthy: bool = True

@@ -66,11 +66,15 @@ def open_engine(data: Path, **options: Any) -> Engine:
 
 
 def _catch_up(engine: Engine) -> None:
-    """Wait until every view is caught up or stalled (on a corrupt record), at most 10 s."""
+    """Wait until every view is caught up or stalled (on a corrupt record), at most 10 s.
+
+    A view that is retrying (its storage failed) may still recover: it is waited for.
+    """
     deadline = time.monotonic() + _CATCH_UP_SECONDS
     while not engine.wait_for_views(timeout=_POLL_SECONDS):
         views = engine.status().views.values()
-        if time.monotonic() >= deadline or all(v.error or not v.lag_events for v in views):
+        done = all(v.state == "stalled" or not v.lag_events for v in views)
+        if time.monotonic() >= deadline or done:
             return
 
 

@@ -146,6 +146,7 @@ def status_tables(status: EngineStatus) -> Sequence[Table]:
     views.add_column("backend")
     for name in ("position", "lag_events", "lag_seconds", "parked", "skipped"):
         views.add_column(name, justify="right")
+    views.add_column("state")
     views.add_column("error", overflow="fold")
     for name, view in status.views.items():
         views.add_row(
@@ -156,6 +157,7 @@ def status_tables(status: EngineStatus) -> Sequence[Table]:
             f"{view.lag_seconds:.3f}",
             str(view.parked),
             str(view.skipped),
+            view.state if view.state != "retrying" else f"retrying ({view.attempts} failed)",
             view.error or "-",
         )
     return figures, views

@@ -8,8 +8,9 @@ every order query as the contract says.
 The view wrappers are fault-injection seams around real views (passed with
 ``Engine.open(views=[...])``): :class:`GatedView` blocks its apply on an event the test controls,
 :class:`CountingView` counts the
-queries that reached it. :class:`PoisonModel` wraps a real read model and raises for one order
-id while switched on.
+queries that reached it, :class:`FlakyView` fails its writes (rows or checkpoint) the way a
+failing views environment does. :class:`PoisonModel` wraps a real read model and raises for one
+order id while switched on.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+
+import lmdb
 
 from actors import CommandResult, Engine
 from domain.errors import AggregateNotFound, CommandRejected
@@ -511,3 +514,35 @@ class CountingView(WrappedView):
         """Count, then answer."""
         self.queries += 1
         return super().query(query)
+
+
+class FlakyView(WrappedView):
+    """A real view whose storage fails: its apply (rows or checkpoint) raises ``lmdb.DiskError``.
+
+    It fails while ``failing`` is set, and for its next ``fail_next(n)`` applies; ``failures``
+    counts the applies that failed. Nothing reaches the real view on a failed apply, as with an
+    LMDB write transaction that does not commit.
+    """
+
+    def __init__(self, inner: View) -> None:
+        super().__init__(inner)
+        self.failing = threading.Event()
+        self.failures = 0
+        self._remaining = 0
+        self._lock = threading.Lock()
+
+    def fail_next(self, times: int) -> None:
+        """Fail the next ``times`` applies."""
+        with self._lock:
+            self._remaining = times
+
+    def apply(self, events: Sequence[RecordedEvent], up_to: int) -> None:
+        """Raise as a failing views environment would, or apply."""
+        with self._lock:
+            fail = self.failing.is_set() or self._remaining > 0
+            if fail:
+                self._remaining = max(0, self._remaining - 1)
+                self.failures += 1
+        if fail:
+            raise lmdb.DiskError(f"mdb_txn_commit: injected I/O error ({self.name} up to {up_to})")
+        super().apply(events, up_to)

@@ -36,6 +36,7 @@ from actors import (
     IdempotencyConflict,
     InvalidCommand,
     LogLocked,
+    UnknownView,
 )
 from domain.orders import ORDERS, CreateOrder, OrderCreated, OrderItem
 from views.orders import GetOrderById
@@ -346,6 +347,25 @@ def test_every_call_after_close_raises_engine_closed(tmp_path: Path) -> None:
         engine.status()
     with pytest.raises(EngineClosed):
         engine.wait_for_views()
+    with pytest.raises(EngineClosed):
+        engine.retry_view("order_details")
+
+
+def test_retry_view_names_a_view_and_leaves_a_healthy_one_as_it_is(tmp_path: Path) -> None:
+    with Engine.open(tmp_path, durability="async") as engine:
+        created = engine.execute(create("o"))
+        assert engine.wait_for_views(created.position, timeout=TIMEOUT)
+        names = list(engine.status().views)
+        for name in names:
+            engine.retry_view(name)  # nothing to restart: it stays where it is, healthy
+        with pytest.raises(UnknownView) as caught:
+            engine.retry_view("nope")
+        assert sorted(caught.value.known) == sorted(names)
+        later = engine.execute(add("o"))
+        assert engine.wait_for_views(later.position, timeout=TIMEOUT)
+        for view in engine.status().views.values():
+            assert (view.state, view.error, view.attempts) == ("ok", "", 0)
+            assert view.position == later.position
 
 
 def test_a_second_engine_on_the_same_path_raises_log_locked_naming_this_process(

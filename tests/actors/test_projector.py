@@ -1,4 +1,5 @@
-"""Projector actors through the engine: lag, poison parking, unknown events, restarts, stops."""
+"""Projector actors through the engine: lag, poison parking, unknown events, restarts, stops,
+and views whose storage fails retried with capped backoff."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import msgspec
 import pytest
 from readside_kit import (
     WAIT,
+    FlakyView,
     GatedView,
     OrderModel,
     PoisonModel,
@@ -33,7 +35,9 @@ from readside_kit import (
 )
 from structlog.testing import capture_logs
 
+import actors._projector
 from actors import Engine
+from actors._backoff import Backoff
 from domain.errors import ConsistencyTimeout, UnknownView
 from domain.orders import ORDERS, AddOrderItem, CancelOrder, ShipOrder
 from store import Codec, EventStore, RecordedEvent, StreamAppend, ViewStore
@@ -41,6 +45,7 @@ from views.orders import (
     GetCustomerOrders,
     GetOrderById,
     GetOrderStats,
+    OrderStats,
     SearchOrders,
     order_views,
 )
@@ -458,7 +463,7 @@ class BrokenView(WrappedView):
         raise OSError(f"cannot write {len(events)} events of {self.name} up to {up_to}")
 
 
-def test_a_view_that_cannot_apply_at_all_stalls_loudly_and_the_rest_goes_on(
+def test_a_view_that_cannot_apply_at_all_keeps_retrying_loudly_and_the_rest_goes_on(
     tmp_path: Path,
 ) -> None:
     model = OrderModel()
@@ -469,7 +474,8 @@ def test_a_view_that_cannot_apply_at_all_stalls_loudly_and_the_rest_goes_on(
         assert first is not None
         assert wait_until(lambda: engine.status().views["customer_orders"].error != "")
         status = engine.status()
-        assert "OSError" in status.views["customer_orders"].error
+        assert status.views["customer_orders"].error.startswith("OSError: cannot write")
+        assert status.views["customer_orders"].state == "retrying"  # its storage, not a record
         assert status.views["customer_orders"].position == 0
         later = run(engine, model, create("o-2"))  # the write side goes on
         assert later is not None
@@ -477,3 +483,116 @@ def test_a_view_that_cannot_apply_at_all_stalls_loudly_and_the_rest_goes_on(
         with pytest.raises(ConsistencyTimeout):
             engine.query(GetCustomerOrders("Cust-1"), after=later.position, timeout=0.1)
         assert engine.status().views["customer_orders"].lag_events == later.position
+
+
+def test_other_views_keep_advancing_while_one_is_retrying_and_it_catches_up_after(
+    tmp_path: Path,
+) -> None:
+    model = OrderModel()
+    views = order_views(None)
+    flaky = FlakyView(views[3])  # order_stats, on the projector the three others share
+    with (
+        capture_logs() as logs,
+        Engine.open(tmp_path, durability="async", views=[*views[:3], flaky]) as engine,
+    ):
+        first = run(engine, model, create("o-1"))
+        assert first is not None
+        assert engine.wait_for_views(first.position, timeout=WAIT)
+        flaky.failing.set()
+        for number in range(2, 12):
+            run(engine, model, create(f"o-{number}", f"Cust-{number % 3}"))
+        # The other views of the same projector take every commit meanwhile.
+        assert_answers(engine, model, [GetOrderById("o-11"), GetCustomerOrders("Cust-2")])
+        assert_answers(engine, model, [SearchOrders(page_size=100)])
+        assert wait_until(lambda: engine.status().views["order_stats"].attempts >= 3)
+        status = engine.status()
+        for name in ("order_details", "customer_orders", "order_search"):
+            assert (status.views[name].state, status.views[name].error) == ("ok", "")
+            assert status.views[name].position == model.head
+        stats = status.views["order_stats"]
+        assert stats.state == "retrying"
+        assert stats.error.startswith("DiskError: mdb_txn_commit: injected I/O error")
+        assert stats.position == first.position
+        assert stats.lag_events == model.head - first.position
+        with pytest.raises(ConsistencyTimeout) as caught:
+            engine.query(GetOrderStats(), after=model.head, timeout=0.1)
+        stale = caught.value.stale_result
+        assert isinstance(stale, OrderStats)
+        assert stale.total_orders == 1
+        flaky.failing.clear()
+        # Recovered by itself: read-your-writes answers, and the status clears (the projector
+        # clears it right after the apply that succeeded: wait for it, it is not atomic).
+        assert_answers(engine, model, [GetOrderStats()])
+        assert wait_until(lambda: engine.status().views["order_stats"].state == "ok")
+        stats = engine.status().views["order_stats"]
+        assert (stats.state, stats.error, stats.attempts) == ("ok", "", 0)
+        assert (stats.failing_since, stats.retry_delay) == (0.0, 0.0)
+        assert engine.status().parked_events == 0  # a failing storage parks nothing
+        assert_answers(engine, model, model.probes())
+    retries = [e for e in logs if e["event"] == "view_retrying"]
+    assert {e["view"] for e in retries} == {"order_stats"}
+    assert [e["attempts"] for e in retries] == list(range(1, flaky.failures + 1))
+    recovered = [(e["view"], e["attempts"]) for e in logs if e["event"] == "view_recovered"]
+    assert recovered == [("order_stats", flaky.failures)]
+
+
+def test_the_retry_delay_doubles_from_the_first_one_and_is_capped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The engine's policy: 50 ms, doubling, at most 5 s (and no overflow after days of failing).
+    delays = [Backoff().delay(attempts) for attempts in range(1, 10)]
+    assert delays == pytest.approx([0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0])
+    assert Backoff().delay(10**6) == 5.0
+    # Through a real engine, with a shorter policy so that the cap is reached in milliseconds.
+    monkeypatch.setattr(actors._projector, "VIEW_RETRY", Backoff(first=0.001, cap=0.004))
+    views = order_views(None)
+    flaky = FlakyView(views[0])  # order_details
+    flaky.fail_next(6)
+    with (
+        capture_logs() as logs,
+        Engine.open(tmp_path, durability="async", views=[flaky, *views[1:]]) as engine,
+    ):
+        created = engine.execute(create("o-1"))
+        assert engine.query(GetOrderById("o-1"), after=created.position, timeout=WAIT) is not None
+        assert wait_until(lambda: engine.status().views["order_details"].state == "ok")
+    assert flaky.failures == 6
+    retries = [e for e in logs if e["event"] == "view_retrying"]
+    assert [e["attempts"] for e in retries] == [1, 2, 3, 4, 5, 6]
+    # Doubling from the first delay, then held at the cap.
+    assert [e["delay"] for e in retries] == pytest.approx([0.001, 0.002] + [0.004] * 4)
+    for entry in retries:
+        assert (entry["view"], entry["log_level"]) == ("order_details", "warning")
+        assert entry["error"].startswith("DiskError: ")
+    (recovered,) = [e for e in logs if e["event"] == "view_recovered"]
+    assert (recovered["view"], recovered["attempts"]) == ("order_details", 6)
+    assert recovered["log_level"] == "info"
+
+
+def _retry_timers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("view-retry-") and t.is_alive()]
+
+
+def test_retry_view_tries_a_retrying_view_at_once_and_close_cancels_pending_retries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Far longer than the test: only retry_view can make the view try again.
+    monkeypatch.setattr(actors._projector, "VIEW_RETRY", Backoff(first=600.0, cap=600.0))
+    views = order_views(None)
+    flaky = FlakyView(views[0])  # order_details
+    flaky.fail_next(1)
+    with Engine.open(tmp_path, durability="async", views=[flaky, *views[1:]]) as engine:
+        created = engine.execute(create("o-1"))
+        assert wait_until(lambda: engine.status().views["order_details"].state == "retrying")
+        status = engine.status().views["order_details"]
+        assert (status.attempts, status.retry_delay, status.position) == (1, 600.0, 0)
+        assert len(_retry_timers()) == 1
+        engine.retry_view("order_details")
+        assert engine.query(GetOrderById("o-1"), after=created.position, timeout=WAIT) is not None
+        assert wait_until(lambda: engine.status().views["order_details"].state == "ok")
+        assert engine.status().views["order_details"].attempts == 0
+        assert wait_until(lambda: not _retry_timers())  # the pending timer was cancelled
+        flaky.failing.set()
+        engine.execute(create("o-2"))
+        assert wait_until(lambda: engine.status().views["order_details"].state == "retrying")
+        assert len(_retry_timers()) == 1
+    assert wait_until(lambda: not _retry_timers())  # stopping the projector cancelled it

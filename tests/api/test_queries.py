@@ -138,6 +138,7 @@ def test_status_reports_head_views_lag_and_health(seeded: Seeded) -> None:
     }
     for view in status["views"].values():
         assert {"position", "lag_events", "lag_seconds"} <= set(view)
+        assert (view["state"], view["error"], view["attempts"]) == ("ok", "", 0)
     assert {"live_aggregates", "parked_events", "durability", "file_size"} <= set(status)
 
 
