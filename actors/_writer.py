@@ -50,8 +50,10 @@ class LogStore(Protocol):
         """Return the idempotency record of a command, if any."""
         ...
 
-    def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
-        """Read one stream from a version."""
+    def read_stream(
+        self, stream_id: str, from_version: int = 1, *, stream_type: str
+    ) -> list[RecordedEvent]:
+        """Read one stream (keyed by type and id) from a version."""
         ...
 
     def head(self) -> int:
@@ -67,13 +69,16 @@ def fail(reply: pykka.Future[Any], error: BaseException) -> None:
         log.warning("future_already_resolved", error=repr(error))
 
 
-def result_from_record(store: LogStore, record: CommandRecord, aggregate_id: str) -> CommandResult:
+def result_from_record(
+    store: LogStore, record: CommandRecord, aggregate_id: str, stream_type: str
+) -> CommandResult:
     """Rebuild the original :class:`CommandResult` of an already committed command."""
     count = record.last_position - record.first_position + 1
     first_version = record.version - count + 1
+    stream = store.read_stream(record.stream_id, first_version, stream_type=stream_type)
     events = tuple(
         recorded.event
-        for recorded in store.read_stream(record.stream_id, first_version)[:count]
+        for recorded in stream[:count]
         if record.first_position <= recorded.position <= record.last_position
     )
     return CommandResult(
@@ -288,7 +293,8 @@ class LogWriter(pykka.ThreadingActor):
         if record is None:  # pragma: no cover - the store just reported it as recorded
             fail(message.reply, CommitFailed("duplicate command vanished from the log"))
             return
-        message.reply.set(result_from_record(self._store, record, message.aggregate_id))
+        kind = message.append.stream_type
+        message.reply.set(result_from_record(self._store, record, message.aggregate_id, kind))
 
     def _reload_owners(self, messages: list[AppendCommand]) -> None:
         owners: dict[str, pykka.ActorRef[Any]] = {}
