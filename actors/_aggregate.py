@@ -186,7 +186,8 @@ class AggregateActor(DispatcherActor):
             self._stash = deque()
             # The writer answers after everything this actor sent before; only then is the log
             # the whole truth about this aggregate.
-            self._kit.writer.tell(Resync(self.aggregate_id, self.actor_ref))
+            kind = self._kit.decider.stream_type
+            self._kit.writer.tell(Resync(self.aggregate_id, self.actor_ref, kind))
 
     def _finish_reload(self) -> None:
         self._try_load()  # on failure each stashed command retries the load (see _execute)

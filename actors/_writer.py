@@ -118,7 +118,8 @@ class LogWriter(pykka.ThreadingActor):
         self._codec = codec
         # Streams whose commit failed: later appends of the same aggregate were decided on a
         # state that never reached the log, so they fail until the aggregate has resynced.
-        self._tainted: set[str] = set()
+        # Keyed by (stream type, id): two aggregate types may share an id.
+        self._tainted: set[tuple[str, str]] = set()
         self._subscribers: tuple[pykka.ActorRef[Any], ...] = ()
         self.batches = 0
         self.commands = 0
@@ -132,7 +133,7 @@ class LogWriter(pykka.ThreadingActor):
         if isinstance(message, AppendCommand):
             self._drain_and_commit(message)
         elif isinstance(message, Resync):
-            self._tainted.discard(message.stream_id)
+            self._tainted.discard((message.stream_type, message.stream_id))
             try:
                 message.owner.tell(ReloadNow())
             except pykka.ActorDeadError:
@@ -177,7 +178,7 @@ class LogWriter(pykka.ThreadingActor):
         started = time.perf_counter()
         live: list[AppendCommand] = []
         for message in batch:
-            if message.append.stream_id in self._tainted:
+            if (message.append.stream_type, message.append.stream_id) in self._tainted:
                 fail(
                     message.reply,
                     CommitFailed(
@@ -297,10 +298,11 @@ class LogWriter(pykka.ThreadingActor):
         message.reply.set(result_from_record(self._store, record, message.aggregate_id, kind))
 
     def _reload_owners(self, messages: list[AppendCommand]) -> None:
-        owners: dict[str, pykka.ActorRef[Any]] = {}
+        owners: dict[tuple[str, str], pykka.ActorRef[Any]] = {}
         for message in messages:
-            self._tainted.add(message.append.stream_id)
-            owners[message.append.stream_id] = message.owner
+            stream = (message.append.stream_type, message.append.stream_id)
+            self._tainted.add(stream)
+            owners[stream] = message.owner
         for owner in owners.values():
             try:
                 owner.tell(Reload())
@@ -308,6 +310,6 @@ class LogWriter(pykka.ThreadingActor):
                 # The aggregate was already stopped: its successor loads from the log anyway,
                 # so nothing decided on the failed state can follow.
                 log.debug("reload_target_gone")
-        for stream_id, owner in owners.items():
+        for stream, owner in owners.items():
             if not owner.is_alive():
-                self._tainted.discard(stream_id)
+                self._tainted.discard(stream)

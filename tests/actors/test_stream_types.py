@@ -6,12 +6,16 @@ order's stream (at the order's next version) and each replayed the other's event
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from engine_kit import (
     COUNTER,
     TIMEOUT,
+    FailingStore,
+    GatedStore,
     Increment,
     Incremented,
     add,
@@ -23,7 +27,7 @@ from engine_kit import (
     wait_until,
 )
 
-from actors import Engine
+from actors import CommitFailed, Engine
 from domain.orders import ORDERS, OrderCreated, OrderItemAdded
 
 SHARED = "shared-1"
@@ -121,3 +125,31 @@ def test_a_command_id_resent_to_the_other_type_of_the_same_id_answers_from_its_o
         assert (again.version, again.position) == (first.version, first.position) == (1, 2)
         assert again.events == (Incremented(counter_id=SHARED, by=3),)
         assert engine.store.head() == 2
+
+
+def test_a_failed_commit_of_both_types_of_one_id_reloads_both(tmp_path: Path) -> None:
+    # The writer remembered failed streams, and whom to tell to reload, by id alone: with both
+    # types of one id in a failed batch only one was told, and the other's next command was
+    # decided on its uncommitted state (a ConcurrencyConflict nobody asked for).
+    gate = threading.Event()
+    wrappers: list[GatedStore] = []
+
+    def wrap(store: Any) -> GatedStore:
+        # batch 2 (held at the gate) fails: it holds the order's and the counter's command
+        wrappers.append(GatedStore(FailingStore(store, fail_on={2}), gate))
+        return wrappers[0]
+
+    with open_engine(tmp_path, deciders=[ORDERS, COUNTER], store_wrapper=wrap) as engine:
+        first = engine.submit(create(SHARED))
+        wait_until(wrappers[0].waiting.is_set)
+        lost = [engine.submit(add(SHARED, "pear")), engine.submit(Increment(counter_id=SHARED))]
+        writer: Any = engine._writer  # both wait in its inbox behind the held batch
+        wait_until(lambda: writer.actor_inbox.qsize() >= 2)
+        gate.set()
+        assert first.get(timeout=TIMEOUT).version == 1
+        for future in lost:
+            with pytest.raises(CommitFailed):
+                future.get(timeout=TIMEOUT)
+        assert engine.execute(add(SHARED, "fig"), timeout=TIMEOUT).version == 2
+        assert engine.execute(Increment(counter_id=SHARED), timeout=TIMEOUT).version == 1
+        _check_apart(engine, 2, [1])

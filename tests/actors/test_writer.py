@@ -235,7 +235,7 @@ def test_the_writer_survives_messages_for_actors_that_are_gone(tmp_path: Path) -
         registry.sweep(0.0)
         wait_until(lambda: not old.is_alive())
         # a resync answered after its aggregate stopped, a projector that died
-        engine._writer.tell(Resync("o", old))
+        engine._writer.tell(Resync("o", old, "order"))
         _writer(engine).subscribe(old).get(timeout=TIMEOUT)
         assert engine.execute(add("o", "pear")).version == 2
         assert engine.execute(add("o", "plum")).version == 3
