@@ -60,11 +60,11 @@ def as_engine_error(error: BaseException, operation: str) -> EngineError:
 class SnapshotStore(LogStore, Protocol):
     """The part of the store an aggregate uses to load itself."""
 
-    def load_snapshot(self, stream_id: str) -> Snapshot | None:
+    def load_snapshot(self, stream_id: str, *, stream_type: str) -> Snapshot | None:
         """Return the latest snapshot of a stream."""
         ...
 
-    def stream_version(self, stream_id: str) -> int:
+    def stream_version(self, stream_id: str, *, stream_type: str) -> int:
         """Return the committed version of a stream."""
         ...
 
@@ -154,7 +154,7 @@ class AggregateActor(DispatcherActor):
         decider = self._kit.decider
         state = decider.initial()
         version = 0
-        snapshot = self._kit.store.load_snapshot(self.aggregate_id)
+        snapshot = self._kit.store.load_snapshot(self.aggregate_id, stream_type=decider.stream_type)
         if snapshot is not None and snapshot.schema_version == decider.state_schema_version:
             try:
                 state = msgspec.msgpack.decode(snapshot.state, type=decider.state_type)
@@ -162,7 +162,10 @@ class AggregateActor(DispatcherActor):
             except msgspec.DecodeError:
                 # A snapshot is only a cache of the log: replay everything instead.
                 log.warning("snapshot_unreadable", aggregate_id=self.aggregate_id)
-        for recorded in self._kit.store.read_stream(self.aggregate_id, version + 1):
+        stream = self._kit.store.read_stream(
+            self.aggregate_id, version + 1, stream_type=decider.stream_type
+        )
+        for recorded in stream:
             state = decider.evolve(state, recorded.event)
             version = recorded.version
         self._state = state
@@ -183,7 +186,8 @@ class AggregateActor(DispatcherActor):
             self._stash = deque()
             # The writer answers after everything this actor sent before; only then is the log
             # the whole truth about this aggregate.
-            self._kit.writer.tell(Resync(self.aggregate_id, self.actor_ref))
+            kind = self._kit.decider.stream_type
+            self._kit.writer.tell(Resync(self.aggregate_id, self.actor_ref, kind))
 
     def _finish_reload(self) -> None:
         self._try_load()  # on failure each stashed command retries the load (see _execute)
@@ -278,7 +282,8 @@ class AggregateActor(DispatcherActor):
             return False
         if record.fingerprint != print_:
             raise IdempotencyConflict(command_id)
-        reply.set(result_from_record(self._kit.store, record, self.aggregate_id))
+        stream_type = self._kit.decider.stream_type
+        reply.set(result_from_record(self._kit.store, record, self.aggregate_id, stream_type))
         return True
 
     # ------------------------------------------------------------ passivation
@@ -288,9 +293,10 @@ class AggregateActor(DispatcherActor):
         if self._load_error is not None and self._stash is None:
             # nothing loaded since the failure, so nothing of ours can be in flight
             return self._kit.registry.retire(self)
+        kind = self._kit.decider.stream_type
         busy = self._stash is not None or (
             # appends still in flight: their outcome may need this actor
-            self._kit.store.stream_version(self.aggregate_id) != self._version
+            self._kit.store.stream_version(self.aggregate_id, stream_type=kind) != self._version
         )
         if busy:
             self._kit.registry.refused(self.aggregate_id)

@@ -67,6 +67,7 @@ class Resync(msgspec.Struct, frozen=True):
 
     stream_id: str
     owner: pykka.ActorRef[Any]
+    stream_type: str
 
 
 class Reload(msgspec.Struct, frozen=True):

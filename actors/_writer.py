@@ -50,8 +50,10 @@ class LogStore(Protocol):
         """Return the idempotency record of a command, if any."""
         ...
 
-    def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
-        """Read one stream from a version."""
+    def read_stream(
+        self, stream_id: str, from_version: int = 1, *, stream_type: str
+    ) -> list[RecordedEvent]:
+        """Read one stream (keyed by type and id) from a version."""
         ...
 
     def head(self) -> int:
@@ -67,13 +69,16 @@ def fail(reply: pykka.Future[Any], error: BaseException) -> None:
         log.warning("future_already_resolved", error=repr(error))
 
 
-def result_from_record(store: LogStore, record: CommandRecord, aggregate_id: str) -> CommandResult:
+def result_from_record(
+    store: LogStore, record: CommandRecord, aggregate_id: str, stream_type: str
+) -> CommandResult:
     """Rebuild the original :class:`CommandResult` of an already committed command."""
     count = record.last_position - record.first_position + 1
     first_version = record.version - count + 1
+    stream = store.read_stream(record.stream_id, first_version, stream_type=stream_type)
     events = tuple(
         recorded.event
-        for recorded in store.read_stream(record.stream_id, first_version)[:count]
+        for recorded in stream[:count]
         if record.first_position <= recorded.position <= record.last_position
     )
     return CommandResult(
@@ -113,7 +118,8 @@ class LogWriter(pykka.ThreadingActor):
         self._codec = codec
         # Streams whose commit failed: later appends of the same aggregate were decided on a
         # state that never reached the log, so they fail until the aggregate has resynced.
-        self._tainted: set[str] = set()
+        # Keyed by (stream type, id): two aggregate types may share an id.
+        self._tainted: set[tuple[str, str]] = set()
         self._subscribers: tuple[pykka.ActorRef[Any], ...] = ()
         self.batches = 0
         self.commands = 0
@@ -127,7 +133,7 @@ class LogWriter(pykka.ThreadingActor):
         if isinstance(message, AppendCommand):
             self._drain_and_commit(message)
         elif isinstance(message, Resync):
-            self._tainted.discard(message.stream_id)
+            self._tainted.discard((message.stream_type, message.stream_id))
             try:
                 message.owner.tell(ReloadNow())
             except pykka.ActorDeadError:
@@ -172,7 +178,7 @@ class LogWriter(pykka.ThreadingActor):
         started = time.perf_counter()
         live: list[AppendCommand] = []
         for message in batch:
-            if message.append.stream_id in self._tainted:
+            if (message.append.stream_type, message.append.stream_id) in self._tainted:
                 fail(
                     message.reply,
                     CommitFailed(
@@ -288,13 +294,15 @@ class LogWriter(pykka.ThreadingActor):
         if record is None:  # pragma: no cover - the store just reported it as recorded
             fail(message.reply, CommitFailed("duplicate command vanished from the log"))
             return
-        message.reply.set(result_from_record(self._store, record, message.aggregate_id))
+        kind = message.append.stream_type
+        message.reply.set(result_from_record(self._store, record, message.aggregate_id, kind))
 
     def _reload_owners(self, messages: list[AppendCommand]) -> None:
-        owners: dict[str, pykka.ActorRef[Any]] = {}
+        owners: dict[tuple[str, str], pykka.ActorRef[Any]] = {}
         for message in messages:
-            self._tainted.add(message.append.stream_id)
-            owners[message.append.stream_id] = message.owner
+            stream = (message.append.stream_type, message.append.stream_id)
+            self._tainted.add(stream)
+            owners[stream] = message.owner
         for owner in owners.values():
             try:
                 owner.tell(Reload())
@@ -302,6 +310,6 @@ class LogWriter(pykka.ThreadingActor):
                 # The aggregate was already stopped: its successor loads from the log anyway,
                 # so nothing decided on the failed state can follow.
                 log.debug("reload_target_gone")
-        for stream_id, owner in owners.items():
+        for stream, owner in owners.items():
             if not owner.is_alive():
-                self._tainted.discard(stream_id)
+                self._tainted.discard(stream)

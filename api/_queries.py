@@ -13,6 +13,7 @@ from api._common import ERRORS, After, ask, engine_of
 from api._errors import MsgspecResponse
 from api._schemas import OrderDetails, StatusAnswer, json_content
 from domain.errors import AggregateNotFound, InvalidCommand, InvalidQuery
+from domain.orders import ORDERS
 from store import EventStore
 from views.orders import (
     GetCustomerOrders,
@@ -39,13 +40,14 @@ def _money(field: str, raw: str | None) -> Decimal | None:
 def _order_head(store: EventStore, order_id: str) -> tuple[int, int]:
     """Return the order's version and the position of its last event ((0, 0) if none)."""
     try:
-        version = store.stream_version(order_id)
+        version = store.stream_version(order_id, stream_type=ORDERS.stream_type)
     except InvalidCommand:  # an id no order can have (NUL, too long): it does not exist
         return 0, 0
     if version == 0:
         return 0, 0
     # Events come from version `version` on: the first is the one that made this version.
-    return version, store.read_stream(order_id, version)[0].position
+    events = store.read_stream(order_id, version, stream_type=ORDERS.stream_type)
+    return version, events[0].position
 
 
 def register_queries(app: FastAPI) -> None:

@@ -20,6 +20,7 @@ import lmdb
 import msgspec
 
 from actors import CorruptLog, Engine, EngineError
+from domain.orders import ORDERS
 from store import EventStore, RecordedEvent
 
 __all__ = [
@@ -117,7 +118,8 @@ def _records(
     engine: Engine, stream: str | None, start: int, limit: int | None
 ) -> Iterable[list[RecordedEvent]]:
     if stream is not None:
-        return [[event for event in engine.store.read_stream(stream) if event.position >= start]]
+        events = engine.store.read_stream(stream, stream_type=ORDERS.stream_type)
+        return [[event for event in events if event.position >= start]]
     return _log(engine.store, start, min(limit or 1000, 1000))
 
 

@@ -279,13 +279,28 @@ class Codec:
                     records[index] = self._decode_slow(positions[index], values[index])
         return records
 
-    def _decode_slow(self, position: int, raw: bytes) -> RecordedEvent:
+    def stream_of(self, position: int, raw: bytes) -> tuple[str, str]:
+        """Return ``(stream_id, stream_type)`` of one log value, leaving its event undecoded.
+
+        Works for any record with a sound envelope, whatever its tag or schema version.
+
+        Raises:
+            CorruptLog: The envelope does not decode or names another position.
+        """
+        envelope = self._envelope(position, raw)
+        return envelope.stream_id, envelope.stream_type
+
+    def _envelope(self, position: int, raw: bytes) -> _RawRecord:
         try:
             envelope = self._raw.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             raise CorruptLog(position, f"undecodable envelope ({error})") from error
         if envelope.position != position:
             raise CorruptLog(position, f"the envelope says position {envelope.position}")
+        return envelope
+
+    def _decode_slow(self, position: int, raw: bytes) -> RecordedEvent:
+        envelope = self._envelope(position, raw)
         tag = envelope.tag
         event_type = self._types.get(tag)
         if event_type is None:

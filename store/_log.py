@@ -4,9 +4,14 @@ Tables (named LMDB databases):
 
 * ``log``: 8-byte big-endian position -> envelope (see :mod:`store._codec`). Positions are
   assigned inside the single write transaction, so they are gap-free and in commit order.
-* ``streams``: ``stream_id + NUL + 8-byte version`` -> 8-byte position (the stream index).
-* ``heads``: ``stream_id`` -> 8-byte version of the stream's last event.
+* ``streams``: ``stream key + NUL + 8-byte version`` -> 8-byte position (the stream index).
+* ``heads``: ``stream key`` -> 8-byte version of the stream's last event.
 * ``commands``: ``command_id`` -> msgpack ``(fingerprint, stream_id, version, first, last)``.
+
+A stream is named by its aggregate type *and* id: its key is ``stream_type + NUL + stream_id``
+(see :func:`stream_key`), so two aggregate types may use the same id without sharing a stream.
+Data directories of the older layout (keys of the id alone) are rewritten at open by
+:mod:`store._upgrade`.
 
 Every function here works inside a transaction the caller owns; :mod:`store._store` owns the
 transactions, the locks and the map growth.
@@ -37,18 +42,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_KEY_BYTES",
+    "MAX_STREAM_KEY_BYTES",
     "append_in_txn",
     "last_position",
     "lookup_command_in_txn",
     "position_key",
     "read_log_values",
+    "stream_key",
     "stream_positions",
     "stream_version_in_txn",
-    "validate_stream_id",
 ]
 
-# LMDB's default maximum key size is 511 bytes; the index key adds 9 to the stream id.
+# LMDB's default maximum key size is 511 bytes. A command id is a key of its own.
 MAX_KEY_BYTES: Final = 500
+# The stream index adds NUL + an 8-byte version to a stream key (type + NUL + id).
+MAX_STREAM_KEY_BYTES: Final = 511 - 9
 
 _PACK_POSITION: Final = struct.Struct(">Q").pack
 _SECOND: Final = operator.itemgetter(1)
@@ -61,18 +69,46 @@ def position_key(position: int) -> bytes:
     return position.to_bytes(8, "big")
 
 
-def validate_stream_id(stream_id: str) -> bytes:
-    """Return the UTF-8 bytes of a valid stream id.
+def stream_key(stream_type: str, stream_id: str) -> bytes:
+    """Return the key of a stream: ``stream_type + NUL + stream_id``, both UTF-8.
 
     Raises:
-        InvalidCommand: The id is empty, not a str, contains NUL, is not encodable as UTF-8,
-            or is longer than 500 bytes.
+        InvalidCommand: The type or the id is empty, not a str, contains NUL or is not valid
+            UTF-8, or the key is longer than :data:`MAX_STREAM_KEY_BYTES` (502) bytes.
     """
-    if not isinstance(stream_id, str) or not stream_id:
-        raise InvalidCommand(str(stream_id), "invalid_stream_id", "a stream id is a non-empty str")
-    if "\x00" in stream_id:
-        raise InvalidCommand(stream_id, "invalid_stream_id", "a stream id must not contain NUL")
-    return _utf8_key(stream_id, stream_id, "invalid_stream_id", "stream id")
+    owner = stream_id if isinstance(stream_id, str) else str(stream_id)
+    raw_id = _name_bytes(stream_id, owner, "invalid_stream_id", "stream id")
+    raw_type = _name_bytes(stream_type, owner, "invalid_stream_type", "stream type")
+    key = raw_type + b"\x00" + raw_id
+    if len(key) > MAX_STREAM_KEY_BYTES:
+        room = MAX_STREAM_KEY_BYTES - 1 - len(raw_type)
+        if room < 1:
+            raise InvalidCommand(
+                owner,
+                "invalid_stream_type",
+                f"stream type is {len(raw_type)} bytes; the limit is {MAX_STREAM_KEY_BYTES - 2}",
+            )
+        raise InvalidCommand(
+            owner,
+            "invalid_stream_id",
+            f"stream id is {len(raw_id)} bytes; the limit is {room} "
+            f"(the key of a stream holds its type {stream_type[:40]!r} too)",
+        )
+    return key
+
+
+def _name_bytes(value: str, owner: str, rule: str, what: str) -> bytes:
+    """Return a stream type or id as UTF-8: a non-empty str without NUL."""
+    if not isinstance(value, str) or not value:
+        raise InvalidCommand(owner, rule, f"a {what} is a non-empty str")
+    if "\x00" in value:
+        raise InvalidCommand(owner, rule, f"a {what} must not contain NUL")
+    try:
+        return value.encode()
+    except UnicodeEncodeError as error:
+        raise InvalidCommand(
+            owner, rule, f"a {what} must be valid UTF-8 ({error.reason})"
+        ) from error
 
 
 def _command_key(stream_id: str, command_id: str) -> bytes:
@@ -84,11 +120,7 @@ def _utf8_key(value: str, owner: str, rule: str, what: str) -> bytes:
     try:
         raw = value.encode()
     except UnicodeEncodeError as error:
-        raise InvalidCommand(
-            owner,
-            rule,
-            f"{'a ' if what == 'stream id' else ''}{what} must be valid UTF-8 ({error.reason})",
-        ) from error
+        raise InvalidCommand(owner, rule, f"{what} must be valid UTF-8 ({error.reason})") from error
     if len(raw) > MAX_KEY_BYTES:
         raise InvalidCommand(owner, rule, f"{what} is {len(raw)} bytes; the limit is 500")
     return raw
@@ -102,9 +134,9 @@ def last_position(txn: Txn, log_db: Database) -> int:
     return int.from_bytes(cursor.key(), "big")
 
 
-def stream_version_in_txn(txn: Txn, heads_db: Database, stream_key: bytes) -> int:
-    """Return the head version of a stream (0 if it does not exist)."""
-    raw = txn.get(stream_key, db=heads_db)
+def stream_version_in_txn(txn: Txn, heads_db: Database, key: bytes) -> int:
+    """Return the head version of the stream whose :func:`stream_key` is ``key`` (0: none)."""
+    raw = txn.get(key, db=heads_db)
     return 0 if raw is None else int.from_bytes(raw, "big")
 
 
@@ -180,7 +212,7 @@ def _prefetch(
     command_keys: set[bytes] = set()
     for append in appends:
         try:
-            stream_keys.add(validate_stream_id(append.stream_id))
+            stream_keys.add(stream_key(append.stream_type, append.stream_id))
             if append.command_id:
                 command_keys.add(_command_key(append.stream_id, append.command_id))
         except InvalidCommand:
@@ -216,13 +248,13 @@ def _known_command(batch: _Batch, append: StreamAppend) -> Committed | None:
 
 def _append_one(codec: Codec, batch: _Batch, append: StreamAppend, now: int) -> Committed:
     stream_id = append.stream_id
-    stream_key = validate_stream_id(stream_id)
+    key_of_stream = stream_key(append.stream_type, stream_id)
     command_id = append.command_id
     if command_id:
         duplicate = _known_command(batch, append)
         if duplicate is not None:
             return duplicate
-    current = batch.heads[stream_key]
+    current = batch.heads[key_of_stream]
     if append.expected_version != current:
         raise ConcurrencyConflict(stream_id, append.expected_version, current)
     events = append.events
@@ -239,7 +271,7 @@ def _append_one(codec: Codec, batch: _Batch, append: StreamAppend, now: int) -> 
     position = batch.position
     encode = codec.encode_record
     stream_type = append.stream_type
-    prefix = stream_key + b"\x00"
+    prefix = key_of_stream + b"\x00"
     log_items: list[tuple[bytes, bytes]] = []
     index_items: list[tuple[bytes, bytes]] = []
     try:
@@ -263,15 +295,15 @@ def _append_one(codec: Codec, batch: _Batch, append: StreamAppend, now: int) -> 
     batch.index.extend(index_items)
     batch.position = position
     last = position if events else 0
-    batch.heads[stream_key] = version
-    batch.written_heads.add(stream_key)
+    batch.heads[key_of_stream] = version
+    batch.written_heads.add(key_of_stream)
     if command_id:
         batch.commands[command_id] = CommandRecord(
             command_id, append.fingerprint, stream_id, version, first, last
         )
     if append.snapshot is not None:
         batch.snapshots.append(
-            (stream_key, encode_snapshot(version, append.snapshot_schema, append.snapshot))
+            (key_of_stream, encode_snapshot(version, append.snapshot_schema, append.snapshot))
         )
     return Committed(stream_id, version, first, last)
 
@@ -333,11 +365,14 @@ def read_log_values(
 
 
 def stream_positions(
-    txn: Txn, dbs: dict[str, Database], stream_key: bytes, from_version: int
+    txn: Txn, dbs: dict[str, Database], key: bytes, from_version: int
 ) -> list[bytes]:
-    """Return the log keys of a stream's events from ``from_version`` on, in version order."""
-    head = stream_version_in_txn(txn, dbs["heads"], stream_key)
-    prefix = stream_key + b"\x00"
+    """Return the log keys of a stream's events from ``from_version`` on, in version order.
+
+    ``key`` is the stream's :func:`stream_key`.
+    """
+    head = stream_version_in_txn(txn, dbs["heads"], key)
+    prefix = key + b"\x00"
     keys = [
         prefix + version.to_bytes(8, "big") for version in range(max(from_version, 1), head + 1)
     ]

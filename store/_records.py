@@ -30,8 +30,9 @@ class StreamAppend(msgspec.Struct, kw_only=True):
     """One command's events for one stream, appended atomically with an expected-version check.
 
     Attributes:
-        stream_id: The stream (aggregate id); UTF-8, no NUL, at most 500 bytes.
-        stream_type: The aggregate type, stored with every event (e.g. ``"order"``).
+        stream_id: The stream (aggregate id); UTF-8, no NUL.
+        stream_type: The aggregate type, stored with every event (e.g. ``"order"``); UTF-8,
+            no NUL. A stream is keyed by type and id: together at most 501 bytes.
         expected_version: Stream head version the caller assumes *before* these events.
         events: Domain events: tagged Structs registered in the store's :class:`Codec`.
         command_id: Idempotency key; ``""`` records nothing.
@@ -130,13 +131,15 @@ class Snapshot(msgspec.Struct, frozen=True):
     """The latest saved state of a stream.
 
     Attributes:
-        stream_id: The stream.
+        stream_id: The stream (aggregate id).
+        stream_type: The aggregate type (a stream is keyed by type and id).
         version: Stream version the state reflects.
         schema_version: Schema version of ``state``; readers ignore versions they do not know.
         state: The encoded state.
     """
 
     stream_id: str
+    stream_type: str
     version: int
     schema_version: int
     state: bytes

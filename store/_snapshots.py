@@ -1,7 +1,8 @@
 """Snapshots: the latest encoded state per stream, with its version and schema version.
 
-Table ``snapshots``: ``stream_id`` -> msgpack ``(version, schema_version, state)``. Only the
-latest is kept; an older snapshot never replaces a newer one.
+Table ``snapshots``: stream key (``stream_type + NUL + stream_id``, see
+:func:`store._log.stream_key`) -> msgpack ``(version, schema_version, state)``. Only the latest
+is kept; an older snapshot never replaces a newer one.
 """
 
 from __future__ import annotations
@@ -26,18 +27,19 @@ def encode_snapshot(version: int, schema_version: int, state: bytes) -> bytes:
     return _ENCODER.encode((version, schema_version, state))
 
 
-def load_snapshot_in_txn(txn: Txn, snapshots_db: Database, stream_id: str) -> Snapshot | None:
-    """Return the latest snapshot of ``stream_id``, or None."""
-    raw = txn.get(stream_id.encode(), db=snapshots_db)
+def load_snapshot_in_txn(
+    txn: Txn, snapshots_db: Database, key: bytes, stream_id: str, stream_type: str
+) -> Snapshot | None:
+    """Return the latest snapshot of the stream whose key is ``key``, or None."""
+    raw = txn.get(key, db=snapshots_db)
     if raw is None:
         return None
     version, schema_version, state = _DECODER.decode(raw)
-    return Snapshot(stream_id, version, schema_version, state)
+    return Snapshot(stream_id, stream_type, version, schema_version, state)
 
 
-def save_snapshot_in_txn(txn: Txn, snapshots_db: Database, snapshot: Snapshot) -> bool:
-    """Store ``snapshot`` unless a newer one is stored; return whether it was written."""
-    key = snapshot.stream_id.encode()
+def save_snapshot_in_txn(txn: Txn, snapshots_db: Database, key: bytes, snapshot: Snapshot) -> bool:
+    """Store ``snapshot`` under ``key`` unless a newer one is stored; return whether it was."""
     raw = txn.get(key, db=snapshots_db)
     if raw is not None and _DECODER.decode(raw)[0] > snapshot.version:
         return False

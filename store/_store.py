@@ -20,7 +20,7 @@ import lmdb
 import structlog
 
 from domain.errors import EngineError
-from store import _checkpoints, _log, _snapshots
+from store import _checkpoints, _log, _snapshots, _upgrade
 from store._codec import Codec
 from store._env import ProcessLock, open_environment
 from store._records import (
@@ -41,13 +41,25 @@ __all__ = ["EventStore"]
 
 log = structlog.get_logger(__name__)
 
-_TABLES: Final = ("log", "streams", "heads", "commands", "snapshots", "checkpoints", "parked")
+_TABLES: Final = (
+    "log",
+    "streams",
+    "heads",
+    "commands",
+    "snapshots",
+    "checkpoints",
+    "parked",
+    "meta",
+)
 
 
 class EventStore(Transactions):
     """The event log, stream index, idempotency table, snapshots and view checkpoints.
 
-    Open it with :meth:`open`; it is also a context manager.
+    Open it with :meth:`open`; it is also a context manager. A stream is named by its
+    aggregate type and id (``stream_type``, ``stream_id``): two types never share a stream.
+    A data directory of the older layout (streams keyed by id alone) is upgraded at open
+    (:mod:`store._upgrade`).
 
     Attributes:
         path: The data directory.
@@ -73,6 +85,7 @@ class EventStore(Transactions):
         self.durability: Durability = durability
         self.stale_readers_cleared = stale_readers_cleared
         self._lock = lock
+        _upgrade.upgrade_layout(self, self._dbs, codec)
         self._head = self.read(lambda txn: _log.last_position(txn, self._dbs["log"]))
 
     @classmethod
@@ -98,6 +111,7 @@ class EventStore(Transactions):
         Raises:
             LogLocked: Another process, or this one, already holds the directory.
             ValueError: ``durability`` is neither ``"sync"`` nor ``"async"``.
+            EngineError: The directory was written by a newer layout than this code knows.
         """
         if durability not in {"sync", "async"}:
             raise ValueError(f"durability must be 'sync' or 'async', got {durability!r}")
@@ -154,13 +168,14 @@ class EventStore(Transactions):
         """Return the last committed position (0 if the log is empty)."""
         return self._head
 
-    def stream_version(self, stream_id: str) -> int:
+    def stream_version(self, stream_id: str, *, stream_type: str) -> int:
         """Return the head version of a stream (0 if it does not exist).
 
         Raises:
-            InvalidCommand: The stream id is not valid (empty, NUL, not UTF-8, too long).
+            InvalidCommand: The stream type or id is not valid (empty, NUL, not UTF-8, too
+                long).
         """
-        key = _log.validate_stream_id(stream_id)
+        key = _log.stream_key(stream_type, stream_id)
         return self.read(lambda txn: _log.stream_version_in_txn(txn, self._dbs["heads"], key))
 
     def append_batch(self, appends: Sequence[StreamAppend]) -> list[Committed | EngineError]:
@@ -170,7 +185,8 @@ class EventStore(Transactions):
         batch) gives ``Committed(duplicate=True)`` with the original figures if the fingerprint
         matches, else :class:`IdempotencyConflict`; an ``expected_version`` other than the
         stream's head (counting earlier appends of this batch) gives
-        :class:`ConcurrencyConflict`; an invalid stream id or an unregistered event type gives
+        :class:`ConcurrencyConflict`; an invalid stream type or id or an unregistered event
+        type gives
         :class:`InvalidCommand`. A failing append fails alone; the rest commit.
 
         Returns:
@@ -197,14 +213,16 @@ class EventStore(Transactions):
         self._head = head
         return results
 
-    def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
-        """Return a stream's events from ``from_version`` on, in version order.
+    def read_stream(
+        self, stream_id: str, from_version: int = 1, *, stream_type: str
+    ) -> list[RecordedEvent]:
+        """Return the events of the stream ``(stream_type, stream_id)`` from ``from_version`` on.
 
         Raises:
-            InvalidCommand: The stream id is not valid.
+            InvalidCommand: The stream type or id is not valid.
             CorruptLog: A record cannot be decoded; ``.position`` names it.
         """
-        key = _log.validate_stream_id(stream_id)
+        key = _log.stream_key(stream_type, stream_id)
         dbs = self._dbs
 
         def fetch(txn: Txn) -> tuple[list[bytes], list[bytes]]:
@@ -260,14 +278,26 @@ class EventStore(Transactions):
     # ------------------------------------------------------------ snapshots
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
-        """Store ``snapshot`` as the stream's latest, unless a newer one is stored."""
-        db = self._dbs["snapshots"]
-        self.write(lambda txn: _snapshots.save_snapshot_in_txn(txn, db, snapshot))
+        """Store ``snapshot`` as its stream's latest, unless a newer one is stored.
 
-    def load_snapshot(self, stream_id: str) -> Snapshot | None:
-        """Return the stream's latest snapshot, or None."""
+        Raises:
+            InvalidCommand: The snapshot's stream type or id is not valid.
+        """
         db = self._dbs["snapshots"]
-        return self.read(lambda txn: _snapshots.load_snapshot_in_txn(txn, db, stream_id))
+        key = _log.stream_key(snapshot.stream_type, snapshot.stream_id)
+        self.write(lambda txn: _snapshots.save_snapshot_in_txn(txn, db, key, snapshot))
+
+    def load_snapshot(self, stream_id: str, *, stream_type: str) -> Snapshot | None:
+        """Return the latest snapshot of the stream ``(stream_type, stream_id)``, or None.
+
+        Raises:
+            InvalidCommand: The stream type or id is not valid.
+        """
+        db = self._dbs["snapshots"]
+        key = _log.stream_key(stream_type, stream_id)
+        return self.read(
+            lambda txn: _snapshots.load_snapshot_in_txn(txn, db, key, stream_id, stream_type)
+        )
 
     # ------------------------------------------------------------ parked events
 

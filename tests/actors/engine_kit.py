@@ -206,21 +206,23 @@ class DelegatingStore:
         """Delegate."""
         return self.store.lookup_command(command_id)
 
-    def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+    def read_stream(
+        self, stream_id: str, from_version: int = 1, *, stream_type: str
+    ) -> list[RecordedEvent]:
         """Delegate."""
-        return self.store.read_stream(stream_id, from_version)
+        return self.store.read_stream(stream_id, from_version, stream_type=stream_type)
 
     def head(self) -> int:
         """Delegate."""
         return self.store.head()
 
-    def load_snapshot(self, stream_id: str) -> Snapshot | None:
+    def load_snapshot(self, stream_id: str, *, stream_type: str) -> Snapshot | None:
         """Delegate."""
-        return self.store.load_snapshot(stream_id)
+        return self.store.load_snapshot(stream_id, stream_type=stream_type)
 
-    def stream_version(self, stream_id: str) -> int:
+    def stream_version(self, stream_id: str, *, stream_type: str) -> int:
         """Delegate."""
-        return self.store.stream_version(stream_id)
+        return self.store.stream_version(stream_id, stream_type=stream_type)
 
 
 class InjectedFault(RuntimeError):
@@ -277,14 +279,16 @@ class FlakyReads(DelegatingStore):
         self.fail_reads = fail_reads
         self.reads = 0
 
-    def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+    def read_stream(
+        self, stream_id: str, from_version: int = 1, *, stream_type: str
+    ) -> list[RecordedEvent]:
         """Fail the chosen calls, delegate the others."""
         with self._lock:
             self.reads += 1
             call = self.reads
         if call in self.fail_reads:
             raise InjectedFault(f"injected failure on read_stream call {call}")
-        return self.store.read_stream(stream_id, from_version)
+        return self.store.read_stream(stream_id, from_version, stream_type=stream_type)
 
 
 # ---------------------------------------------------------------- engine and log helpers
@@ -318,16 +322,22 @@ def all_events(store: EventStore) -> list[RecordedEvent]:
 
 
 def assert_log_contiguous(store: EventStore) -> dict[str, list[RecordedEvent]]:
-    """Check positions 1..head and per-stream versions 1..n; return the events per stream."""
+    """Check positions 1..head and per-stream versions 1..n; return the events per stream id.
+
+    Streams are keyed by (type, id) and checked so; the answer is keyed by id alone, so it
+    also asserts that no id is used by two aggregate types (tests that do that look deeper).
+    """
     events = all_events(store)
     assert [event.position for event in events] == list(range(1, store.head() + 1))
-    streams: dict[str, list[RecordedEvent]] = {}
+    streams: dict[tuple[str, str], list[RecordedEvent]] = {}
     for event in events:
-        streams.setdefault(event.stream_id, []).append(event)
-    for stream_id, stream in streams.items():
+        streams.setdefault((event.stream_type, event.stream_id), []).append(event)
+    for (stream_type, stream_id), stream in streams.items():
         assert [event.version for event in stream] == list(range(1, len(stream) + 1)), stream_id
-        assert store.stream_version(stream_id) == len(stream)
-    return streams
+        assert store.stream_version(stream_id, stream_type=stream_type) == len(stream)
+    by_id = {stream_id: stream for (_, stream_id), stream in streams.items()}
+    assert len(by_id) == len(streams), "an id is used by two aggregate types"
+    return by_id
 
 
 def replay(decider: Any, events: Sequence[RecordedEvent]) -> Any:

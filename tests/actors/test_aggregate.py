@@ -112,12 +112,12 @@ def test_reactivation_from_a_snapshot_gives_the_state_replaying_all_events_gives
             engine.execute(add("o", f"p{i % 4}", i + 1))
         before, version = live_state(engine, ORDERS, "o")
     with open_engine(tmp_path, snapshot_every=3) as engine:
-        snapshot = engine.store.load_snapshot("o")
+        snapshot = engine.store.load_snapshot("o", stream_type="order")
         assert snapshot is not None
         assert snapshot.version == 9  # the last multiple of 3 at or below 11
         engine.execute(add("o", "late"))
         after, after_version = live_state(engine, ORDERS, "o")
-        everything = engine.store.read_stream("o")
+        everything = engine.store.read_stream("o", stream_type="order")
         assert after_version == version + 1 == len(everything)
         assert after == replay(ORDERS, everything)
         assert replay(ORDERS, everything[:-1]) == before
@@ -131,7 +131,7 @@ def test_an_unencodable_state_skips_the_snapshot_and_the_aggregate_lives_on(
         engine.execute(Increment(counter_id="c", by=big))
         second = engine.execute(Increment(counter_id="c", by=big), timeout=TIMEOUT)
         assert second.version == 2
-        snapshot = engine.store.load_snapshot("c")
+        snapshot = engine.store.load_snapshot("c", stream_type="counter")
         assert snapshot is not None
         assert snapshot.version == 1
         state, _ = live_state(engine, COUNTER, "c")

@@ -323,7 +323,7 @@ def test_close_drains_in_flight_commands_and_every_acknowledged_one_is_in_the_lo
         store = reopened.store
         assert store.head() == 2000
         for result in acknowledged:
-            events = store.read_stream(result.aggregate_id, result.version)
+            events = store.read_stream(result.aggregate_id, result.version, stream_type="order")
             assert events[0].position == result.position
             assert events[0].event == result.events[0]
         assert_log_contiguous(store)

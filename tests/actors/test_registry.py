@@ -63,11 +63,11 @@ def test_idle_aggregates_are_passivated_and_reactivate_with_the_same_state(
         wait_until(lambda: engine.status().live_aggregates == 0)
         assert _registry(engine).passivations >= 5
         for order_id, (state, version) in before.items():
-            assert engine.store.load_snapshot(order_id) is not None
+            assert engine.store.load_snapshot(order_id, stream_type="order") is not None
             result = engine.execute(add(order_id, "late"))
             assert result.version == version + 1
             after, _ = live_state(engine, ORDERS, order_id)
-            events = engine.store.read_stream(order_id)
+            events = engine.store.read_stream(order_id, stream_type="order")
             assert after == replay(ORDERS, events)
             assert replay(ORDERS, events[:-1]) == state
         assert_log_contiguous(engine.store)
@@ -198,7 +198,10 @@ def test_commands_racing_with_close_either_commit_or_raise_engine_closed(
     with open_engine(tmp_path, deciders=[COUNTER]) as reopened:
         assert reopened.store.head() == len(acknowledged)
         for result in acknowledged:
-            [event] = reopened.store.read_stream(result.aggregate_id, result.version)[:1]
+            stream = reopened.store.read_stream(
+                result.aggregate_id, result.version, stream_type="counter"
+            )
+            [event] = stream[:1]
             assert event.position == result.position
         assert_log_contiguous(reopened.store)
 

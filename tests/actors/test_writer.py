@@ -53,13 +53,14 @@ def test_a_failed_commit_fails_its_callers_and_the_engine_keeps_working(tmp_path
         assert [entry["event"] for entry in logs] == ["commit_failed"]
         assert logs[0]["log_level"] == "error"
         assert engine.store.head() == 2
-        assert [e.version for e in engine.store.read_stream("o")] == [1, 2]  # nothing partial
+        stream = engine.store.read_stream("o", stream_type="order")
+        assert [e.version for e in stream] == [1, 2]  # nothing partial
         assert engine.store.lookup_command("lost") is None
         # the aggregate reloaded: its versions continue from the log
         assert engine.execute(add("o", "kiwi")).version == 3
         # a retry of the failed command is a new command, not a duplicate
         assert engine.execute(add("o", "plum", command_id="lost")).version == 4
-        events = engine.store.read_stream("o")
+        events = engine.store.read_stream("o", stream_type="order")
         state, version = live_state(engine, ORDERS, "o")
         assert version == 4
         assert state == replay(ORDERS, events)
@@ -234,7 +235,7 @@ def test_the_writer_survives_messages_for_actors_that_are_gone(tmp_path: Path) -
         registry.sweep(0.0)
         wait_until(lambda: not old.is_alive())
         # a resync answered after its aggregate stopped, a projector that died
-        engine._writer.tell(Resync("o", old))
+        engine._writer.tell(Resync("o", old, "order"))
         _writer(engine).subscribe(old).get(timeout=TIMEOUT)
         assert engine.execute(add("o", "pear")).version == 2
         assert engine.execute(add("o", "plum")).version == 3

@@ -267,8 +267,8 @@ def check_log(store: EventStore) -> LogModel:
         )
         by_command[event.command_id].append(event)
     for stream_id, version in model.versions.items():
-        assert store.stream_version(stream_id) == version
-        stream = store.read_stream(stream_id)
+        assert store.stream_version(stream_id, stream_type="order") == version
+        stream = store.read_stream(stream_id, stream_type="order")
         assert [e.version for e in stream] == list(range(1, version + 1))
     for cid, events in by_command.items():
         record = store.lookup_command(cid)
@@ -290,7 +290,7 @@ def check_acks(store: EventStore, acks: Sequence[Ack]) -> None:
             ack.version,
             ack.position,
         )
-        (event,) = store.read_stream(ack.aggregate_id, ack.version)[:1]
+        (event,) = store.read_stream(ack.aggregate_id, ack.version, stream_type="order")[:1]
         assert (event.version, event.position, event.command_id) == (
             ack.version,
             ack.position,

@@ -84,7 +84,7 @@ def unknown_tag(path: Path) -> int:
                 StreamAppend(
                     stream_id=BAD_ORDER,
                     stream_type="order",
-                    expected_version=store.stream_version(BAD_ORDER),
+                    expected_version=store.stream_version(BAD_ORDER, stream_type="order"),
                     events=[GiftWrapped(order_id=BAD_ORDER)],
                 )
             ]

@@ -59,12 +59,14 @@ class FaultyStore:
                 raise lmdb.ReadersFullError("injected: no reader slot")
         return self.store.lookup_command(cid)
 
-    def read_stream(self, stream_id: str, from_version: int = 1) -> list[RecordedEvent]:
+    def read_stream(
+        self, stream_id: str, from_version: int = 1, *, stream_type: str
+    ) -> list[RecordedEvent]:
         with self._lock:
             if self.fail_read_stream:
                 self.fail_read_stream -= 1
                 raise OSError(5, "injected: EIO")
-        return self.store.read_stream(stream_id, from_version)
+        return self.store.read_stream(stream_id, from_version, stream_type=stream_type)
 
 
 def open_faulty(path: Path, **options: Any) -> tuple[Engine, FaultyStore]:

@@ -33,7 +33,7 @@ def test_racing_read_then_write_loops_report_every_conflict_and_lose_no_update(
             try:
                 start.wait()
                 while successes[thread] < ADDS_PER_THREAD:
-                    version = engine.store.stream_version(order_id)
+                    version = engine.store.stream_version(order_id, stream_type="order")
                     add = AddOrderItem(
                         order_id=order_id,
                         product_id=f"p{thread % 3}",

@@ -160,13 +160,13 @@ class OrderMachine(RuleBasedStateMachine):
             order = self.model.get(order_id)
             if order is None:
                 assert view is None
-                assert self.engine.store.stream_version(order_id) == 0
+                assert self.engine.store.stream_version(order_id, stream_type="order") == 0
                 continue
             assert view is not None
             assert (view.status, view.customer_id) == (order.status, order.customer)
             assert view.total_amount == order.total()
             assert view.item_count == sum(q for q, _ in order.lines.values())
-            assert self.engine.store.stream_version(order_id) == order.version
+            assert self.engine.store.stream_version(order_id, stream_type="order") == order.version
         assert self.engine.query(GetOrderStats(), after=head) == self.stats()
 
     def stats(self) -> OrderStats:

@@ -124,7 +124,7 @@ def test_a_corrupt_value_raises_corrupt_log_naming_its_position(
             list(store.read_all())
         assert caught.value.position == 3
         with pytest.raises(CorruptLog) as caught:
-            store.read_stream("o")
+            store.read_stream("o", stream_type="order")
         assert caught.value.position == 3
         assert [r.position for b in store.read_all(from_position=4) for r in b] == [4, 5]
 
@@ -137,7 +137,7 @@ def test_an_unknown_tag_raises_corrupt_log_naming_its_position(tmp_path: pathlib
             list(store.read_all())
         assert caught.value.position == 4
         with pytest.raises(CorruptLog) as caught:
-            store.read_stream("o", from_version=2)
+            store.read_stream("o", from_version=2, stream_type="order")
         assert caught.value.position == 4
 
 
@@ -220,7 +220,9 @@ def test_upcasters_turn_old_records_into_the_current_schema_on_read(
             ThingV2(name="new", size=99),
         ]
         assert [r.schema_version for r in records] == [1, 1, 2]
-        assert [r.event for r in store.read_stream("t")] == [r.event for r in records]
+        assert [r.event for r in store.read_stream("t", stream_type="thing")] == [
+            r.event for r in records
+        ]
 
 
 def test_upcasters_chain_across_several_versions(tmp_path: pathlib.Path) -> None:
@@ -230,7 +232,7 @@ def test_upcasters_chain_across_several_versions(tmp_path: pathlib.Path) -> None
     codec.register_upcaster("Thing", 1, _v1_to_v2)
     codec.register_upcaster("Thing", 2, _v2_to_v3)
     with EventStore.open(tmp_path, codec=codec) as store:
-        assert [r.event for r in store.read_stream("t")] == [
+        assert [r.event for r in store.read_stream("t", stream_type="thing")] == [
             ThingV3(title="AB", size=2),
             ThingV3(title="ABCD", size=4),
         ]
@@ -247,3 +249,15 @@ def test_a_missing_upcaster_is_corrupt_log_at_the_first_old_record(
         list(store.read_all())
     assert caught.value.position == 1
     assert "from schema 2" in caught.value.reason
+
+
+def test_stream_of_reads_the_envelope_without_the_event(codec: Codec) -> None:
+    event = OrderShipped(order_id="o", shipped_at=datetime(2024, 1, 1, tzinfo=UTC))
+    raw = codec.encode_record(7, "o", "order", 3, event, 1, "")
+    assert codec.stream_of(7, raw) == ("o", "order")
+    assert Codec().stream_of(7, raw) == ("o", "order")  # an unknown tag does not matter
+    with pytest.raises(CorruptLog) as wrong:
+        codec.stream_of(8, raw)
+    assert wrong.value.position == 8
+    with pytest.raises(CorruptLog):
+        codec.stream_of(7, b"\xc1garbage")

@@ -161,7 +161,7 @@ def test_a_stale_lock_of_a_killed_process_is_taken_over(tmp_path: pathlib.Path) 
         assert (tmp_path / "engine.lock").read_text().strip() == str(os.getpid())
         assert f"{child.pid}" not in store.env.readers()
         # What the child committed (async durability) survived its crash.
-        assert store.stream_version("child") == 3
+        assert store.stream_version("child", stream_type="order") == 3
         assert store.head() == 3
     taken = [entry for entry in logs if entry["event"] == "stale_lock_taken_over"]
     assert taken[0]["previous_pid"] == child.pid
@@ -228,7 +228,7 @@ def test_the_map_grows_by_itself_from_one_mebibyte_without_losing_data(
     with EventStore.open(tmp_path, codec=codec, map_size=2**20) as store:
         assert store.head() == 20_000
         assert sum(len(b) for b in store.read_all(batch_size=4096)) == 20_000
-        assert store.stream_version("order-39-49") == 10
+        assert store.stream_version("order-39-49", stream_type="order") == 10
         # A database handle must exist before the read transaction that uses it starts.
         db = store.open_db("view:big")
         assert store.read(lambda txn: txn.get(b"4999", db=db)) == b"x" * 500
@@ -270,7 +270,8 @@ def test_readers_in_other_threads_see_whole_batches_while_the_map_grows(
                 assert len(records) >= head
                 assert [r.position for r in records] == list(range(1, len(records) + 1))
                 if records:
-                    stream = store.read_stream(records[-1].stream_id)
+                    last = records[-1]
+                    stream = store.read_stream(last.stream_id, stream_type=last.stream_type)
                     assert [r.version for r in stream] == list(range(1, 11))
                 seen.append(len(records))
         except BaseException as error:

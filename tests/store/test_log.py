@@ -60,8 +60,8 @@ def committed(result: Committed | EngineError) -> Committed:
 
 def test_an_empty_store_has_head_zero_and_no_streams(store: EventStore) -> None:
     assert store.head() == 0
-    assert store.stream_version("nope") == 0
-    assert store.read_stream("nope") == []
+    assert store.stream_version("nope", stream_type="order") == 0
+    assert store.read_stream("nope", stream_type="order") == []
     assert list(store.read_all()) == []
 
 
@@ -83,9 +83,9 @@ def test_a_batch_assigns_gap_free_positions_across_streams(store: EventStore) ->
         ("b", 3),
         ("a", 3),
     ]
-    assert [r.version for r in store.read_stream("a")] == [1, 2, 3]
-    assert [r.position for r in store.read_stream("a", from_version=3)] == [6]
-    assert store.stream_version("b") == 3
+    assert [r.version for r in store.read_stream("a", stream_type="order")] == [1, 2, 3]
+    assert [r.position for r in store.read_stream("a", from_version=3, stream_type="order")] == [6]
+    assert store.stream_version("b", stream_type="order") == 3
 
 
 def test_a_conflicting_stream_fails_alone_and_the_rest_of_the_batch_commits(
@@ -99,7 +99,7 @@ def test_a_conflicting_stream_fails_alone_and_the_rest_of_the_batch_commits(
     assert committed(results[0]).last_position == 2
     assert committed(results[2]).last_position == 3
     assert store.head() == 3
-    assert store.stream_version("a") == 1
+    assert store.stream_version("a", stream_type="order") == 1
 
 
 def test_an_expected_version_check_sees_earlier_appends_of_the_same_batch(
@@ -117,19 +117,74 @@ def test_stream_ids_with_nul_or_empty_are_rejected_alone(store: EventStore) -> N
     assert isinstance(results[1], InvalidCommand)
     assert committed(results[2]).first_position == 1
     with pytest.raises(InvalidCommand):
-        store.read_stream("x\x00y")
+        store.read_stream("x\x00y", stream_type="order")
     with pytest.raises(InvalidCommand):
-        store.stream_version("x" * 600)
+        store.stream_version("x" * 600, stream_type="order")
+
+
+def typed(stream_type: str, stream_id: str, expected: int, count: int = 1) -> StreamAppend:
+    return StreamAppend(
+        stream_id=stream_id,
+        stream_type=stream_type,
+        expected_version=expected,
+        events=[added(stream_id, f"sku-{i}") for i in range(count)],
+    )
+
+
+def test_two_stream_types_with_one_id_are_two_streams(store: EventStore) -> None:
+    results = store.append_batch(
+        [typed("order", "x", 0, 2), typed("counter", "x", 0), typed("order", "x", 2)]
+    )
+    assert [committed(r).version for r in results] == [2, 1, 3]
+    assert [r.position for r in store.read_stream("x", stream_type="order")] == [1, 2, 4]
+    assert [r.position for r in store.read_stream("x", stream_type="counter")] == [3]
+    assert store.stream_version("x", stream_type="order") == 3
+    assert store.stream_version("x", stream_type="counter") == 1
+    assert store.stream_version("x", stream_type="other") == 0
+    # A type that prefixes another, or an id that holds the other's type, does not leak either.
+    store.append_batch([typed("orde", "r", 0), typed("o", "rder\x01x", 0)])
+    assert store.stream_version("x", stream_type="order") == 3
+
+
+@pytest.mark.parametrize(
+    ("stream_type", "stream_id", "rule", "message"),
+    [
+        ("", "a", "invalid_stream_type", "a stream type is a non-empty str"),
+        ("or\x00der", "a", "invalid_stream_type", "a stream type must not contain NUL"),
+        ("\udc80", "a", "invalid_stream_type", "a stream type must be valid UTF-8"),
+        ("order", "\udc80", "invalid_stream_id", "a stream id must be valid UTF-8"),
+        ("order", "x" * 497, "invalid_stream_id", "stream id is 497 bytes; the limit is 496"),
+        ("t" * 501, "a", "invalid_stream_type", "stream type is 501 bytes; the limit is 500"),
+    ],
+)
+def test_stream_types_and_ids_are_checked_and_their_key_fits_lmdb(
+    store: EventStore, stream_type: str, stream_id: str, rule: str, message: str
+) -> None:
+    [result] = store.append_batch([typed(stream_type, stream_id, 0)])
+    assert isinstance(result, InvalidCommand)
+    assert result.rule == rule
+    assert message in str(result)
+    with pytest.raises(InvalidCommand, match=rule.removeprefix("invalid_").replace("_", " ")):
+        store.read_stream(stream_id, stream_type=stream_type)
+    assert store.head() == 0
+
+
+def test_the_longest_stream_key_fits(store: EventStore) -> None:
+    longest = "x" * 496  # "order" + NUL + 496 bytes = 502: with the version, LMDB's 511
+    store.append_batch([typed("order", longest, 0, 2)])
+    assert [r.version for r in store.read_stream(longest, stream_type="order")] == [1, 2]
 
 
 def test_utf8_stream_ids_round_trip(store: EventStore) -> None:
     store.append_batch([append("bestellung-ü-😀", 0, 2)])
-    assert [r.stream_id for r in store.read_stream("bestellung-ü-😀")] == ["bestellung-ü-😀"] * 2
+    assert [r.stream_id for r in store.read_stream("bestellung-ü-😀", stream_type="order")] == [
+        "bestellung-ü-😀"
+    ] * 2
 
 
 def test_a_stream_id_that_prefixes_another_does_not_leak_into_it(store: EventStore) -> None:
     store.append_batch([append("a", 0, 2), append("ab", 0, 3), append("a\x01", 0, 1)])
-    assert [r.stream_id for r in store.read_stream("a")] == ["a", "a"]
+    assert [r.stream_id for r in store.read_stream("a", stream_type="order")] == ["a", "a"]
 
 
 def test_an_unregistered_event_type_fails_its_append_alone(tmp_path: pathlib.Path) -> None:
@@ -212,7 +267,7 @@ def test_a_refused_append_mode_write_fails_the_whole_batch(store: EventStore) ->
     with pytest.raises(CommitFailed, match="log append wrote"):
         store.append_batch([append("b", 0, 1)])
     store._head = 3
-    assert store.stream_version("b") == 0
+    assert store.stream_version("b", stream_type="order") == 0
     assert [r.stream_id for batch in store.read_all() for r in batch] == ["a", "a", "a"]
 
 
@@ -261,7 +316,7 @@ def test_sync_and_async_stores_keep_their_events_across_reopen(
             store.append_batch([append("a", 0, 4)])
         with EventStore.open(path, codec=codec, durability=durability) as store:
             assert store.head() == 4
-            assert store.stream_version("a") == 4
+            assert store.stream_version("a", stream_type="order") == 4
 
 
 def test_a_closed_store_raises_engine_closed_and_closes_idempotently(
@@ -274,7 +329,7 @@ def test_a_closed_store_raises_engine_closed_and_closes_idempotently(
     with pytest.raises(EngineClosed):
         store.append_batch([append("a", 0)])
     with pytest.raises(EngineClosed):
-        store.read_stream("a")
+        store.read_stream("a", stream_type="order")
 
 
 def test_an_unknown_durability_is_refused(tmp_path: pathlib.Path, codec: Codec) -> None:
@@ -296,8 +351,8 @@ def test_a_failing_transaction_writes_nothing_of_the_batch(
         store.append_batch([append("b", 0), append("a", 1)])
     monkeypatch.undo()
     assert store.head() == 1
-    assert store.stream_version("a") == 1
-    assert store.stream_version("b") == 0
+    assert store.stream_version("a", stream_type="order") == 1
+    assert store.stream_version("b", stream_type="order") == 0
 
 
 # ---------------------------------------------------------------- properties
@@ -348,9 +403,9 @@ def test_random_interleaved_appends_keep_versions_and_positions_contiguous(
             records = [r for b in store.read_all(batch_size=7) for r in b]
             assert [r.position for r in records] == list(range(1, head + 1))
             for stream_id, version in versions.items():
-                recorded = store.read_stream(stream_id)
+                recorded = store.read_stream(stream_id, stream_type="order")
                 assert [r.version for r in recorded] == list(range(1, version + 1))
-                assert store.stream_version(stream_id) == version
+                assert store.stream_version(stream_id, stream_type="order") == version
         finally:
             store.close()
 
@@ -418,7 +473,7 @@ def test_replaying_a_stream_through_evolve_equals_the_state_built_incrementally(
                     )[0]
                 ).version
             replayed = ORDERS.initial()
-            for record in store.read_stream("o"):
+            for record in store.read_stream("o", stream_type="order"):
                 replayed = ORDERS.evolve(replayed, record.event)
             assert replayed == state
         finally:
