@@ -22,13 +22,12 @@ from typing import Any
 
 import msgspec
 import pykka
-import structlog
 
 from actors._messages import HeadAdvanced
 from actors._replay import Reader, apply_safely, read_batch, replay_into, store_reader
 from actors._tail import EventTail
 from domain.errors import CorruptLog
-from store import EventStore
+from store import EventStore, get_logger
 from views import View
 from views._memory_codec import SnapshotRowsError
 
@@ -42,7 +41,7 @@ __all__ = [
     "ViewStatus",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class ViewStatus(msgspec.Struct, frozen=True):
