@@ -23,6 +23,7 @@ from structlog.typing import ExcInfo
 
 from actors import EngineError
 from cli import CliError, bench, events, open_engine, rebuild, serve, status
+from domain.ids import id_problem
 
 DEFAULT_ORDERS = 200
 
@@ -65,6 +66,14 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:  # noqa: PLR2004 - the TCP port range
         raise argparse.ArgumentTypeError(f"must be a TCP port (0-65535), got {value}")
     return value
+
+
+def _stream_id(text: str) -> str:
+    # The engine's one id grammar: an id it could never have stored is bad usage (exit 2).
+    problem = id_problem(text, "the id")
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -120,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Print the log as JSON lines.",
         _run(events, "data", "stream", "limit", start="start"),
     )
-    events_command.add_argument("--stream", metavar="ID", help="only this stream (an order id)")
+    events_command.add_argument(
+        "--stream", type=_stream_id, metavar="ID", help="only this stream (an order id)"
+    )
     events_command.add_argument(
         "--from", dest="start", type=_count, default=1, metavar="N", help="from position N (1)"
     )

@@ -36,27 +36,14 @@ def codec_for(deciders: Sequence[Any], codec: Codec | None) -> Codec:
 
 
 def check_id(value: object, field: str) -> str:
-    """Return ``value`` if it can be an id (a non-empty UTF-8 string, short, no NUL).
+    """Return ``value`` if it is an id of the engine's one grammar (:mod:`domain.ids`).
 
     Raises:
-        InvalidCommand: It cannot.
+        InvalidCommand: It is not.
     """
-    if not isinstance(value, str) or not value:
-        raise InvalidCommand(str(value)[:_MAX_ID], "invalid_type", f"{field} must be a string")
-    if len(value) > _MAX_ID or "\x00" in value:
-        raise InvalidCommand(
-            value[:_MAX_ID], "invalid_id", f"{field} must be <= {_MAX_ID} chars, without NUL"
-        )
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        # Lone surrogates: the id could never be stored (keys are UTF-8).
-        raise InvalidCommand(
-            value.encode(errors="replace").decode()[:_MAX_ID],
-            "invalid_id",
-            f"{field} is not valid Unicode (it holds a lone surrogate)",
-        ) from None
-    return value
+    from domain.ids import validate_id  # noqa: PLC0415 - kept inside: this function is the seam
+
+    return validate_id(value, field)
 
 
 def fingerprint(command: object) -> bytes:

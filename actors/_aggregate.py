@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import pykka
-import structlog
 
 from actors._dispatch import DispatcherActor
 from actors._messages import (
@@ -37,7 +36,7 @@ from domain.errors import (
     IdempotencyConflict,
     StorageError,
 )
-from store import Snapshot, StreamAppend
+from store import Snapshot, StreamAppend, get_logger
 
 if TYPE_CHECKING:
     from actors._registry import AggregateRegistry
@@ -45,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AggregateActor", "AggregateKit", "SnapshotStore", "as_engine_error", "utc_now"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _encoder = msgspec.msgpack.Encoder(decimal_format="string")
 

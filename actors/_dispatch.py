@@ -29,11 +29,11 @@ from collections import deque
 from typing import Any, ClassVar, Self, TypeVar
 
 import pykka
-import structlog
 from pykka import ActorDeadError, ActorRef, ActorRegistry, messages
 from pykka._envelope import Envelope
 
 from actors._future import DispatcherFuture, StopFlag
+from store import get_logger
 
 __all__ = ["Dispatcher", "DispatcherActor", "DispatcherFuture", "default_dispatcher", "freeze_gc"]
 
@@ -42,7 +42,7 @@ __all__ = ["Dispatcher", "DispatcherActor", "DispatcherFuture", "default_dispatc
 
 T = TypeVar("T")
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class _Mailbox:

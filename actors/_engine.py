@@ -15,7 +15,6 @@ from typing import Any, Literal, Self
 
 import msgspec
 import pykka
-import structlog
 
 from actors._admission import InFlightCommands, check_id, codec_for, fingerprint
 from actors._aggregate import utc_now
@@ -29,11 +28,11 @@ from actors._tail import EventTail
 from actors._writer import LogWriter
 from domain.errors import CommandTimeout, EngineClosed, InvalidCommand
 from domain.orders import ORDERS
-from store import Codec, Durability, EventStore, ViewStore
+from store import Codec, Durability, EventStore, ViewStore, get_logger
 
 __all__ = ["Engine", "EngineStatus"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class EngineStatus(msgspec.Struct, frozen=True):

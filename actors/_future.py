@@ -16,15 +16,16 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pykka
-import structlog
 from pykka._future import GetHookFunc
 from pykka._types import OptExcInfo
+
+from store import get_logger
 
 __all__ = ["DispatcherFuture", "StopFlag", "bridge"]
 
 T = TypeVar("T")
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # One lock for every future's tiny critical sections: a lock per future would cost memory for
 # each of the many futures in flight, and these sections never block.

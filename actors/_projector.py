@@ -25,7 +25,6 @@ from typing import Any
 
 import msgspec
 import pykka
-import structlog
 
 from actors._backoff import VIEW_RETRY, Backoff, RetryTimers
 from actors._messages import HeadAdvanced
@@ -33,7 +32,7 @@ from actors._progress import Failure, Progress, ViewStatus
 from actors._replay import Reader, apply_safely, read_batch, replay_into, store_reader
 from actors._tail import EventTail
 from domain.errors import CorruptLog
-from store import EventStore
+from store import EventStore, get_logger
 from views._memory_codec import SnapshotRowsError
 
 __all__ = [
@@ -48,7 +47,7 @@ __all__ = [
     "ViewStatus",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class CatchUp(msgspec.Struct, frozen=True):

@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 import msgspec
 import pykka
-import structlog
 
 from actors._future import DispatcherFuture, bridge
 from actors._progress import Progress, ViewStatus
@@ -22,7 +21,7 @@ from actors._snapshots import ViewSnapshots
 from actors._tail import EventTail
 from actors._writer import LogWriter
 from domain.errors import ConsistencyTimeout, EngineError, UnknownView
-from store import EventStore, ViewStore
+from store import EventStore, ViewStore, get_logger
 from views import View
 from views.orders import QUERY_VIEW, order_views, validate_query
 
@@ -31,7 +30,7 @@ __all__ = ["SNAPSHOT_EVERY", "ReadSide", "RebuildReport", "ViewStatus"]
 SNAPSHOT_EVERY = 100_000
 """Events a memory view applies between two background snapshots (also taken at close)."""
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class RebuildReport(msgspec.Struct, frozen=True):

@@ -22,10 +22,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pykka
-import structlog
 
 from actors._aggregate import AggregateActor, AggregateKit, SnapshotStore
 from actors._messages import Execute, Passivate
+from store import get_logger
 
 if TYPE_CHECKING:
     from actors._dispatch import Dispatcher
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AggregateRegistry", "tune_collector"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Freeze the GC's view of long-lived objects after this many activations: at 100k live actors a
 # full collection scans over a million objects and throughput fell 3x without it.

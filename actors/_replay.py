@@ -16,10 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 
 import lmdb
-import structlog
 
 from domain.errors import CorruptLog, StorageError
-from store import EventStore, ParkedEvent, RecordedEvent
+from store import EventStore, ParkedEvent, RecordedEvent, get_logger
 from views import View
 from views._memory_codec import SnapshotRowsError
 
@@ -34,7 +33,7 @@ __all__ = [
     "store_reader",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 RETRIES = 3
 BACKOFF = 0.005  # seconds, doubled per attempt: a poison event costs the view ~35 ms at most

@@ -19,14 +19,13 @@ import time
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-import structlog
-
+from store import get_logger
 from views import View
 from views._snapshot_file import read_snapshot_file, write_snapshot_file
 
 __all__ = ["Snapshottable", "ViewSnapshots"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @runtime_checkable
@@ -137,7 +136,7 @@ class ViewSnapshots:
                 continue
             self._saved[name] = position
             self.written += 1
-            log.info(
+            log.debug(
                 "view_snapshot_written",
                 view=name,
                 position=position,

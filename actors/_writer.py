@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pykka
-import structlog
 
 from actors._messages import (
     AppendCommand,
@@ -29,14 +28,14 @@ from actors._messages import (
     Resync,
 )
 from domain.errors import CommitFailed, EngineError
-from store import Codec, CommandRecord, Committed, RecordedEvent, StreamAppend
+from store import Codec, CommandRecord, Committed, RecordedEvent, StreamAppend, get_logger
 
 if TYPE_CHECKING:
     from actors._tail import EventTail
 
 __all__ = ["LogStore", "LogWriter", "fail", "result_from_record"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class LogStore(Protocol):
@@ -207,7 +206,7 @@ class LogWriter(pykka.ThreadingActor):
             self._publish(live, results)
         self.batches += 1
         self.commands += len(live)
-        log.info(
+        log.debug(
             "commit",
             commands=len(live),
             events=events,

@@ -14,31 +14,17 @@ from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from actors import Engine
 from api._commands import register_commands
 from api._common import ApiSettings
 from api._errors import install_error_handlers
+from api._openapi import build_openapi
 from api._queries import register_queries
-from api._schemas import COMPONENTS
+from api._routing import IdRoute
 
 __all__ = ["create_app", "create_app_for_path"]
-
-
-def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    def build() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
-            # The msgspec wire types document themselves; their $refs point here.
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(COMPONENTS)
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    return build
 
 
 def create_app(
@@ -62,16 +48,20 @@ def create_app(
         version="0.1.0",
         description=(
             "Orders over an actor-based CQRS / event-sourcing engine. Money is exact: prices "
-            "are decimal strings (numbers are read from their digits, never as floats)."
+            "are decimal strings (numbers are read from their digits, never as floats). Every "
+            "id (order, customer, product, Idempotency-Key) follows one grammar: 1-128 "
+            "characters from A-Z a-z 0-9 . _ ~ -, a letter or digit first, not 'search'. "
+            "422: the input breaks this schema; 409: it conflicts with the current state."
         ),
         lifespan=lifespan,
     )
+    app.router.route_class = IdRoute
     app.state.engine = engine
     app.state.settings = settings or ApiSettings()
     install_error_handlers(app)
     register_commands(app)
     register_queries(app)
-    app.openapi = _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented override
+    app.openapi = build_openapi(app)  # type: ignore[method-assign]  # FastAPI's documented override
     return app
 
 

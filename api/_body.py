@@ -1,8 +1,7 @@
-"""Reading request input safely: capped bodies, typed decoding, and the command headers.
+"""Reading request bodies safely: a capped size and typed decoding (and the id a key derives).
 
-Headers map onto the command contract: ``Idempotency-Key`` becomes the command's ``command_id``
-(and, for ``POST /orders``, derives the new order's id, so a retried create is the very same
-command and answers the original result); ``If-Match: "<version>"`` becomes ``expected_version``.
+``Idempotency-Key`` also derives the id of an order created without one (``POST /orders``), so a
+retried create is the very same command and answers the original result.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ __all__ = [
     "BodyTooLarge",
     "InvalidBody",
     "decode_body",
-    "expected_version",
     "order_id_for_key",
     "read_body",
 ]
@@ -35,8 +33,6 @@ _DRAIN_BYTES: Final = 4 * MAX_BODY_BYTES
 
 ORDER_ID_NAMESPACE: Final = uuid.UUID("6f1c1a52-61a4-4f61-9d0e-4a7f5d2f8c1e")
 """Namespace of the order ids derived from ``Idempotency-Key`` (uuid5)."""
-
-_MAX_VERSION_DIGITS: Final = 18
 
 
 class InvalidBody(HTTPException):
@@ -96,23 +92,6 @@ def decode_body(raw: bytes, body_type: type[T]) -> T:
         raise InvalidBody(f"invalid body: {error}") from None
     except msgspec.DecodeError as error:
         raise InvalidBody(f"the body is not valid JSON: {error}") from None
-
-
-def expected_version(if_match: str | None) -> int | None:
-    """Turn an ``If-Match`` header (``"3"``, ``W/"3"`` or ``3``) into an expected version.
-
-    Raises:
-        InvalidBody: The header is not a version.
-    """
-    if if_match is None:
-        return None
-    tag = if_match.strip()
-    tag = tag.removeprefix("W/").strip('"')
-    if not tag.isascii() or not tag.isdigit() or len(tag) > _MAX_VERSION_DIGITS:
-        raise InvalidBody(
-            f'If-Match must be an order version as sent in the ETag, like "3"; got {if_match!r}'
-        )
-    return int(tag)
 
 
 def order_id_for_key(key: str) -> str:

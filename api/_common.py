@@ -1,27 +1,25 @@
-"""What the routes share: settings, header and query parameter types, engine calls, answers."""
+"""What the routes share: settings, engine calls, and the answer to an accepted command."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Any
 
 import msgspec
-from fastapi import Header, Query, Request, Response
+from fastapi import Request, Response
+from starlette.exceptions import HTTPException
 
 from actors import CommandResult, Engine
-from api._body import MAX_BODY_BYTES, expected_version
+from api._body import MAX_BODY_BYTES
 from api._errors import MsgspecResponse
-from api._schemas import CommandAnswer, ErrorAnswer, json_content
+from api._params import command_id_of, expected_version_of
+from api._schemas import CommandAnswer
 from domain.errors import EngineClosed
 
 __all__ = [
-    "ERRORS",
-    "After",
+    "AfterBeyondHead",
     "ApiSettings",
-    "IdempotencyKey",
-    "IfMatch",
     "answer",
     "ask",
-    "body_doc",
     "command_ids",
     "engine_of",
     "run_command",
@@ -43,28 +41,21 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = MAX_BODY_BYTES
 
 
-After = Annotated[
-    int | None,
-    Query(ge=0, description="Read your writes: wait until the view has applied this position."),
-]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(description="Becomes the command_id: a retry with the same key answers the original."),
-]
-IfMatch = Annotated[
-    str | None, Header(description='The version the order must have (its ETag, e.g. "3").')
-]
+class AfterBeyondHead(HTTPException):
+    """``?after=`` names a position the log has not reached (answered with 409).
 
-ERRORS: Final[dict[int | str, dict[str, Any]]] = {
-    code: {"description": text, "content": json_content(ErrorAnswer)}
-    for code, text in {
-        404: "Unknown order",
-        409: "Version (If-Match) or Idempotency-Key conflict",
-        413: "Body too large",
-        422: "Invalid input or a broken rule (the detail says which)",
-        503: "Engine closed, busy, or ?after not reached in time (stale answer included)",
-    }.items()
-}
+    Every position a command answers is at or below the head by then, so waiting could only be
+    for a write nobody has made yet: the read is refused at once instead of timing out.
+    """
+
+    def __init__(self, after: int, head: int) -> None:
+        super().__init__(
+            status_code=409,
+            detail=(
+                f"?after={after} is beyond the log's head ({head}): pass a position that a "
+                "command answered"
+            ),
+        )
 
 
 def engine_of(request: Request) -> Engine:
@@ -89,9 +80,16 @@ async def run_command(request: Request, command: Any) -> CommandResult:
 
 
 async def ask(request: Request, query: Any, after: int | None) -> Any:
-    """Answer ``query`` (after ``after``, if given) without blocking the event loop."""
+    """Answer ``query`` (after ``after``, if given) without blocking the event loop.
+
+    Raises:
+        AfterBeyondHead: ``after`` is beyond the log's head.
+    """
+    engine = engine_of(request)
+    if after is not None and after > (head := engine.store.head()):
+        raise AfterBeyondHead(after, head)
     timeout = settings_of(request).read_timeout
-    return await engine_of(request).query_async(query, after=after, timeout=timeout)
+    return await engine.query_async(query, after=after, timeout=timeout)
 
 
 def answer(result: CommandResult, status_code: int = 200) -> Response:
@@ -103,14 +101,14 @@ def answer(result: CommandResult, status_code: int = 200) -> Response:
     return MsgspecResponse(body, status_code=status_code, headers=headers)
 
 
-def command_ids(key: str | None, if_match: str | None) -> dict[str, Any]:
-    """Map ``Idempotency-Key`` and ``If-Match`` onto ``command_id`` and ``expected_version``."""
-    ids: dict[str, Any] = {"expected_version": expected_version(if_match)}
-    if key is not None:
-        ids["command_id"] = key
+def command_ids(key: str | None, if_match: str | None, order_id: str) -> dict[str, Any]:
+    """Map ``Idempotency-Key`` and ``If-Match`` onto ``command_id`` and ``expected_version``.
+
+    Raises:
+        InvalidCommand: A header is not of its published form.
+    """
+    ids: dict[str, Any] = {"expected_version": expected_version_of(if_match, order_id)}
+    command_id = command_id_of(key, order_id)
+    if command_id is not None:
+        ids["command_id"] = command_id
     return ids
-
-
-def body_doc(wire_type: Any) -> dict[str, Any]:
-    """Document a required JSON request body of ``wire_type`` (the route reads it itself)."""
-    return {"requestBody": {"required": True, "content": json_content(wire_type)}}

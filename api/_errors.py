@@ -1,19 +1,25 @@
 """How engine errors and bad input become HTTP answers: one table, one JSON body shape.
 
-Every answer carries ``{"detail": ..., "error": ...}``; bad input is always a 4xx with a message
-that names the offending field, never a 500.
+Every error answer is ``{"detail": ..., "error": ...}`` (a read's timeout adds ``stale`` and
+``result``). 422 means the input is wrong whatever the state (it breaks the published schema:
+``InvalidCommand``, ``InvalidQuery``, a bad body or parameter); 409 means it is well-formed but
+conflicts with the current state (a rule of the order such as shipping a shipped order:
+exactly ``CommandRejected``; a stale version; a reused Idempotency-Key). Bad input is never a 500.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any, Final
 
 import msgspec
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.routing import Match
 
-from api._schemas import ErrorAnswer
+from api._schemas import ErrorAnswer, StaleAnswer
 from domain.errors import (
     AggregateNotFound,
     CommandRejected,
@@ -25,6 +31,7 @@ from domain.errors import (
     EngineClosed,
     EngineError,
     IdempotencyConflict,
+    InvalidCommand,
     InvalidQuery,
 )
 
@@ -34,7 +41,8 @@ STATUS_BY_ERROR: Final[dict[type[EngineError], int]] = {
     AggregateNotFound: 404,
     ConcurrencyConflict: 409,
     IdempotencyConflict: 409,
-    CommandRejected: 422,  # InvalidCommand derives from it
+    CommandRejected: 409,  # a rule of the aggregate refused it in its current state
+    InvalidCommand: 422,  # derives from CommandRejected: wrong whatever the state
     InvalidQuery: 422,  # UnknownView derives from it
     ConsistencyTimeout: 503,
     EngineClosed: 503,
@@ -47,10 +55,12 @@ STATUS_BY_ERROR: Final[dict[type[EngineError], int]] = {
 _RETRY_LATER: Final = frozenset({503})
 
 
-class MsgspecResponse(Response):
-    """A JSON response encoded by msgspec: Structs, Decimals and datetimes need no conversion."""
+class MsgspecResponse(JSONResponse):
+    """A JSON response encoded by msgspec: Structs, Decimals and datetimes need no conversion.
 
-    media_type = "application/json"
+    A JSONResponse subclass, so FastAPI documents a route's answer with the schema the route
+    declares; any other response class made it prepend ``"type": "string"`` to that schema.
+    """
 
     def render(self, content: Any) -> bytes:
         """Encode ``content`` as JSON."""
@@ -68,8 +78,8 @@ def status_for(error: EngineError) -> int:
 def _engine_error(error: EngineError) -> Response:
     status = status_for(error)
     if isinstance(error, ConsistencyTimeout):
-        body = ErrorAnswer(
-            detail=str(error), error=type(error).__name__, stale=True, result=error.stale_result
+        body: ErrorAnswer | StaleAnswer = StaleAnswer(
+            detail=str(error), error="ConsistencyTimeout", stale=True, result=error.stale_result
         )
     else:
         body = ErrorAnswer(detail=str(error), error=type(error).__name__)
@@ -93,6 +103,16 @@ def _validation_message(error: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path (Starlette names only the first)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer engine errors, HTTP errors and parameter validation errors with one body shape."""
 
@@ -107,13 +127,20 @@ def install_error_handlers(app: FastAPI) -> None:
         body = ErrorAnswer(detail=_validation_message(error), error="ValidationError")
         return MsgspecResponse(body, status_code=422)
 
-    async def on_http_error(_request: Request, error: Exception) -> Response:
+    async def on_http_error(request: Request, error: Exception) -> Response:
         if not isinstance(error, HTTPException):  # pragma: no cover - as above
             raise error
-        # Our own subclasses (InvalidBody, BodyTooLarge) name themselves; Starlette's 404/405 don't.
-        name = "HTTPError" if type(error) is HTTPException else type(error).__name__
+        headers = dict(error.headers or {})
+        if error.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+            headers["Allow"] = _allowed_methods(request)
+        # Our own subclasses (InvalidBody, BodyTooLarge...) name themselves; Starlette's 404/405
+        # are named after their status (NotFound, MethodNotAllowed).
+        if type(error) is HTTPException:
+            name = HTTPStatus(error.status_code).phrase.title().replace(" ", "")
+        else:
+            name = type(error).__name__
         body = ErrorAnswer(detail=str(error.detail), error=name)
-        return MsgspecResponse(body, status_code=error.status_code, headers=error.headers)
+        return MsgspecResponse(body, status_code=error.status_code, headers=headers)
 
     app.add_exception_handler(EngineError, on_engine_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

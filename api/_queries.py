@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api._common import ERRORS, After, ask, engine_of
+from api._common import ask, engine_of
 from api._errors import MsgspecResponse
-from api._schemas import OrderDetails, StatusAnswer, json_content
-from domain.errors import AggregateNotFound, InvalidCommand, InvalidQuery
+from api._numbers import read_amount
+from api._openapi import responses
+from api._params import (
+    After,
+    CustomerId,
+    MaxTotal,
+    MinTotal,
+    OrderId,
+    PageNumber,
+    PageSize,
+    SearchText,
+    SortBy,
+    SortOrder,
+    StatusFilter,
+    read_id,
+)
+from api._schemas import (
+    OrderDetails,
+    StaleOrder,
+    StalePage,
+    StaleStats,
+    StatsAnswer,
+    StatusAnswer,
+    json_content,
+)
+from domain.errors import AggregateNotFound, ConsistencyTimeout, InvalidCommand
 from domain.orders import ORDERS
 from store import EventStore
 from views.orders import (
@@ -27,14 +50,8 @@ from views.orders import (
 
 __all__ = ["register_queries"]
 
-
-def _money(field: str, raw: str | None) -> Decimal | None:
-    if raw is None:
-        return None
-    try:
-        return Decimal(raw)
-    except InvalidOperation:
-        raise InvalidQuery(field, raw[:60], "a decimal number such as 12.50") from None
+_READ_ERRORS = (409, 422, 503)  # 409: ?after= beyond the head; 422: a bad parameter
+_PATH_READ_ERRORS = (404, *_READ_ERRORS)  # 404: no such order, or an unroutable path id
 
 
 def _order_head(store: EventStore, order_id: str) -> tuple[int, int]:
@@ -50,41 +67,52 @@ def _order_head(store: EventStore, order_id: str) -> tuple[int, int]:
     return version, events[0].position
 
 
+def _route(
+    operation: str, summary: str, answer: Any, errors: tuple[int, ...], stale: Any = None
+) -> dict[str, Any]:
+    return {
+        "operation_id": operation,
+        "summary": summary,
+        "response_class": MsgspecResponse,
+        "responses": responses(
+            200,
+            json_content(answer),
+            errors,
+            operation=operation,
+            etag=answer is OrderDetails,
+            stale=stale,
+        ),
+        "tags": ["queries"],
+    }
+
+
 def register_queries(app: FastAPI) -> None:
     """Add the query routes to ``app``."""
+    pages = Page[OrderView]
 
-    def ok(wire_type: Any) -> dict[str, Any]:
-        return {
-            "response_class": MsgspecResponse,
-            "responses": {
-                **ERRORS,
-                200: {"description": "OK", "content": json_content(wire_type)},
-            },
-            "tags": ["queries"],
-        }
-
-    # Declared before /orders/{order_id}, which would otherwise take "search" for an order id.
-    @app.get("/orders/search", summary="Search every order", **ok(Page[OrderView]))
+    # Declared before /orders/{order_id}; the id grammar reserves "search" besides.
+    @app.get(
+        "/orders/search",
+        **_route("search_orders", "Search every order", pages, _READ_ERRORS, StalePage),
+    )
     async def search_orders(
         request: Request,
         *,
-        q: Annotated[str, Query(description="Substring of order, customer or product id")] = "",
-        status: str | None = None,
-        min_total: Annotated[str | None, Query(description="Inclusive, e.g. 10.00")] = None,
-        max_total: Annotated[str | None, Query(description="Inclusive, e.g. 99.99")] = None,
-        sort_by: Annotated[str, Query(description="created_at|total_amount|item_count")] = (
-            "created_at"
-        ),
-        sort_order: Annotated[str, Query(description="asc|desc")] = "desc",
-        page: int = 1,
-        page_size: int = 20,
+        q: SearchText = "",
+        status: StatusFilter = None,
+        min_total: MinTotal = None,
+        max_total: MaxTotal = None,
+        sort_by: SortBy = "created_at",
+        sort_order: SortOrder = "desc",
+        page: PageNumber = 1,
+        page_size: PageSize = 20,
         after: After = None,
     ) -> Response:
         query = SearchOrders(
             query=q,
             status=status,
-            min_total=_money("min_total", min_total),
-            max_total=_money("max_total", max_total),
+            min_total=read_amount("min_total", min_total),
+            max_total=read_amount("max_total", max_total),
             sort_by=sort_by,
             sort_order=sort_order,
             page=page,
@@ -92,8 +120,18 @@ def register_queries(app: FastAPI) -> None:
         )
         return MsgspecResponse(await ask(request, query, after))
 
-    @app.get("/orders/{order_id}", summary="One order (ETag: its version)", **ok(OrderDetails))
-    async def get_order(request: Request, order_id: str, after: After = None) -> Response:
+    @app.get(
+        "/orders/{order_id}",
+        **_route(
+            "get_order",
+            "One order (ETag: its version)",
+            OrderDetails,
+            (404, *_READ_ERRORS),
+            StaleOrder,
+        ),
+    )
+    async def get_order(request: Request, order_id: OrderId, after: After = None) -> Response:
+        read_id(order_id, "order_id")
         engine = engine_of(request)
         version, position = await run_in_threadpool(_order_head, engine.store, order_id)
         if version == 0:
@@ -108,26 +146,45 @@ def register_queries(app: FastAPI) -> None:
 
     @app.get(
         "/customers/{customer_id}/orders",
-        summary="A customer's orders, newest first",
-        **ok(Page[OrderView]),
+        **_route(
+            "customer_orders",
+            "A customer's orders, newest first",
+            pages,
+            _PATH_READ_ERRORS,
+            StalePage,
+        ),
     )
     async def customer_orders(
         request: Request,
-        customer_id: str,
+        customer_id: CustomerId,
         *,
-        status: str | None = None,
-        page: int = 1,
-        page_size: int = 20,
+        status: StatusFilter = None,
+        page: PageNumber = 1,
+        page_size: PageSize = 20,
         after: After = None,
     ) -> Response:
+        read_id(customer_id, "customer_id")
         query = GetCustomerOrders(customer_id, status=status, page=page, page_size=page_size)
         return MsgspecResponse(await ask(request, query, after))
 
-    @app.get("/stats", summary="Figures over every order", **ok(OrderStats))
+    @app.get(
+        "/stats",
+        **_route("get_stats", "Figures over every order", StatsAnswer, _READ_ERRORS, StaleStats),
+    )
     async def stats(request: Request, after: After = None) -> Response:
-        return MsgspecResponse(await ask(request, GetOrderStats(), after))
+        try:
+            stats = await ask(request, GetOrderStats(), after)
+        except ConsistencyTimeout as error:  # its stale answer goes out in the wire form too
+            if not isinstance(error.stale_result, OrderStats):  # pragma: no cover - the view's
+                raise
+            stale = StatsAnswer.of(error.stale_result)
+            raise ConsistencyTimeout(error.view, error.wanted, error.reached, stale) from None
+        return MsgspecResponse(StatsAnswer.of(stats))
 
-    @app.get("/status", summary="Health: head, views and their lag", **ok(StatusAnswer))
+    @app.get(
+        "/status",
+        **_route("get_status", "Health: head, views and their lag", StatusAnswer, (503,)),
+    )
     async def status(request: Request) -> Response:
         current = await run_in_threadpool(engine_of(request).status)
         healthy = all(not view.error and not view.parked for view in current.views.values())

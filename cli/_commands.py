@@ -223,7 +223,7 @@ def serve(data: Path, *, host: str, port: int, verbose: bool) -> int:
     try:
         import uvicorn  # noqa: PLC0415 - the http extra is optional
 
-        from api import create_app  # noqa: PLC0415 - same reason
+        from api import create_app, uvicorn_config  # noqa: PLC0415 - same reason
     except ImportError as error:
         sys.stderr.write(
             f"error: serve needs the http extra ({error.name} is missing): "
@@ -234,7 +234,7 @@ def serve(data: Path, *, host: str, port: int, verbose: bool) -> int:
     # clear line here, not a traceback from the server's startup.
     with open_engine(data) as engine, _listen(host, port) as listener:
         bound_host, bound_port = listener.getsockname()[:2]
-        config = uvicorn.Config(
+        config = uvicorn_config(
             create_app(engine),
             log_level="info" if verbose else "warning",
             log_config=_uvicorn_logging(),

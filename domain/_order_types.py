@@ -14,7 +14,10 @@ from typing import Final, Literal
 
 import msgspec
 
+from domain.ids import MAX_ID_LENGTH
+
 __all__ = [
+    "MAX_FIELD_LENGTH",
     "MAX_ID_LENGTH",
     "MAX_LINES",
     "MAX_PRICE",
@@ -44,9 +47,12 @@ __all__ = [
 OrderStatus = Literal["pending", "shipped", "cancelled"]
 STATUSES: Final = ("pending", "shipped", "cancelled")
 
-# Limits that keep absurd input out of the log: each is far above any real order.
-MAX_ID_LENGTH: Final = 200
+# Limits that keep absurd input out of the log: each is far above any real order. Ids follow the
+# engine's one grammar (domain.ids, MAX_ID_LENGTH is its limit); these bound the free text.
+MAX_FIELD_LENGTH: Final = 200
+"""Longest address field (street, city, postal code, country)."""
 MAX_TEXT_LENGTH: Final = 1000
+"""Longest cancellation reason."""
 MAX_LINES: Final = 500
 MAX_QUANTITY: Final = 1_000_000
 MAX_PRICE: Final = Decimal(1_000_000_000)

@@ -15,6 +15,7 @@ from typing import Final
 import msgspec
 
 from domain._order_types import (
+    MAX_FIELD_LENGTH,
     MAX_ID_LENGTH,
     MAX_LINES,
     MAX_PRICE,
@@ -41,8 +42,10 @@ from domain._order_types import (
     order_total,
 )
 from domain.errors import AggregateNotFound, CommandRejected, InvalidCommand
+from domain.ids import validate_id
 
 __all__ = [
+    "MAX_FIELD_LENGTH",
     "MAX_ID_LENGTH",
     "MAX_LINES",
     "MAX_PRICE",
@@ -72,6 +75,12 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------- validation helpers
+# Two kinds of refusal, kept apart because callers act on them differently (HTTP: 422 vs 409):
+# - InvalidCommand: the command is wrong whatever the order's state (a bad id, a missing or
+#   out-of-range value). The HTTP schema publishes every such rule but the merging ones.
+# - CommandRejected (exactly): the command is well-formed but conflicts with the order's state
+#   or contents: it exists already, is not pending, lacks the product, would lose its last line,
+#   a product's price differs from its line's, merged quantities or lines exceed a limit.
 
 
 def _show(number: int) -> str:
@@ -79,13 +88,13 @@ def _show(number: int) -> str:
     return str(number) if abs(number) <= MAX_QUANTITY else f"{Decimal(number):.3E}"
 
 
-def _check_str(order_id: str, field: str, value: object, limit: int = MAX_ID_LENGTH) -> str:
+def _check_text(order_id: str, field: str, value: object, limit: int) -> str:
     if not isinstance(value, str):
         raise InvalidCommand(
             order_id, "invalid_type", f"{field} must be a string, got {type(value).__name__}"
         )
     if not value.strip():
-        raise CommandRejected(order_id, f"empty_{field}", f"{field} must not be empty")
+        raise InvalidCommand(order_id, f"empty_{field}", f"{field} must not be blank")
     if len(value) > limit:
         raise InvalidCommand(
             order_id, "too_long", f"{field} is {len(value)} characters long; the limit is {limit}"
@@ -94,7 +103,7 @@ def _check_str(order_id: str, field: str, value: object, limit: int = MAX_ID_LEN
 
 
 def _check_item(order_id: str, product_id: object, quantity: object, price: object) -> OrderItem:
-    pid = _check_str(order_id, "product_id", product_id)
+    pid = validate_id(product_id, "product_id", aggregate_id=order_id)
     if isinstance(quantity, bool) or not isinstance(quantity, int):
         raise InvalidCommand(
             order_id,
@@ -120,7 +129,7 @@ def _check_item(order_id: str, product_id: object, quantity: object, price: obje
             f"price of {pid!r} has more than {MAX_PRICE_PLACES} decimal places",
         )
     if quantity < 1:
-        raise CommandRejected(
+        raise InvalidCommand(
             order_id,
             "quantity_below_one",
             f"quantity of {pid!r} is {_show(quantity)}; it must be >= 1",
@@ -132,7 +141,7 @@ def _check_item(order_id: str, product_id: object, quantity: object, price: obje
             f"quantity of {pid!r} is {_show(quantity)}; the limit is {MAX_QUANTITY}",
         )
     if exact < 0:
-        raise CommandRejected(
+        raise InvalidCommand(
             order_id, "negative_price", f"price of {pid!r} is {exact}; it must be >= 0"
         )
     if exact > MAX_PRICE:
@@ -152,16 +161,16 @@ def _require_pending(state: OrderState, action: str) -> None:
 
 
 def _decide_create(state: OrderState, cmd: CreateOrder, now: datetime) -> OrderCreated:
-    order_id = _check_str("", "order_id", cmd.order_id)
+    order_id = validate_id(cmd.order_id, "order_id")
     if state.status:
         raise CommandRejected(
             order_id, "order_exists", f"order {order_id!r} already exists; use a new order_id"
         )
-    customer_id = _check_str(order_id, "customer_id", cmd.customer_id)
+    customer_id = validate_id(cmd.customer_id, "customer_id", aggregate_id=order_id)
     if not isinstance(cmd.items, list | tuple):
         raise InvalidCommand(order_id, "invalid_type", "items must be a list of OrderItem")
     if not cmd.items:
-        raise CommandRejected(order_id, "no_items", "an order needs at least one item")
+        raise InvalidCommand(order_id, "no_items", "an order needs at least one item")
     if len(cmd.items) > MAX_LINES:
         raise InvalidCommand(
             order_id, "too_many_items", f"{len(cmd.items)} items; the limit is {MAX_LINES}"
@@ -182,7 +191,7 @@ def _decide_create(state: OrderState, cmd: CreateOrder, now: datetime) -> OrderC
             f"shipping_address must be an Address, got {type(address).__name__}",
         )
     for field in ("street", "city", "postal_code", "country"):
-        _check_str(order_id, field, getattr(address, field))
+        _check_text(order_id, field, getattr(address, field), MAX_FIELD_LENGTH)
     return OrderCreated(
         order_id=order_id,
         customer_id=customer_id,
@@ -202,8 +211,11 @@ def _merge(order_id: str, old: OrderItem | None, new: OrderItem) -> OrderItem:
             f"{new.product_id!r} is already in the order at {old.price}, not {new.price}",
         )
     if old.quantity + new.quantity > MAX_QUANTITY:
-        raise InvalidCommand(
-            order_id, "quantity_too_large", f"quantity of {new.product_id!r} would exceed limit"
+        raise CommandRejected(
+            order_id,
+            "line_quantity_too_large",
+            f"the line of {new.product_id!r} would hold {old.quantity + new.quantity} units; "
+            f"the limit is {MAX_QUANTITY}",
         )
     return OrderItem(
         product_id=new.product_id, quantity=old.quantity + new.quantity, price=old.price
@@ -215,8 +227,8 @@ def _decide_add(state: OrderState, cmd: AddOrderItem, order_id: str) -> OrderIte
     item = _check_item(order_id, cmd.product_id, cmd.quantity, cmd.price)
     existing = next((i for i in state.items if i.product_id == item.product_id), None)
     if existing is None and len(state.items) >= MAX_LINES:
-        raise InvalidCommand(
-            order_id, "too_many_items", f"the order has {MAX_LINES} lines, the limit"
+        raise CommandRejected(
+            order_id, "order_full", f"the order has {MAX_LINES} lines, the limit; no new product"
         )
     _merge(order_id, existing, item)
     return OrderItemAdded(
@@ -260,8 +272,11 @@ class OrderDecider:
 
         Raises:
             AggregateNotFound: The order does not exist (any command but CreateOrder).
-            CommandRejected: A rule is broken; the message names it.
-            InvalidCommand: The command is malformed (wrong types, absurd values).
+            CommandRejected: The command conflicts with the order's state or contents (it
+                exists already, is not pending, lacks the product, a price differs...); the
+                ``rule`` names it.
+            InvalidCommand: The command is wrong whatever the state: an id outside the grammar
+                (:mod:`domain.ids`), a missing, blank or out-of-range value, a wrong type.
         """
         if not isinstance(command, self.command_types):
             raise InvalidCommand(
@@ -269,14 +284,14 @@ class OrderDecider:
             )
         if isinstance(command, CreateOrder):
             return (_decide_create(state, command, now),)
-        order_id = _check_str("", "order_id", command.order_id)
+        order_id = validate_id(command.order_id, "order_id")
         if not state.status:
             raise AggregateNotFound(order_id, "order")
         if isinstance(command, AddOrderItem):
             return (_decide_add(state, command, order_id),)
         if isinstance(command, RemoveOrderItem):
             _require_pending(state, "remove items from")
-            product_id = _check_str(order_id, "product_id", command.product_id)
+            product_id = validate_id(command.product_id, "product_id", aggregate_id=order_id)
             if all(i.product_id != product_id for i in state.items):
                 raise CommandRejected(
                     order_id, "item_not_in_order", f"{product_id!r} is not in order {order_id!r}"
@@ -293,7 +308,7 @@ class OrderDecider:
             return (OrderShipped(order_id=order_id, shipped_at=now),)
         if isinstance(command, CancelOrder):
             _require_pending(state, "cancel")
-            reason = _check_str(order_id, "reason", command.reason, MAX_TEXT_LENGTH)
+            reason = _check_text(order_id, "reason", command.reason, MAX_TEXT_LENGTH)
             return (OrderCancelled(order_id=order_id, reason=reason, cancelled_at=now),)
         raise InvalidCommand(  # pragma: no cover - the engine routes by command type
             order_id, "unknown_command", f"{type(command).__name__} is not an order command"

@@ -5,6 +5,7 @@ One LMDB environment per data directory, held exclusively by one process. See
 """
 
 from store._codec import Codec, Upcaster
+from store._logging import EngineLogger, get_logger
 from store._records import (
     CommandRecord,
     Committed,
@@ -22,6 +23,7 @@ __all__ = [
     "CommandRecord",
     "Committed",
     "Durability",
+    "EngineLogger",
     "EventStore",
     "ParkedEvent",
     "RecordedEvent",
@@ -29,4 +31,5 @@ __all__ = [
     "StreamAppend",
     "Upcaster",
     "ViewStore",
+    "get_logger",
 ]

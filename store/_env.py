@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import lmdb
-import structlog
 
 from domain.errors import LogLocked
+from store._logging import get_logger
 
 __all__ = [
     "LOCK_FILE",
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     # What callers may hand in (their own transactions, whatever their buffer mode).
     AnyTxn: TypeAlias = lmdb.Transaction[bytes | memoryview]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 LOCK_FILE: Final = "engine.lock"
 # Named databases of the store itself plus room for views' own ones.

@@ -17,12 +17,12 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Final, Self
 
 import lmdb
-import structlog
 
 from domain.errors import EngineError
 from store import _checkpoints, _log, _snapshots, _upgrade
 from store._codec import Codec
 from store._env import ProcessLock, open_environment
+from store._logging import get_logger
 from store._records import (
     CommandRecord,
     Committed,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EventStore"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _TABLES: Final = (
     "log",

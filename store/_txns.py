@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final, TypeVar
 
 import lmdb
-import structlog
 
 from domain.errors import EngineClosed
 from store import _checkpoints
 from store._env import ResizeGate
+from store._logging import get_logger
 
 if TYPE_CHECKING:
     from store._env import AnyTxn, Database, Txn
@@ -29,7 +29,7 @@ __all__ = ["DATA_FILE", "Transactions"]
 
 T = TypeVar("T")
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DATA_FILE: Final = "data.mdb"
 

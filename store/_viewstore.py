@@ -34,14 +34,14 @@ import time
 from typing import Final, Self
 
 import lmdb
-import structlog
 
 from store._env import open_environment
+from store._logging import get_logger
 from store._txns import Transactions
 
 __all__ = ["ViewStore", "boot_id"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _TABLES: Final = ("checkpoints",)
 MARKER: Final = "views.state"

@@ -181,6 +181,20 @@ def test_events_of_one_stream_from_a_position_with_a_limit(populated: tuple[Path
     assert run("events", "--stream", "no-such-order", "--data", data).stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("stream", "words"),
+    [("a/b", "may not hold '/'"), ("search", "reserved"), ("x" * 129, "the limit is 128")],
+)
+def test_a_stream_id_outside_the_id_grammar_is_bad_usage_naming_the_rule(
+    tmp_path: Path, stream: str, words: str
+) -> None:
+    result = run("events", "--stream", stream, "--data", tmp_path / "data")
+    assert result.returncode == 2
+    assert "argument --stream" in result.stderr
+    assert words in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
 def test_events_stop_at_a_corrupt_record_with_one_line_naming_it(tmp_path: Path) -> None:
     data = tmp_path / "data"
     assert run("demo", "--orders", "3", "--data", data).returncode == 0
@@ -224,6 +238,8 @@ def test_rebuild_of_an_unknown_view_is_one_line(populated: tuple[Path, str]) -> 
         ["demo", "--orders", "many"],
         ["demo", "--orders", "-1"],
         ["events", "--from", "-3"],
+        ["events", "--stream", "a/b"],
+        ["events", "--stream", "search"],
         ["serve", "--port", "70000"],
         ["status", "--unknown"],
     ],

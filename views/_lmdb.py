@@ -28,16 +28,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import lmdb
-import structlog
 
 from domain.errors import EngineClosed
-from store import RecordedEvent, ViewStore
+from store import RecordedEvent, ViewStore, get_logger
 from views._lmdb_storage import SLOTS_DB, Db, LmdbStorage, commit, compute
 from views._view import Backend, ReadModel, View, check_query_type, check_up_to
 
 __all__ = ["LmdbView"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 
 class LmdbView:

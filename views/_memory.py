@@ -21,17 +21,16 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
-import structlog
 
 from domain.errors import EngineClosed
-from store import RecordedEvent
+from store import RecordedEvent, get_logger
 from views._memory_codec import IndexEntries, TableRows, decode_rows, decode_state, encode_state
 from views._snapshot_file import decode_snapshot, encode_snapshot
 from views._view import Backend, ReadModel, View, check_query_type, check_up_to
 
 __all__ = ["MemoryView"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 V = TypeVar("V")
 

@@ -23,10 +23,9 @@ from collections.abc import Sequence
 from typing import Final
 
 import msgspec
-import structlog
 
 from domain.errors import EngineClosed
-from store import RecordedEvent
+from store import RecordedEvent, get_logger
 from views._order_rows import ORDER_TAGS, OrderRow
 from views._order_types import OrderView, Page, SearchOrders, validate_query
 from views._search_index import SearchIndex, decode_grams, encode_grams, finish
@@ -35,7 +34,7 @@ from views._view import Backend, View, check_query_type, check_up_to
 
 __all__ = ["SearchView"]
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 _CHUNK: Final = 256  # events folded per hold of the lock: a query waits for one chunk at most
 # After an apply, the writer syncs the orderings itself when few orders changed (live traffic),

@@ -23,7 +23,8 @@ import zlib
 from typing import Final
 
 import msgspec
-import structlog
+
+from store import get_logger
 
 __all__ = [
     "SNAPSHOT_FORMAT",
@@ -35,7 +36,7 @@ __all__ = [
     "write_snapshot_file",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 MAGIC: Final = b"OLVS"  # orderlog view snapshot
 SNAPSHOT_FORMAT: Final = 1

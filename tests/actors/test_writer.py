@@ -222,7 +222,7 @@ def test_commands_queued_together_are_group_committed_with_one_log_line_per_batc
     assert len(commits) == batches
     assert batches <= 1 + 200 // 50 + 1  # grouped: not one commit per command
     assert max(entry["commands"] for entry in commits) == 50
-    assert [entry["event"] for entry in logs if entry["log_level"] == "info"] == ["commit"] * len(
+    assert [entry["event"] for entry in logs if entry["log_level"] == "debug"] == ["commit"] * len(
         commits
     )
 

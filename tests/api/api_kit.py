@@ -14,7 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from actors import Engine
-from api import ApiSettings, create_app
+from api import ApiSettings, create_app, uvicorn_config
 from store import EventStore, StreamAppend
 
 STARTUP_SECONDS = 20.0
@@ -32,7 +32,7 @@ def serving(app: FastAPI) -> Iterator[str]:
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     port = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn_config(app, log_level="warning", lifespan="on"))
     failures: list[BaseException] = []
 
     def run() -> None:

@@ -58,7 +58,7 @@ def test_every_command_answers_the_new_version_and_position(client: httpx.Client
     shipped = client.post(f"/orders/{order_id}/ship")
     assert shipped.json() == {"order_id": order_id, "version": 4, "position": 4}
     other = create(client)["order_id"]
-    cancelled = client.delete(f"/orders/{other}", params={"reason": "changed my mind"})
+    cancelled = client.post(f"/orders/{other}/cancel", json={"reason": "changed my mind"})
     assert cancelled.json() == {"order_id": other, "version": 2, "position": 6}
     view = client.get(f"/orders/{other}", params={"after": 6}).json()
     assert view["status"] == "cancelled"
@@ -121,7 +121,7 @@ def test_a_malformed_if_match_is_422(client: httpx.Client) -> None:
 def test_a_command_on_an_unknown_order_is_404(client: httpx.Client) -> None:
     for response in (
         client.post("/orders/nope/ship"),
-        client.delete("/orders/nope", params={"reason": "x"}),
+        client.post("/orders/nope/cancel", json={"reason": "x"}),
         client.delete("/orders/nope/items/widget"),
         client.post("/orders/nope/items", json={"product_id": "a", "quantity": 1, "price": "1"}),
     ):
@@ -132,45 +132,62 @@ def test_a_command_on_an_unknown_order_is_404(client: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        (order_body(items=()), "at least one item"),
-        (order_body(items=(("w", 0, "1"),)), "quantity"),
-        (order_body(items=(("w", 1, "-1"),)), "price"),
-        (order_body(customer_id=""), "customer_id"),
+        (order_body(items=()), "$.items"),
+        (order_body(items=(("w", 0, "1"),)), "$.items[0].quantity"),
+        (order_body(items=(("w", 1, "-1"),)), "$.items[0].price"),
+        (order_body(customer_id=""), "customer_id must not be empty"),
     ],
 )
-def test_a_create_that_breaks_a_rule_is_422_saying_which(
+def test_a_create_with_invalid_input_is_422_saying_where(
     client: httpx.Client, body: dict[str, object], words: str
 ) -> None:
     response = client.post("/orders", json=body)
     assert response.status_code == 422
-    assert response.json()["error"] in {"CommandRejected", "InvalidCommand"}
+    assert response.json()["error"] in {"InvalidBody", "InvalidCommand"}
     assert words in response.json()["detail"]
+    assert client.get("/status").json()["head"] == 0
 
 
-def test_shipping_a_cancelled_order_is_422_and_writes_nothing(client: httpx.Client) -> None:
+def test_shipping_a_cancelled_order_is_409_and_writes_nothing(client: httpx.Client) -> None:
     order_id = create(client)["order_id"]
-    client.delete(f"/orders/{order_id}", params={"reason": "duplicate"})
+    client.post(f"/orders/{order_id}/cancel", json={"reason": "duplicate"})
     response = client.post(f"/orders/{order_id}/ship")
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert response.json()["error"] == "CommandRejected"
+    assert "cancelled, not pending" in response.json()["detail"]
     assert client.get("/status").json()["head"] == 2
 
 
-def test_cancel_needs_a_reason(client: httpx.Client) -> None:
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (None, "JSON body is required"),
+        ({"reason": ""}, "$.reason"),
+        ({"reason": " \t"}, "$.reason"),
+    ],
+)
+def test_cancel_needs_a_reason_that_is_not_blank(
+    client: httpx.Client, body: dict[str, str] | None, words: str
+) -> None:
     order_id = create(client)["order_id"]
-    missing = client.delete(f"/orders/{order_id}")
-    assert missing.status_code == 422
-    assert "reason" in missing.json()["detail"]
-    empty = client.delete(f"/orders/{order_id}", params={"reason": ""})
-    assert empty.status_code == 422
-    assert "reason" in empty.json()["detail"]
+    response = client.post(f"/orders/{order_id}/cancel", json=body)
+    assert response.status_code == 422
+    assert words in response.json()["detail"]
 
 
-def test_removing_the_last_item_is_422(client: httpx.Client) -> None:
+def test_removing_the_last_item_is_409(client: httpx.Client) -> None:
     order_id = create(client)["order_id"]
     response = client.delete(f"/orders/{order_id}/items/widget")
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert response.json()["error"] == "CommandRejected"
+    assert "last item" in response.json()["detail"]
+
+
+def test_two_lines_of_one_product_at_two_prices_are_409(client: httpx.Client) -> None:
+    body = order_body(items=(("w", 1, "1.00"), ("w", 1, "2.00")))
+    response = client.post("/orders", json=body)
+    assert response.status_code == 409
+    assert "already in the order at 1.00, not 2.00" in response.json()["detail"]
 
 
 def test_a_failed_commit_is_503_and_a_retry_succeeds(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,22 +128,84 @@ def test_add_item_checks_its_body_too(http: httpx.Client, order_id: str) -> None
         assert response.status_code == 422, response.text
 
 
-def test_a_price_that_differs_for_a_product_already_in_the_order_is_422(
+def test_a_price_that_differs_for_a_product_already_in_the_order_is_409(
     http: httpx.Client, order_id: str
 ) -> None:
     response = http.post(
         f"/orders/{order_id}/items", json={"product_id": "widget", "quantity": 1, "price": "1.00"}
     )
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert response.json()["error"] == "CommandRejected"
 
 
-def test_an_overlong_idempotency_key_is_422(http: httpx.Client) -> None:
-    response = http.post("/orders", json=order_body(), headers={"Idempotency-Key": "k" * 300})
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        ("k" * 300, "Idempotency-Key is 300 characters long"),
+        ("", "Idempotency-Key must not be empty"),
+        ("a/b", "Idempotency-Key may not hold '/'"),
+        ("search", "reserved"),
+    ],
+)
+def test_an_idempotency_key_outside_the_id_grammar_is_422(
+    http: httpx.Client, key: str, words: str
+) -> None:
+    response = http.post("/orders", json=order_body(), headers={"Idempotency-Key": key})
     assert response.status_code == 422
-    assert "command_id" in response.json()["detail"]
+    assert response.json()["error"] == "InvalidCommand"
+    assert words in response.json()["detail"]
 
 
-def test_unknown_routes_and_methods_are_404_and_405(http: httpx.Client, order_id: str) -> None:
-    assert http.get("/nowhere").status_code == 404
-    assert http.put(f"/orders/{order_id}").status_code == 405
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/orders/{id}", "GET"),
+        ("DELETE", "/orders/{id}", "GET"),
+        ("PATCH", "/orders/{id}/items/p", "DELETE"),
+        ("GET", "/orders", "POST"),
+        ("DELETE", "/orders/search", "GET"),
+        ("GET", "/orders/{id}/ship", "POST"),
+        ("PUT", "/stats", "GET"),
+    ],
+)
+def test_a_method_a_route_does_not_serve_is_405_with_every_allowed_method(
+    http: httpx.Client, order_id: str, method: str, path: str, allow: str
+) -> None:
+    response = http.request(method, path.replace("{id}", order_id))
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == allow
+    assert response.json() == {"detail": "Method Not Allowed", "error": "MethodNotAllowed"}
+
+
+def test_an_unknown_route_is_a_json_404(http: httpx.Client) -> None:
+    for path in ("/nowhere", "/orders/search/ship", "/orders/a/b/c/d"):
+        response = http.post(path)
+        assert response.status_code == 404, path
+        assert response.json() == {"detail": "Not Found", "error": "NotFound"}
+
+
+def _raw_exchange(http: httpx.Client, request: bytes) -> bytes:
+    url = httpx.URL(str(http.base_url))
+    with socket.create_connection((url.host, url.port or 80), timeout=10) as raw:
+        raw.sendall(request)
+        answer = b""
+        while chunk := raw.recv(65536):  # the server closes the connection after a 400
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    "header", [b"Content-Length: abc", b"Content-Length: -1", b"Bad Header Name: x"]
+)
+def test_a_request_that_is_not_valid_http_gets_the_json_error_shape(
+    http: httpx.Client, header: bytes
+) -> None:
+    answer = _raw_exchange(
+        http, b"POST /orders HTTP/1.1\r\nHost: test\r\n" + header + b"\r\n\r\n{}"
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"content-type: application/json" in head.lower()
+    decoded = json.loads(body)
+    assert decoded["error"] == "BadRequest"
+    assert "Content-Length" in decoded["detail"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,10 @@ import pytest
 from api_kit import order_body, served_engine
 
 from api import ApiSettings
+from api._params import MAX_PAGE
+from store import RecordedEvent
+from views import MemoryView, ReadModel
+from views.orders import CustomerOrdersModel, OrderDetailsModel, OrderSearchModel, OrderStatsModel
 
 SETTINGS = ApiSettings(read_timeout=0.3)
 
@@ -46,7 +51,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
         seeded.then("POST", f"/orders/{shipped}/ship")
         pending = seeded.create("pending", items=[("gadget", 1, "5"), ("widget", 1, "9.99")])
         cancelled = seeded.create("cancelled", items=[("gizmo", 4, "2.50")])
-        seeded.then("DELETE", f"/orders/{cancelled}", params={"reason": "duplicate"})
+        seeded.then("POST", f"/orders/{cancelled}/cancel", json={"reason": "duplicate"})
         seeded.create("bobs", customer_id="bob", items=[("Gadget-XL", 3, "100.00")])
         assert pending
         yield seeded
@@ -81,11 +86,35 @@ def test_get_order_answers_the_view_with_its_version_as_etag(seeded: Seeded) -> 
     assert body["shipped_at"] is not None
 
 
-@pytest.mark.parametrize("order_id", ["missing", "x" * 600, "a b", "%00"])
-def test_get_of_an_order_that_does_not_exist_is_404(seeded: Seeded, order_id: str) -> None:
-    response = seeded.http.get(f"/orders/{order_id}")
+def test_get_of_an_order_that_does_not_exist_is_404(seeded: Seeded) -> None:
+    response = seeded.http.get("/orders/missing")
     assert response.status_code == 404
     assert response.json()["error"] == "AggregateNotFound"
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        ("/orders/" + "x" * 600, "order_id"),
+        ("/orders/a%20b", "order_id"),
+        ("/orders/%00", "order_id"),
+        ("/orders/-x", "order_id"),
+        ("/customers/a%20b/orders", "customer_id"),
+    ],
+)
+def test_a_read_of_an_id_outside_the_grammar_is_422_naming_it(
+    seeded: Seeded, url: str, field: str
+) -> None:
+    response = seeded.http.get(url)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "InvalidQuery"
+    assert field in response.json()["detail"]
+
+
+def test_a_reserved_word_in_a_path_names_no_route(seeded: Seeded) -> None:
+    response = seeded.http.get("/customers/search/orders")
+    assert response.status_code == 404
+    assert response.json()["error"] == "NotFound"
 
 
 def test_a_customers_orders_come_newest_first_with_page_figures(seeded: Seeded) -> None:
@@ -123,7 +152,11 @@ def test_stats_answer_exact_money_and_top_products(seeded: Seeded) -> None:
     assert stats["by_status"] == {"pending": 2, "shipped": 1, "cancelled": 1}
     assert stats["revenue"] == "19.98"
     # Cancelled orders sold nothing (gizmo is left out); ties go by product id.
-    assert stats["top_products"] == [["Gadget-XL", 3], ["widget", 3], ["gadget", 1]]
+    assert stats["top_products"] == [
+        {"product_id": "Gadget-XL", "units": 3},
+        {"product_id": "widget", "units": 3},
+        {"product_id": "gadget", "units": 1},
+    ]
 
 
 def test_status_reports_head_views_lag_and_health(seeded: Seeded) -> None:
@@ -153,6 +186,10 @@ def test_status_reports_head_views_lag_and_health(seeded: Seeded) -> None:
         ("/orders/search", {"sort_order": "up"}, "sort_order"),
         ("/orders/search", {"min_total": "cheap"}, "min_total"),
         ("/orders/search", {"max_total": "NaN"}, "max_total"),
+        ("/orders/search", {"min_total": "-1"}, "min_total"),
+        ("/orders/search", {"min_total": "1e3"}, "min_total"),
+        ("/orders/search", {"page": MAX_PAGE + 1}, "page"),
+        ("/orders/search", {"q": "x" * 129}, "q"),
         ("/stats", {"after": -1}, "after"),
         ("/stats", {"after": "later"}, "after"),
     ],
@@ -166,18 +203,57 @@ def test_bad_query_parameters_are_422_naming_the_parameter(
 
 
 def test_a_page_far_past_the_end_is_empty(seeded: Seeded) -> None:
-    response = seeded.http.get("/orders/search", params={"page": 10**30})
+    response = seeded.http.get("/orders/search", params={"page": MAX_PAGE})
     assert response.status_code == 200
     assert response.json()["items"] == []
 
 
-def test_a_read_after_an_unreached_position_is_503_with_the_stale_answer(seeded: Seeded) -> None:
-    response = seeded.http.get("/stats", params={"after": seeded.head + 1000})
+def test_a_read_after_a_position_beyond_the_head_is_409_at_once(seeded: Seeded) -> None:
+    for url in ("/stats", "/orders/search", "/customers/alice/orders"):
+        response = seeded.http.get(url, params={"after": seeded.head + 1000})
+        assert response.status_code == 409
+        assert response.json()["error"] == "AfterBeyondHead"
+        assert f"head ({seeded.head})" in response.json()["detail"]
+
+
+class GatedView(MemoryView):
+    """A memory view whose apply waits while ``gate`` is clear (bounded), outside its lock."""
+
+    def __init__(self, model: OrderStatsModel) -> None:
+        super().__init__(model)
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def apply(self, events: Sequence[RecordedEvent], up_to: int) -> None:
+        self.gate.wait(30)
+        super().apply(events, up_to)
+
+
+def test_a_read_whose_view_has_not_reached_after_in_time_is_503_with_the_stale_answer(
+    tmp_path: Path,
+) -> None:
+    stats = GatedView(OrderStatsModel())
+    models: list[ReadModel] = [OrderDetailsModel(), CustomerOrdersModel(), OrderSearchModel()]
+    views = [*(MemoryView(model) for model in models), stats]
+    with (
+        served_engine(tmp_path / "data", SETTINGS, durability="async", views=views) as url,
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
+        first = http.post("/orders", json=order_body()).json()
+        assert http.get("/stats", params={"after": first["position"]}).json()["total_orders"] == 1
+        stats.gate.clear()
+        try:
+            second = http.post("/orders", json=order_body()).json()
+            response = http.get("/stats", params={"after": second["position"]})
+        finally:
+            stats.gate.set()
     assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
     body = response.json()
     assert body["stale"] is True
     assert body["error"] == "ConsistencyTimeout"
-    assert body["result"]["total_orders"] == 4
+    assert body["result"]["total_orders"] == 1
+    assert body["result"]["top_products"] == [{"product_id": "widget", "units": 2}]
 
 
 def test_reads_after_a_commands_position_see_that_command(client: httpx.Client) -> None:

@@ -15,7 +15,7 @@ import msgspec
 import pytest
 from reliability_kit import ADDRESS, command_for
 
-from actors import CommandTimeout, Engine, EngineError
+from actors import CommandTimeout, Engine, EngineError, InvalidCommand
 from domain.orders import (
     AddOrderItem,
     Address,
@@ -250,3 +250,37 @@ def test_bad_queries_get_a_typed_engine_error(engine: Engine) -> None:
         if problem:
             problems[name] = problem
     assert problems == {}
+
+
+# Ids outside the one grammar (domain.ids), in every id field of the order commands.
+BAD_IDS = {"slash": "a/b", "reserved": "search", "space": "a b", "non-ascii": "caf\u00e9", "": ""}
+
+
+def _with_bad_id(bad: str) -> dict[str, Any]:
+    return {
+        "order_id": create(order_id=bad),
+        "customer_id": create(customer_id=bad),
+        "product_id": create(items=[item(product_id=bad)]),
+        "command_id": create(command_id=bad),
+        "add product_id": add(product_id=bad),
+        "remove product_id": RemoveOrderItem(order_id=EXISTING, product_id=bad),
+        "ship order_id": ShipOrder(order_id=bad),
+    }
+
+
+@pytest.mark.parametrize("bad", list(BAD_IDS.values()), ids=list(BAD_IDS))
+def test_every_id_at_the_python_door_follows_the_grammar(
+    engine: Engine, tmp_path: Path, bad: str
+) -> None:
+    head, before = engine.store.head(), data_bytes(tmp_path / "data")
+    for field, command in _with_bad_id(bad).items():
+        for call in (engine.execute, partial(submit_and_wait, engine), partial(run_async, engine)):
+            with pytest.raises(InvalidCommand) as caught:
+                call(command)
+            # The generic door names an aggregate's id "aggregate id" (it knows no field names).
+            named = ("aggregate id", "order_id") if field.endswith("order_id") else (field,)
+            message = str(caught.value)
+            assert any(name.rsplit(" ", 1)[-1] in message for name in named), (field, message)
+            assert caught.value.rule in {"invalid_id", "reserved_id", "empty_id"}
+    assert engine.store.head() == head
+    assert data_bytes(tmp_path / "data") == before

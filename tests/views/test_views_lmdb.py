@@ -128,8 +128,8 @@ def test_ids_too_long_for_an_lmdb_key_still_work(data: Path) -> None:
     log = OrderLog()
     customer = "\U0001d518" * 200  # 800 UTF-8 bytes: over LMDB's 511-byte key limit
     product = "\U0001d51a" * 199 + "x"
-    log.create("o-1", customer, (product, 2, "5"))
-    log.create("o-2", customer[:-1] + "y", (product[:-1] + "z", 1, "5"))
+    log.create("o-1", customer, (product, 2, "5"), legacy=True)
+    log.create("o-2", customer[:-1] + "y", (product[:-1] + "z", 1, "5"), legacy=True)
     with open_store(data) as store:
         views = _lmdb_views(store)
         for view in views:
@@ -142,7 +142,7 @@ def test_ids_too_long_for_an_lmdb_key_still_work(data: Path) -> None:
 def test_customers_whose_ids_extend_each_other_stay_apart(data: Path) -> None:
     log = OrderLog()
     for index, customer in enumerate(["a", "a\x00b", "a\x00", "ab", "a\x01"]):
-        log.create(f"o-{index}", customer, ("p", 1, "1"))
+        log.create(f"o-{index}", customer, ("p", 1, "1"), legacy=True)
     with open_store(data) as store:
         views = _lmdb_views(store)
         for view in views:
