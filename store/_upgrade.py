@@ -45,10 +45,10 @@ import time
 from typing import TYPE_CHECKING, Final
 
 import msgspec
-import structlog
 
 from domain.errors import CorruptLog, EngineError, InvalidCommand
 from store._log import stream_key
+from store._logging import get_logger
 
 if TYPE_CHECKING:
     from store._codec import Codec
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BATCH_ENTRIES", "LAYOUT", "UpgradeReport", "upgrade_layout"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 LAYOUT: Final = 2
 """The layout this code writes: streams keyed by ``(stream_type, stream_id)``."""
