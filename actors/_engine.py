@@ -181,6 +181,7 @@ class Engine:
                     max_live=max_live_aggregates,
                     snapshot_every=snapshot_every,
                     clock=clock or utc_now,
+                    tune_gc=tune_gc,
                 )
                 registries.append(registry)
                 for command_type in decider.command_types:
@@ -274,8 +275,9 @@ class Engine:
                 self._view_store.sync_if_due()
             except Exception:  # a failed flush is retried next round; the log is the truth
                 log.exception("views_flush_failed")
-            if idle is not None:
-                for registry in self._registries:
+            for registry in self._registries:
+                registry.trim()
+                if idle is not None:
                     registry.sweep(idle)
 
     # ------------------------------------------------------------ commands

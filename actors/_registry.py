@@ -72,6 +72,8 @@ class AggregateRegistry:
         max_live: LRU cap on live actors (soft: an actor with commands in flight stays).
         snapshot_every: Events per aggregate between snapshots.
         clock: Returns the current UTC time.
+        tune_gc: Freeze long-lived actors out of the collector's scans (False: never touch
+            ``gc``; the embedding program owns its collector).
     """
 
     def __init__(
@@ -84,10 +86,12 @@ class AggregateRegistry:
         max_live: int,
         snapshot_every: int,
         clock: Callable[[], datetime],
+        tune_gc: bool = True,
     ) -> None:
         self.decider = decider
         self._dispatcher = dispatcher
         self._max_live = max_live
+        self._tune_gc = tune_gc
         self._kit = AggregateKit(
             decider=decider,
             store=store,
@@ -99,6 +103,7 @@ class AggregateRegistry:
         # Reentrant: retire() re-routes leftovers while holding it.
         self._lock = threading.RLock()
         self._index: OrderedDict[str, _Entry] = OrderedDict()
+        self._asked = 0  # entries asked to passivate that have not answered yet
         self._since_freeze = 0
         self._since_unfreeze = 0
         self.activations = 0
@@ -118,7 +123,7 @@ class AggregateRegistry:
             else:
                 self._index.move_to_end(aggregate_id)
                 entry.last_used = now
-                entry.passivating = False
+                self._unmark(entry)
             try:
                 entry.ref.tell(message)
             except pykka.ActorDeadError:
@@ -137,17 +142,19 @@ class AggregateRegistry:
         self._since_freeze += 1
         if self._since_freeze >= _FREEZE_EVERY:
             self._since_freeze = 0
-            gc.freeze()
+            if self._tune_gc:
+                gc.freeze()
         return entry
 
     def _shed(self) -> None:
-        excess = len(self._index) - self._max_live
+        # Actors already asked will leave: counting them again is what over-evicted (concurrent
+        # activations each asked a fresh batch, and the live set fell far below the cap).
+        excess = len(self._index) - self._max_live - self._asked
         dead: list[str] = []
         for aggregate_id, entry in self._index.items():
             if excess <= 0:
                 break
-            if not entry.passivating:
-                entry.passivating = True
+            if self._mark(entry):
                 excess -= 1
                 try:
                     entry.ref.tell(Passivate())
@@ -157,7 +164,35 @@ class AggregateRegistry:
                     # escaped route() after the caller's command had already been delivered.
                     dead.append(aggregate_id)
         for aggregate_id in dead:
-            del self._index[aggregate_id]
+            self._remove(aggregate_id)
+
+    def _mark(self, entry: _Entry) -> bool:
+        # Called with the lock held; False if it was already asked.
+        if entry.passivating:
+            return False
+        entry.passivating = True
+        self._asked += 1
+        return True
+
+    def _unmark(self, entry: _Entry) -> None:
+        # Called with the lock held.
+        if entry.passivating:
+            entry.passivating = False
+            self._asked -= 1
+
+    def _remove(self, aggregate_id: str) -> None:
+        # Called with the lock held.
+        self._unmark(self._index.pop(aggregate_id))
+
+    def trim(self) -> None:
+        """Ask the least recently used actors over the cap to passivate (housekeeping).
+
+        An actor with appends in flight refuses; without this second ask it stayed live until
+        the next activation, so the cap was only enforced while commands kept arriving.
+        """
+        with self._lock:
+            if len(self._index) > self._max_live:
+                self._shed()
 
     def sweep(self, idle_timeout: float) -> int:
         """Ask aggregates idle for longer than ``idle_timeout`` seconds to passivate."""
@@ -167,8 +202,7 @@ class AggregateRegistry:
             for aggregate_id, entry in self._index.items():
                 if entry.last_used > cutoff:
                     break  # LRU order: everything after is more recent
-                if not entry.passivating:
-                    entry.passivating = True
+                if self._mark(entry):
                     asked.append((aggregate_id, entry.ref))
         for aggregate_id, ref in asked:
             try:
@@ -183,7 +217,7 @@ class AggregateRegistry:
         with self._lock:
             entry = self._index.get(aggregate_id)
             if entry is not None and entry.ref is ref:
-                del self._index[aggregate_id]
+                self._remove(aggregate_id)
 
     def retire(self, actor: AggregateActor) -> bool:
         """Remove ``actor`` (called from its own turn) and stop it; False if it is not current."""
@@ -191,7 +225,7 @@ class AggregateRegistry:
             entry = self._index.get(actor.aggregate_id)
             if entry is None or entry.ref is not actor.actor_ref:
                 return False
-            del self._index[actor.aggregate_id]
+            self._remove(actor.aggregate_id)
             leftovers = []
             inbox = actor.actor_inbox
             while not inbox.empty():
@@ -203,7 +237,8 @@ class AggregateRegistry:
                 # Retired actors frozen earlier would never be collected: let the collector
                 # see them again; the next activation wave freezes the survivors.
                 self._since_unfreeze = 0
-                gc.unfreeze()
+                if self._tune_gc:
+                    gc.unfreeze()
             for envelope in leftovers:
                 if isinstance(envelope.message, Execute):
                     self.route(actor.aggregate_id, envelope.message)
@@ -216,13 +251,14 @@ class AggregateRegistry:
         with self._lock:
             entry = self._index.get(aggregate_id)
             if entry is not None:
-                entry.passivating = False
+                self._unmark(entry)
 
     def stop_all(self, timeout: float) -> None:
         """Stop every live actor, waiting up to ``timeout`` seconds in all."""
         with self._lock:
             refs = [entry.ref for entry in self._index.values()]
             self._index.clear()
+            self._asked = 0
         futures = []
         for ref in refs:
             try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from engine_kit import (
     COUNTER,
     TIMEOUT,
@@ -21,6 +23,7 @@ from engine_kit import (
     wait_until,
 )
 
+import actors._registry as registry_module
 from actors import CommandResult, Engine, EngineClosed
 from actors._registry import AggregateRegistry
 from domain.orders import ORDERS
@@ -91,6 +94,52 @@ def test_the_lru_cap_passivates_the_least_recently_used_aggregates(tmp_path: Pat
             if order_id in registry._index:
                 state, _ = live_state(engine, ORDERS, order_id)
                 assert state == replay(ORDERS, events)
+
+
+def test_concurrent_activations_keep_the_live_set_near_the_cap_from_both_sides(
+    tmp_path: Path,
+) -> None:
+    cap = 40
+    with open_engine(tmp_path, max_live_aggregates=cap, idle_timeout=None) as engine:
+        registry = _registry(engine)
+
+        def activate(thread: int) -> None:
+            futures = [engine.submit(create(f"t{thread}-{i}")) for i in range(150)]
+            for future in futures:
+                future.get(timeout=30)
+
+        threads = [threading.Thread(target=activate, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not any(thread.is_alive() for thread in threads)
+        # Refusals (appends still in flight) are asked again by housekeeping.
+        wait_until(lambda: len(registry) <= cap and registry._asked == 0)
+        live = len(registry)
+        # Counting actors already asked again (the old bug) evicted far below the cap.
+        assert cap - 4 <= live <= cap + 4, live
+        assert registry.activations == 600
+
+
+def test_tune_gc_false_never_freezes_the_collector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry_module, "_FREEZE_EVERY", 20)  # the threshold, not the code
+    gc.unfreeze()
+    with open_engine(tmp_path, tune_gc=False, max_live_aggregates=10, idle_timeout=None) as engine:
+        registry = _registry(engine)
+        futures = [engine.submit(create(f"g{i}")) for i in range(200)]
+        for future in futures:
+            future.get(timeout=30)
+        wait_until(lambda: registry.passivations >= 100)
+        assert gc.get_freeze_count() == 0
+    with open_engine(tmp_path / "tuned", max_live_aggregates=10, idle_timeout=None) as engine:
+        registry = _registry(engine)
+        for i in range(25):  # 20 activations freeze; fewer than 20 passivations unfreeze
+            engine.execute(create(f"h{i}"))
+        assert gc.get_freeze_count() > 0  # the same run with tuning on does freeze
+    gc.unfreeze()
 
 
 def test_an_aggregate_with_commands_in_flight_refuses_to_passivate(tmp_path: Path) -> None:
