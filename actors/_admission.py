@@ -15,13 +15,12 @@ import msgspec
 
 from actors._future import DispatcherFuture
 from domain.errors import IdempotencyConflict, InvalidCommand
+from domain.ids import validate_id
 from store import Codec
 
 __all__ = ["InFlightCommands", "check_id", "codec_for", "fingerprint"]
 
 _encoder = msgspec.msgpack.Encoder(decimal_format="string")
-
-_MAX_ID = 200
 
 
 def codec_for(deciders: Sequence[Any], codec: Codec | None) -> Codec:
@@ -41,8 +40,6 @@ def check_id(value: object, field: str) -> str:
     Raises:
         InvalidCommand: It is not.
     """
-    from domain.ids import validate_id  # noqa: PLC0415 - kept inside: this function is the seam
-
     return validate_id(value, field)
 
 
