@@ -8,6 +8,7 @@ from actors._engine import Engine, EngineStatus
 from actors._messages import CommandResult
 from actors._readside import RebuildReport, ViewStatus
 from domain.errors import (
+    ActorFailed,
     AggregateNotFound,
     CommandRejected,
     CommandTimeout,
@@ -26,6 +27,7 @@ from domain.errors import (
 )
 
 __all__ = [
+    "ActorFailed",
     "AggregateNotFound",
     "CommandRejected",
     "CommandResult",

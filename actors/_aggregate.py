@@ -29,13 +29,9 @@ from actors._messages import (
     ReloadNow,
     Resync,
 )
-from actors._writer import LogStore, fail, result_from_record
-from domain.errors import (
-    ConcurrencyConflict,
-    EngineError,
-    IdempotencyConflict,
-    StorageError,
-)
+from actors._supervision import FaultSeam, Supervised, as_engine_error, fail, settle
+from actors._writer import LogStore
+from domain.errors import ConcurrencyConflict, EngineError
 from store import Snapshot, StreamAppend, get_logger
 
 if TYPE_CHECKING:
@@ -47,13 +43,6 @@ __all__ = ["AggregateActor", "AggregateKit", "SnapshotStore", "as_engine_error",
 log = get_logger(__name__)
 
 _encoder = msgspec.msgpack.Encoder(decimal_format="string")
-
-
-def as_engine_error(error: BaseException, operation: str) -> EngineError:
-    """Return ``error`` if it is an EngineError, else a :class:`StorageError` wrapping it."""
-    if isinstance(error, EngineError):
-        return error
-    return StorageError(operation, repr(error))
 
 
 class SnapshotStore(LogStore, Protocol):
@@ -81,9 +70,10 @@ class AggregateKit:
         registry: The registry that activates the actors (passivation removes them there).
         snapshot_every: Events between snapshots (0 disables snapshots).
         clock: Returns the current UTC time; passed to ``decide``.
+        fault_seam: Called before each message is handled (tests raise there); None in use.
     """
 
-    __slots__ = ("clock", "decider", "registry", "snapshot_every", "store", "writer")
+    __slots__ = ("clock", "decider", "fault_seam", "registry", "snapshot_every", "store", "writer")
 
     def __init__(
         self,
@@ -94,6 +84,7 @@ class AggregateKit:
         registry: AggregateRegistry,
         snapshot_every: int,
         clock: Callable[[], datetime],
+        fault_seam: FaultSeam | None = None,
     ) -> None:
         self.decider = decider
         self.store = store
@@ -101,23 +92,34 @@ class AggregateKit:
         self.registry = registry
         self.snapshot_every = snapshot_every
         self.clock = clock
+        self.fault_seam = fault_seam
 
 
-class AggregateActor(DispatcherActor):
+class AggregateActor(Supervised, DispatcherActor):
     """One live aggregate on the dispatcher.
+
+    Supervision: *restart on demand*. A failure inside a handler fails only the command being
+    handled; the registry then retires the actor and hands its queued commands to a successor
+    (see :meth:`AggregateRegistry.crashed`).
 
     Args:
         aggregate_id: The aggregate's id (also its stream id).
         kit: What it shares with the other actors of its type (decider, store, writer...).
+        resync: Resync with the writer before loading (a successor of a failed actor: appends of
+            its predecessor may still be in flight, and loading before they settle would decide
+            on a stale version).
     """
 
-    def __init__(self, *, aggregate_id: str, kit: AggregateKit) -> None:
+    actor_kind = "aggregate"
+
+    def __init__(self, *, aggregate_id: str, kit: AggregateKit, resync: bool = False) -> None:
         super().__init__()
         self.aggregate_id = aggregate_id
         self._kit = kit
         self._state: Any = kit.decider.initial()
         self._version = 0
-        self._stash: deque[Execute] | None = None  # not None while waiting to reload
+        # Not None while waiting to reload: commands wait here until the log is the whole truth.
+        self._stash: deque[Execute] | None = deque() if resync else None
         # Why the last load failed (None: loaded). An exception escaping on_start or a reload
         # used to stop the actor while it stayed in the registry: the commands in its inbox or
         # stash were dropped and their callers hung until their timeout (and close() waited for
@@ -125,12 +127,39 @@ class AggregateActor(DispatcherActor):
         self._load_error: Exception | None = None
 
     def on_start(self) -> None:
-        """Load the latest snapshot and the tail of the stream."""
-        self._try_load()
+        """Load the latest snapshot and the tail of the stream (after a resync if asked)."""
+        if self._stash is not None:
+            self._kit.writer.tell(
+                Resync(self.aggregate_id, self.actor_ref, self._kit.decider.stream_type)
+            )
+        else:
+            self._try_load()
 
     def on_stop(self) -> None:
         """Drop the state early: a stopped actor may linger in a frozen GC generation."""
         self._state = None
+
+    def on_failure(self, *exc_info: object) -> None:
+        """Restart on demand: hand every queued command to a fresh actor (see the class doc)."""
+        del exc_info  # logged by pykka's failure handling
+        self._state = None
+        self._kit.registry.crashed(self)
+
+    def take_queued(self) -> list[Execute]:
+        """Remove and return the commands waiting here (stash first: they arrived earlier)."""
+        queued = list(self._stash or ())
+        self._stash = None
+        inbox = self.actor_inbox
+        while not inbox.empty():
+            envelope = inbox.get()
+            if isinstance(envelope.message, Execute):
+                queued.append(envelope.message)
+            elif envelope.reply_to is not None:
+                settle(envelope.reply_to, None)  # an ask (a stop, a test's probe): it is over
+        return queued
+
+    def _fault_seam(self) -> FaultSeam | None:
+        return self._kit.fault_seam
 
     def on_receive(self, message: Any) -> Any:
         """Handle engine, writer and registry messages; never raises for a command."""
@@ -208,17 +237,10 @@ class AggregateActor(DispatcherActor):
         if self._load_error is not None and not self._try_load():
             fail(reply, as_engine_error(self._load_error, "load"))
             return
+        # A command id seen before never gets here: the engine's door answers it
+        # (actors/_idempotency.py), so this is the only place that decides.
+        print_ = message.fingerprint
         try:
-            print_ = message.fingerprint
-            try:
-                if self._answer_duplicate(command.command_id, print_, reply):
-                    return
-            except EngineError:
-                raise
-            except Exception as error:
-                # A store read failure is the caller's to retry, typed like every other answer.
-                log.exception("idempotency_lookup_failed", aggregate_id=self.aggregate_id)
-                raise as_engine_error(error, "idempotency lookup") from error
             self._check_version(command.expected_version)
             now = self._kit.clock()
             events = tuple(self._kit.decider.decide(self._state, command, now))
@@ -273,18 +295,6 @@ class AggregateActor(DispatcherActor):
         if expected is not None and expected != self._version:
             raise ConcurrencyConflict(self.aggregate_id, expected, self._version)
 
-    def _answer_duplicate(self, command_id: str, print_: bytes, reply: pykka.Future[Any]) -> bool:
-        # Duplicates of a command still in flight are answered at the engine's door; here only
-        # settled ones can arrive, and the log knows them.
-        record = self._kit.store.lookup_command(command_id)
-        if record is None:
-            return False
-        if record.fingerprint != print_:
-            raise IdempotencyConflict(command_id)
-        stream_type = self._kit.decider.stream_type
-        reply.set(result_from_record(self._kit.store, record, self.aggregate_id, stream_type))
-        return True
-
     # ------------------------------------------------------------ passivation
 
     def _passivate(self) -> bool:
@@ -293,10 +303,14 @@ class AggregateActor(DispatcherActor):
             # nothing loaded since the failure, so nothing of ours can be in flight
             return self._kit.registry.retire(self)
         kind = self._kit.decider.stream_type
-        busy = self._stash is not None or (
-            # appends still in flight: their outcome may need this actor
-            self._kit.store.stream_version(self.aggregate_id, stream_type=kind) != self._version
-        )
+        try:
+            # Appends still in flight: their outcome may need this actor.
+            busy = self._stash is not None or (
+                self._kit.store.stream_version(self.aggregate_id, stream_type=kind) != self._version
+            )
+        except Exception:
+            log.warning("passivation_check_failed", aggregate_id=self.aggregate_id, exc_info=True)
+            busy = True
         if busy:
             self._kit.registry.refused(self.aggregate_id)
             return False

@@ -29,7 +29,7 @@ from collections import deque
 from typing import Any, ClassVar, Self, TypeVar
 
 import pykka
-from pykka import ActorDeadError, ActorRef, ActorRegistry, messages
+from pykka import ActorDeadError, ActorRef, ActorRegistry
 from pykka._envelope import Envelope
 
 from actors._future import DispatcherFuture, StopFlag
@@ -220,14 +220,9 @@ class DispatcherActor(pykka.Actor):
             # Dead first, under the lock: from now on put() refuses, so the drain below is final.
             mailbox.dead = True
             mailbox.actor = None  # breaks the actor <-> inbox cycle: refcounting frees it
-        pending = mailbox.queue
-        while pending:
-            envelope = pending.popleft()
-            if envelope.reply_to is not None:
-                if isinstance(envelope.message, messages._ActorStop):
-                    envelope.reply_to.set(None)
-                else:
-                    mailbox.reject(envelope)
+        # pykka's teardown hook (it drains through the inbox's empty()/get()), so that a subclass
+        # that answers leftovers its own way does it for both actor types.
+        self._actor_loop_teardown()
 
     def _dispatch_kill(self) -> None:
         """Stop without on_stop: the dispatcher is gone, there is no thread to run it on."""

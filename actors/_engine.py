@@ -16,17 +16,19 @@ from typing import Any, Literal, Self
 import msgspec
 import pykka
 
-from actors._admission import InFlightCommands, check_id, codec_for, fingerprint
+from actors._admission import check_id, codec_for, fingerprint
 from actors._aggregate import utc_now
 from actors._dispatch import Dispatcher
 from actors._future import DispatcherFuture, bridge
 from actors._gate import InFlightGate
+from actors._idempotency import Idempotency
 from actors._messages import CommandResult, Execute
 from actors._readside import ReadSide, RebuildReport, ViewStatus
 from actors._registry import AggregateRegistry, tune_collector
+from actors._supervision import FaultSeam, guarded, guarded_async
 from actors._tail import EventTail
 from actors._writer import LogWriter
-from domain.errors import CommandTimeout, EngineClosed, InvalidCommand
+from domain.errors import CommandTimeout, InvalidCommand
 from domain.orders import ORDERS
 from store import Codec, Durability, EventStore, ViewStore, get_logger
 
@@ -46,6 +48,7 @@ class EngineStatus(msgspec.Struct, frozen=True):
         parked_events: Poison events parked, over all views.
         durability: ``"sync"`` or ``"async"``.
         in_flight: Commands submitted and not yet acknowledged.
+        queries_waiting: Queries parked until their view reaches the position they asked for.
         file_size: Size of the data file in bytes.
         views_recovered: Why the views environment was wiped and rebuilt from the log at open
             (an OS crash with unflushed view writes, a damaged file, checkpoints ahead of the
@@ -58,6 +61,7 @@ class EngineStatus(msgspec.Struct, frozen=True):
     parked_events: int
     durability: str
     in_flight: int = 0
+    queries_waiting: int = 0
     file_size: int = 0
     views_recovered: str = ""
 
@@ -79,7 +83,7 @@ class Engine:
         self._registries: list[AggregateRegistry] = parts["registries"]
         self._read: ReadSide = parts["read"]
         self._gate = InFlightGate(parts["max_in_flight"])
-        self._inflight = InFlightCommands()
+        self._idempotency: Idempotency = parts["idempotency"]
         self._idle_timeout: float | None = parts["idle_timeout"]
         self._closed = False
         self._close_lock = threading.Lock()
@@ -113,6 +117,7 @@ class Engine:
         codec: Codec | None = None,
         store_wrapper: Callable[[EventStore], Any] | None = None,
         tune_gc: bool = True,
+        fault_seam: FaultSeam | None = None,
     ) -> Engine:
         """Open (creating if needed) the engine over the data directory ``path``.
 
@@ -136,7 +141,11 @@ class Engine:
             codec: A codec with extra event types or upcasters registered.
             store_wrapper: Wraps the store used by the write side (a fault-injection seam).
             tune_gc: Raise the cyclic collector's thresholds (process-wide; see
-                :func:`tune_collector`); False leaves the embedding program's settings alone.
+                :func:`tune_collector`) and freeze long-lived actors out of its scans; False
+                never touches ``gc`` (thresholds, freeze, unfreeze): the embedding program owns it.
+            fault_seam: Called with (actor kind, message) before every actor message is handled;
+                raising there simulates a crash inside that actor (a test seam; see
+                :mod:`actors._supervision`).
 
         Raises:
             LogLocked: Another live engine holds ``path``; ``.pid`` names it.
@@ -160,7 +169,9 @@ class Engine:
             dispatcher = Dispatcher(workers=workers, name="aggregates", daemon=True)
             # Committed events reach every projector decoded once (none without views).
             tail = EventTail(store) if views is None or len(views) > 0 else None
-            writer = LogWriter.start(write_store, max_batch=max_batch, tail=tail, codec=codec)
+            writer = LogWriter.start(
+                write_store, max_batch=max_batch, tail=tail, codec=codec, fault_seam=fault_seam
+            )
             read = ReadSide.start(
                 store,
                 writer,
@@ -169,6 +180,7 @@ class Engine:
                 views=views,
                 view_backends=view_backends,
                 skip_unknown=skip_unknown_events,
+                fault_seam=fault_seam,
             )
             routes: dict[type, AggregateRegistry] = {}
             registries = []
@@ -182,6 +194,7 @@ class Engine:
                     snapshot_every=snapshot_every,
                     clock=clock or utc_now,
                     tune_gc=tune_gc,
+                    fault_seam=fault_seam,
                 )
                 registries.append(registry)
                 for command_type in decider.command_types:
@@ -197,6 +210,7 @@ class Engine:
                 read=read,
                 max_in_flight=max_in_flight,
                 idle_timeout=idle_timeout,
+                idempotency=Idempotency(write_store),
             )
         except BaseException:
             if read is not None:
@@ -222,6 +236,7 @@ class Engine:
                 return
             self._closed = True
         self._gate.close()  # from here on no command is admitted: the drain below is final
+        self._read.release_waiting()  # parked queries are answered now, not after the drain
         if not self._gate.wait_idle(timeout):
             log.warning("close_with_commands_in_flight", in_flight=self._gate.count)
         self._stop_housekeeping.set()
@@ -262,10 +277,6 @@ class Engine:
         """The underlying event store (read-only use: events, checkpoints)."""
         return self._store
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise EngineClosed
-
     def _housekeep(self) -> None:
         idle = self._idle_timeout
         # At least twice a second: unflushed view writes are bounded in time (OS-crash exposure).
@@ -282,6 +293,7 @@ class Engine:
 
     # ------------------------------------------------------------ commands
 
+    @guarded
     def submit(self, command: Any, *, timeout: float = 10.0) -> DispatcherFuture[CommandResult]:
         """Send a command without waiting for it; the future resolves once it is committed.
 
@@ -292,7 +304,6 @@ class Engine:
             InvalidCommand: Not a command of a registered aggregate type, or malformed ids.
             CommandTimeout: The engine stayed too busy to accept it for ``timeout`` seconds.
         """
-        self._check_open()
         registry, aggregate_id = self._route(command)
         if not self._gate.try_enter() and not self._gate.enter(timeout):
             raise CommandTimeout(command.command_id, timeout, "accepted (engine busy)")
@@ -330,8 +341,8 @@ class Engine:
         except BaseException:
             self._gate.leave()
             raise
-        if not self._inflight.admit(command.command_id, print_, future):
-            return future  # a duplicate of a command in flight: answered with the original's
+        if not self._idempotency.admit(command.command_id, print_, aggregate_id, future):
+            return future  # an id seen before: answered there, never decided twice
         try:
             registry.route(aggregate_id, Execute(command, future, print_))
         except BaseException as error:
@@ -340,6 +351,7 @@ class Engine:
             raise
         return future
 
+    @guarded
     def execute(self, command: Any, *, timeout: float = 10.0) -> CommandResult:
         """Run a command and return once its events are committed.
 
@@ -357,9 +369,9 @@ class Engine:
         except pykka.Timeout:
             raise CommandTimeout(command.command_id, timeout) from None
 
+    @guarded_async
     async def execute_async(self, command: Any, *, timeout: float = 10.0) -> CommandResult:
         """Like :meth:`execute`, without ever blocking the event loop."""
-        self._check_open()
         registry, aggregate_id = self._route(command)
         if not self._gate.try_enter():
             loop = asyncio.get_running_loop()
@@ -374,6 +386,7 @@ class Engine:
 
     # ------------------------------------------------------------ queries and views
 
+    @guarded
     def query(self, query: Any, *, after: int | None = None, timeout: float = 5.0) -> Any:
         """Answer a query from the views; with ``after``, first wait for that position.
 
@@ -382,16 +395,16 @@ class Engine:
             ConsistencyTimeout: The view did not reach ``after`` in time; ``.stale_result``
                 holds the answer as of now.
         """
-        self._check_open()
         return self._read.query(query, after=after, timeout=timeout)
 
+    @guarded_async
     async def query_async(
         self, query: Any, *, after: int | None = None, timeout: float = 5.0
     ) -> Any:
         """Like :meth:`query`, without ever blocking the event loop."""
-        self._check_open()
         return await self._read.query_async(query, after=after, timeout=timeout)
 
+    @guarded
     def rebuild(
         self,
         view: str | None = None,
@@ -406,19 +419,19 @@ class Engine:
             view: The view to rebuild (default: all).
             progress: Called with (events done, events total) as the replay advances.
         """
-        self._check_open()
         return self._read.rebuild(view, progress=progress)
 
+    @guarded
     def parked(self, view: str | None = None) -> list[Any]:
         """Return the parked (poison) events, of one view or of all."""
-        self._check_open()
         return self._store.parked(view)
 
+    @guarded
     def retry_parked(self, view: str, position: int) -> bool:
         """Apply a parked event to its view again; True if it applied and was unparked."""
-        self._check_open()
         return self._read.retry_parked(view, position)
 
+    @guarded
     def retry_view(self, view: str) -> None:
         """Restart a view stalled on a corrupt record (or retry a failing one now).
 
@@ -429,23 +442,22 @@ class Engine:
             UnknownView: No view has that name.
             EngineClosed: The engine was closed.
         """
-        self._check_open()
         self._read.retry_view(view)
 
+    @guarded
     def discard_parked(self, view: str, position: int) -> bool:
         """Forget a parked event (the view stays without it); True if it was parked."""
-        self._check_open()
         return self._store.unpark(view, position)
 
+    @guarded
     def wait_for_views(self, position: int | None = None, timeout: float = 10.0) -> bool:
         """Wait until every view has applied ``position`` (default: the head now)."""
-        self._check_open()
         target = self._store.head() if position is None else position
         return self._read.wait_all(target, timeout)
 
+    @guarded
     def status(self) -> EngineStatus:
         """Return the engine's status: head, views, live aggregates, parked events."""
-        self._check_open()
         head = self._store.head()
         views = self._read.status(head)
         return EngineStatus(
@@ -455,6 +467,7 @@ class Engine:
             parked_events=len(self._store.parked()),
             durability=self._store.durability,
             in_flight=self._gate.count,
+            queries_waiting=self._read.queries_waiting,
             file_size=self._store.file_size(),
             views_recovered=self._view_store.recovered,
         )

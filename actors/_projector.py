@@ -30,6 +30,7 @@ from actors._backoff import VIEW_RETRY, Backoff, RetryTimers
 from actors._messages import HeadAdvanced
 from actors._progress import Failure, Progress, ViewStatus
 from actors._replay import Reader, apply_safely, read_batch, replay_into, store_reader
+from actors._supervision import FaultSeam, Supervised
 from actors._tail import EventTail
 from domain.errors import CorruptLog
 from store import EventStore, get_logger
@@ -48,6 +49,10 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+# The projector's own retry timer (resuming after a handler failure), beside the views' timers:
+# no view can have this name.
+_RESUME = "\x00resume"
 
 
 class CatchUp(msgspec.Struct, frozen=True):
@@ -92,8 +97,13 @@ class ViewAdvanced(msgspec.Struct, frozen=True):
     positions: dict[str, int]
 
 
-class Projector(pykka.ThreadingActor):
+class Projector(Supervised, pykka.ThreadingActor):
     """Keeps every view current with the log.
+
+    Supervision: *resume*. A view's own failures never reach the actor (each view retries with
+    backoff, or stalls on a corrupt record). Anything else that escapes a handler (the log's
+    head, a seam) fails only the asker of that message, if any; the projector goes on and
+    schedules its next catch-up after the same capped backoff, so no view is left unscheduled.
 
     Args:
         store: The event store.
@@ -104,9 +114,12 @@ class Projector(pykka.ThreadingActor):
         on_batch: Called with the views that advanced after each batch (snapshot scheduling).
         backoff: When a view whose storage failed is tried again (default:
             :data:`~actors._backoff.VIEW_RETRY`).
+        fault_seam: Called before each message is handled (tests raise there); None in use.
     """
 
     use_daemon_thread = True
+    actor_kind = "projector"
+    policy = "resume"
 
     def __init__(
         self,
@@ -118,6 +131,7 @@ class Projector(pykka.ThreadingActor):
         tail: EventTail | None = None,
         on_batch: Any = None,
         backoff: Backoff | None = None,
+        fault_seam: FaultSeam | None = None,
     ) -> None:
         super().__init__()
         self._store = store
@@ -130,6 +144,8 @@ class Projector(pykka.ThreadingActor):
         self._scheduled = False
         self._backoff = VIEW_RETRY if backoff is None else backoff
         self._timers = RetryTimers(self._retry_due)
+        self.fault_seam = fault_seam
+        self._failures = 0  # handler failures in a row (not a view's): paces the resumption
 
     def on_start(self) -> None:
         """Start catching up from every view's checkpoint."""
@@ -144,9 +160,13 @@ class Projector(pykka.ThreadingActor):
         """Cancel the pending retries."""
         self._timers.cancel_all()
 
-    def on_failure(self, *_exc_info: object) -> None:
-        """Cancel the pending retries (the actor stops)."""
-        self._timers.cancel_all()
+    def on_resume(self) -> None:
+        """Catch up again after a handler failure, once the backoff says so."""
+        self._failures += 1
+        # The failed message may have been the pending CatchUp: without this, nothing would
+        # ever schedule one again and every view would sit still.
+        self._scheduled = True
+        self._timers.arm(_RESUME, self._backoff.delay(self._failures))
 
     def on_receive(self, message: Any) -> Any:
         """Handle head notifications, catch-up steps, swaps, retries of views and parked events."""
@@ -155,6 +175,9 @@ class Projector(pykka.ThreadingActor):
         elif isinstance(message, CatchUp):
             self._scheduled = False
             self._step()
+        elif isinstance(message, RetryDue) and message.view == _RESUME:
+            self._scheduled = False
+            self._schedule()
         elif isinstance(message, RetryDue):
             progress = self._progress[message.view]
             if progress.waiting == message.token:  # else a timer cancelled as it fired
@@ -205,6 +228,7 @@ class Projector(pykka.ThreadingActor):
                 self._router.tell(ViewAdvanced(advanced))
             if self._on_batch is not None:
                 self._on_batch(advanced)
+        self._failures = 0
         if behind:
             self._schedule()
 

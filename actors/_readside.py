@@ -16,8 +16,9 @@ from actors._future import DispatcherFuture, bridge
 from actors._progress import Progress, ViewStatus
 from actors._projector import Projector, RetryParked, RetryView, Swap
 from actors._replay import replay_many
-from actors._router import Ask, Cancel, QueryRouter, view_for
+from actors._router import Ask, Cancel, QueryRouter, ReleaseWaiting, view_for
 from actors._snapshots import ViewSnapshots
+from actors._supervision import FaultSeam
 from actors._tail import EventTail
 from actors._writer import LogWriter
 from domain.errors import ConsistencyTimeout, EngineError, UnknownView
@@ -67,8 +68,10 @@ class ReadSide:
         validate: Callable[[Any], None] = validate_query,
         tail: EventTail | None = None,
         snapshots: ViewSnapshots | None = None,
+        parked: dict[int, Any] | None = None,
     ) -> None:
         self._store = store
+        self._parked_asks: dict[int, Any] = {} if parked is None else parked
         self.tail = tail
         self.snapshots = snapshots
         self.views = {view.name: view for view in views}
@@ -94,6 +97,7 @@ class ReadSide:
         routes: Mapping[type, str] | None = None,
         validate: Callable[[Any], None] = validate_query,
         snapshot_every: int = SNAPSHOT_EVERY,
+        fault_seam: FaultSeam | None = None,
     ) -> ReadSide:
         """Create the views (default: the order read models) and start their actors.
 
@@ -108,7 +112,8 @@ class ReadSide:
             snapshots = ViewSnapshots(view_store.snapshots, views, snapshot_every)
             snapshots.restore_all(store.head())
         by_name = {view.name: view for view in views}
-        router = QueryRouter.start(by_name, routes, validate)
+        parked: dict[int, Any] = {}
+        router = QueryRouter.start(by_name, routes, validate, fault_seam, parked)
         progress = [Progress(view) for view in views]
         # One projector feeds every view (one thread woken per commit, not one per view); a view
         # that declares `isolated = True` gets its own, so that a slow or stuck apply of it never
@@ -125,6 +130,7 @@ class ReadSide:
                 router,
                 tail=tail,
                 on_batch=snapshots.on_batch if snapshots is not None else None,
+                fault_seam=fault_seam,
             )
             writer.proxy().subscribe(ref).get(timeout=30)
             projectors.update((p.view.name, ref) for p in group)
@@ -138,7 +144,13 @@ class ReadSide:
             validate=validate,
             tail=tail,
             snapshots=snapshots,
+            parked=parked,
         )
+
+    @property
+    def queries_waiting(self) -> int:
+        """Return how many queries are parked in the router, waiting for their view."""
+        return len(self._parked_asks)  # a dict's size is read atomically
 
     def close(self) -> None:
         """Stop the projector and the router, snapshot the memory views, close the views."""
@@ -152,6 +164,13 @@ class ReadSide:
             for view in self.views.values():
                 view.close()
 
+    def release_waiting(self) -> None:
+        """Answer every parked query now with EngineClosed (the engine is closing)."""
+        try:
+            self._router.tell(ReleaseWaiting())
+        except pykka.ActorDeadError:
+            log.debug("router_already_stopped")  # its on_stop answered them
+
     # ------------------------------------------------------------ queries
 
     def _send(self, query: Any, after: int | None) -> tuple[DispatcherFuture[Any], int]:
@@ -160,8 +179,14 @@ class ReadSide:
         self._router.tell(Ask(query, after, ticket, reply))
         return reply, ticket
 
+    def _cancel(self, ticket: int) -> None:
+        try:
+            self._router.tell(Cancel(ticket))
+        except pykka.ActorDeadError:
+            log.debug("router_already_stopped")  # nothing is parked any more
+
     def _stale(self, query: Any, after: int, ticket: int) -> ConsistencyTimeout:
-        self._router.tell(Cancel(ticket))
+        self._cancel(ticket)
         view = view_for(self.views, self._routes, query)
         reached = view.position()
         # Straight from the view (queries are thread-safe by the View contract), not through the
@@ -194,6 +219,10 @@ class ReadSide:
         reply, ticket = self._send(query, after)
         try:
             return await asyncio.wait_for(bridge(reply), timeout)
+        except asyncio.CancelledError:
+            # The caller gave up: its parked ask must not wait in the router for ever.
+            self._cancel(ticket)
+            raise
         except TimeoutError:
             if after is None:
                 raise EngineError(f"the query was not answered within {timeout} s") from None

@@ -8,7 +8,13 @@ Passivation protocol: the registry *asks* an aggregate to passivate (idle timeou
 cap); the aggregate agrees only if nothing of its own is still in flight, and then calls
 :meth:`AggregateRegistry.retire`, which, under the registry lock, removes it from the index,
 re-routes any command that reached its inbox meanwhile (in arrival order, to a fresh actor that
-loads from the now up-to-date log) and stops it.
+loads from the now up-to-date log) and stops it. The LRU cap counts the actors already asked, so
+concurrent activations never evict more than the excess.
+
+Supervision (restart on demand): an aggregate that fails inside a handler calls
+:meth:`AggregateRegistry.crashed` from its ``on_failure``; its queued commands go to a successor
+that resyncs with the writer before loading, so nothing queued is dropped or decided on a stale
+version.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import pykka
 
 from actors._aggregate import AggregateActor, AggregateKit, SnapshotStore
 from actors._messages import Execute, Passivate
+from actors._supervision import FaultSeam
 from store import get_logger
 
 if TYPE_CHECKING:
@@ -74,6 +81,7 @@ class AggregateRegistry:
         clock: Returns the current UTC time.
         tune_gc: Freeze long-lived actors out of the collector's scans (False: never touch
             ``gc``; the embedding program owns its collector).
+        fault_seam: Called before each aggregate message is handled (tests); None in use.
     """
 
     def __init__(
@@ -87,6 +95,7 @@ class AggregateRegistry:
         snapshot_every: int,
         clock: Callable[[], datetime],
         tune_gc: bool = True,
+        fault_seam: FaultSeam | None = None,
     ) -> None:
         self.decider = decider
         self._dispatcher = dispatcher
@@ -99,6 +108,7 @@ class AggregateRegistry:
             registry=self,
             snapshot_every=snapshot_every,
             clock=clock,
+            fault_seam=fault_seam,
         )
         # Reentrant: retire() re-routes leftovers while holding it.
         self._lock = threading.RLock()
@@ -113,13 +123,17 @@ class AggregateRegistry:
         """Return the number of live aggregate actors."""
         return len(self._index)
 
-    def route(self, aggregate_id: str, message: Execute) -> None:
-        """Deliver ``message`` to the aggregate's actor, activating it if needed."""
+    def route(self, aggregate_id: str, message: Execute, *, resync: bool = False) -> None:
+        """Deliver ``message`` to the aggregate's actor, activating it if needed.
+
+        ``resync``: an actor activated for it first resyncs with the writer (see
+        :class:`AggregateActor`).
+        """
         now = time.monotonic()
         with self._lock:
             entry = self._index.get(aggregate_id)
             if entry is None:
-                entry = self._activate(aggregate_id, now)
+                entry = self._activate(aggregate_id, now, resync=resync)
             else:
                 self._index.move_to_end(aggregate_id)
                 entry.last_used = now
@@ -127,15 +141,18 @@ class AggregateRegistry:
             try:
                 entry.ref.tell(message)
             except pykka.ActorDeadError:
-                # It died of an unexpected failure: a fresh actor reloads from the log.
+                # It died of an unexpected failure: a fresh actor resyncs and reloads.
                 log.warning("aggregate_actor_dead", aggregate_id=aggregate_id)
-                entry = self._activate(aggregate_id, now)
+                self._unmark(entry)
+                entry = self._activate(aggregate_id, now, resync=True)
                 entry.ref.tell(message)
             if len(self._index) > self._max_live:
                 self._shed()
 
-    def _activate(self, aggregate_id: str, now: float) -> _Entry:
-        ref = AggregateActor.start_on(self._dispatcher, aggregate_id=aggregate_id, kit=self._kit)
+    def _activate(self, aggregate_id: str, now: float, *, resync: bool = False) -> _Entry:
+        ref = AggregateActor.start_on(
+            self._dispatcher, aggregate_id=aggregate_id, kit=self._kit, resync=resync
+        )
         entry = _Entry(ref, now)
         self._index[aggregate_id] = entry
         self.activations += 1
@@ -180,9 +197,11 @@ class AggregateRegistry:
             entry.passivating = False
             self._asked -= 1
 
-    def _remove(self, aggregate_id: str) -> None:
+    def _remove(self, aggregate_id: str) -> _Entry:
         # Called with the lock held.
-        self._unmark(self._index.pop(aggregate_id))
+        entry = self._index.pop(aggregate_id)
+        self._unmark(entry)
+        return entry
 
     def trim(self) -> None:
         """Ask the least recently used actors over the cap to passivate (housekeeping).
@@ -222,14 +241,9 @@ class AggregateRegistry:
     def retire(self, actor: AggregateActor) -> bool:
         """Remove ``actor`` (called from its own turn) and stop it; False if it is not current."""
         with self._lock:
-            entry = self._index.get(actor.aggregate_id)
-            if entry is None or entry.ref is not actor.actor_ref:
+            if not self._forget_current(actor):
                 return False
-            self._remove(actor.aggregate_id)
-            leftovers = []
-            inbox = actor.actor_inbox
-            while not inbox.empty():
-                leftovers.append(inbox.get())
+            queued = actor.take_queued()
             actor._stop()  # noqa: SLF001 - stop now, from its own turn, with an empty inbox
             self.passivations += 1
             self._since_unfreeze += 1
@@ -239,11 +253,30 @@ class AggregateRegistry:
                 self._since_unfreeze = 0
                 if self._tune_gc:
                     gc.unfreeze()
-            for envelope in leftovers:
-                if isinstance(envelope.message, Execute):
-                    self.route(actor.aggregate_id, envelope.message)
-                elif envelope.reply_to is not None:
-                    envelope.reply_to.set(None)
+            for message in queued:
+                self.route(actor.aggregate_id, message)
+        return True
+
+    def crashed(self, actor: AggregateActor) -> None:
+        """Restart on demand (from the failed actor's ``on_failure``, in its own turn).
+
+        The actor is forgotten and every command queued in it goes, in order, to a successor
+        that resyncs with the writer before loading: appends of the failed actor may still be in
+        flight, and they must settle before the log is the whole truth about the aggregate.
+        """
+        with self._lock:
+            self._forget_current(actor)
+            queued = actor.take_queued()
+            log.warning("aggregate_restarted", aggregate_id=actor.aggregate_id, queued=len(queued))
+            for message in queued:
+                self.route(actor.aggregate_id, message, resync=True)
+
+    def _forget_current(self, actor: AggregateActor) -> bool:
+        # Called with the lock held: remove the actor's entry if it is still the current one.
+        entry = self._index.get(actor.aggregate_id)
+        if entry is None or entry.ref is not actor.actor_ref:
+            return False
+        self._remove(actor.aggregate_id)
         return True
 
     def refused(self, aggregate_id: str) -> None:

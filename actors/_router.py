@@ -16,11 +16,11 @@ import msgspec
 import pykka
 
 from actors._projector import ViewAdvanced
-from actors._writer import fail
-from domain.errors import UnknownView
+from actors._supervision import FaultSeam, Supervised, fail, settle
+from domain.errors import EngineClosed, UnknownView
 from views import View
 
-__all__ = ["Ask", "Cancel", "QueryRouter", "view_for"]
+__all__ = ["Ask", "Cancel", "QueryRouter", "ReleaseWaiting", "view_for"]
 
 _COMPACT_AT = 64  # heap entries per view before cancelled asks are swept out
 
@@ -48,30 +48,45 @@ class Cancel(msgspec.Struct, frozen=True):
     ticket: int
 
 
-class QueryRouter(pykka.ThreadingActor):
-    """Serves queries from the views.
+class ReleaseWaiting(msgspec.Struct, frozen=True):
+    """Engine -> router: the engine is closing; answer every parked ask now."""
+
+
+class QueryRouter(Supervised, pykka.ThreadingActor):
+    """Serves queries that wait for their view (read-your-writes).
+
+    Supervision: *resume*. A failing query fails its caller only; at stop every parked query is
+    answered at once with :class:`EngineClosed`.
 
     Args:
         views: Every view, by name.
         routes: Query type -> view name.
         validate: Raises :class:`InvalidQuery` for a malformed query (before any view is used).
+        fault_seam: Called before each message is handled (tests raise there); None in use.
+        parked: The dict to keep parked asks in, by ticket (its owner reads its size).
     """
 
     use_daemon_thread = True
+    actor_kind = "router"
+    policy = "resume"
 
     def __init__(
         self,
         views: Mapping[str, View],
         routes: Mapping[type, str],
         validate: Any,
+        fault_seam: FaultSeam | None = None,
+        parked: dict[int, Ask] | None = None,
     ) -> None:
         super().__init__()
+        self.fault_seam = fault_seam
         self._views = dict(views)
         self._routes = dict(routes)
         self._validate = validate
         # Per view: a heap of (position, ticket) and the parked asks by ticket.
         self._waiting: dict[str, list[tuple[int, int]]] = {name: [] for name in views}
-        self._asks: dict[int, Ask] = {}
+        # Shared with the read side (``parked``), which only reads its size for ``status``.
+        self._asks: dict[int, Ask] = {} if parked is None else parked
 
     def view_for(self, query: Any) -> View:
         """Return the view serving ``query``."""
@@ -86,7 +101,19 @@ class QueryRouter(pykka.ThreadingActor):
                 self._wake(name, position)
         elif isinstance(message, Cancel) and self._asks.pop(message.ticket, None) is not None:
             self._compact()
+        elif isinstance(message, ReleaseWaiting):
+            self.on_stop()
         return None
+
+    def on_stop(self) -> None:
+        """Answer every parked query at once: nobody will wake them any more."""
+        error = EngineClosed("the engine closed while this query waited for its view")
+        asks = list(self._asks.values())
+        self._asks.clear()
+        for heap in self._waiting.values():
+            heap.clear()
+        for ask in asks:
+            fail(ask.reply, error)
 
     def _compact(self) -> None:
         # A cancelled ask leaves its (position, ticket) in the heap until the view gets there;
@@ -116,7 +143,7 @@ class QueryRouter(pykka.ThreadingActor):
         except Exception as error:  # noqa: BLE001 - a failing query fails its caller only
             fail(ask.reply, error)
         else:
-            ask.reply.set(result)
+            settle(ask.reply, result)
 
     def _wake(self, name: str, position: int) -> None:
         heap = self._waiting.get(name)

@@ -12,13 +12,15 @@ stall the dispatcher's workers.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pykka
 
+from actors._idempotency import answer_recorded
 from actors._messages import (
     AppendCommand,
     CommandResult,
@@ -27,13 +29,14 @@ from actors._messages import (
     ReloadNow,
     Resync,
 )
-from domain.errors import CommitFailed, EngineError
+from actors._supervision import FaultSeam, Supervised, answer_carried, fail, settle
+from domain.errors import ActorFailed, CommitFailed, EngineError
 from store import Codec, CommandRecord, Committed, RecordedEvent, StreamAppend, get_logger
 
 if TYPE_CHECKING:
     from actors._tail import EventTail
 
-__all__ = ["LogStore", "LogWriter", "fail", "result_from_record"]
+__all__ = ["LogStore", "LogWriter"]
 
 log = get_logger(__name__)
 
@@ -55,50 +58,35 @@ class LogStore(Protocol):
         """Read one stream (keyed by type and id) from a version."""
         ...
 
+    def read_all(
+        self, from_position: int = 1, batch_size: int = 1000
+    ) -> Iterator[list[RecordedEvent]]:
+        """Read the log from a position, in batches."""
+        ...
+
     def head(self) -> int:
         """Return the last position."""
         ...
 
 
-def fail(reply: pykka.Future[Any], error: BaseException) -> None:
-    """Resolve ``reply`` with ``error`` (ignoring a future that is already resolved)."""
-    try:
-        reply.set_exception((type(error), error, error.__traceback__))
-    except queue.Full:  # pragma: no cover - a future is resolved exactly once by design
-        log.warning("future_already_resolved", error=repr(error))
-
-
-def result_from_record(
-    store: LogStore, record: CommandRecord, aggregate_id: str, stream_type: str
-) -> CommandResult:
-    """Rebuild the original :class:`CommandResult` of an already committed command."""
-    count = record.last_position - record.first_position + 1
-    first_version = record.version - count + 1
-    stream = store.read_stream(record.stream_id, first_version, stream_type=stream_type)
-    events = tuple(
-        recorded.event
-        for recorded in stream[:count]
-        if record.first_position <= recorded.position <= record.last_position
-    )
-    return CommandResult(
-        aggregate_id=aggregate_id,
-        version=record.version,
-        position=record.last_position,
-        events=events,
-    )
-
-
-class LogWriter(pykka.ThreadingActor):
+class LogWriter(Supervised, pykka.ThreadingActor):
     """Group-commits aggregates' appends to the log and resolves their callers' futures.
+
+    Supervision: *resume*. A failure while committing fails that batch's callers (the aggregates
+    concerned are told to reload) and the writer goes on with the next batch; at stop, every
+    append still queued is answered.
 
     Args:
         store: The event store (or a fault-injection wrapper around it).
         max_batch: Most commands committed in one transaction.
         tail: Where committed events are handed to the projectors, decoded (None: no views).
         codec: The store's codec (tags and schema versions of the published records).
+        fault_seam: Called before each message is handled (tests raise there); None in use.
     """
 
     use_daemon_thread = True  # a crashed embedding program must not hang on this thread
+    actor_kind = "writer"
+    policy = "resume"
 
     def __init__(
         self,
@@ -107,8 +95,10 @@ class LogWriter(pykka.ThreadingActor):
         max_batch: int = 2000,
         tail: EventTail | None = None,
         codec: Codec | None = None,
+        fault_seam: FaultSeam | None = None,
     ) -> None:
         super().__init__()
+        self.fault_seam = fault_seam
         if tail is not None and codec is None:
             raise ValueError("publishing to a tail needs the codec")
         self._store = store
@@ -126,6 +116,16 @@ class LogWriter(pykka.ThreadingActor):
     def subscribe(self, ref: pykka.ActorRef[Any]) -> None:
         """Tell ``ref`` a :class:`HeadAdvanced` after every commit (called before traffic)."""
         self._subscribers = (*self._subscribers, ref)
+
+    def _handle_receive(self, message: Any) -> Any:
+        try:
+            return super()._handle_receive(message)
+        except Exception:
+            if isinstance(message, AppendCommand):
+                # Its aggregate evolved past what the log holds: it must reload before deciding
+                # again, or its next append would fail a version check it never asked for.
+                self._reload_owners([message])
+            raise
 
     def on_receive(self, message: Any) -> Any:
         """Handle one message; appends pull every queued append into the same commit."""
@@ -156,7 +156,17 @@ class LogWriter(pykka.ThreadingActor):
                 # Keep arrival order: commit what came before, then handle this one.
                 control = envelope
                 break
-        self._commit(batch)
+        try:
+            self._commit(batch)
+        except Exception as error:
+            # Only a bug or a failure after the store call gets here (the store call itself is
+            # guarded in _commit): the batch may or may not be in the log, so its callers are
+            # told exactly that, and a retry with the same command_id learns the outcome.
+            log.exception("writer_batch_failed", commands=len(batch))
+            failure = ActorFailed("writer", repr(error), outcome_unknown=True)
+            for message in batch:
+                answer_carried(message, failure)
+            self._reload_owners(batch)
         if control is not None:
             self._handle_envelope(control)
 
@@ -189,16 +199,11 @@ class LogWriter(pykka.ThreadingActor):
                 live.append(message)
         if not live:
             return
+        head_before = self._store.head()
         try:
             results = self._store.append_batch([message.append for message in live])
-        except Exception as error:
-            log.exception("commit_failed", commands=len(live))
-            # Reload first: a caller that sees the failure may retry at once, and its retry must
-            # reach the aggregate after the Reload, not be decided on the uncommitted state.
-            self._reload_owners(live)
-            failure = CommitFailed(repr(error))
-            for message in live:
-                fail(message.reply, failure)
+        except Exception as error:  # noqa: BLE001 - every failure is answered, from the log's truth
+            self._commit_failed(live, error, head_before)
             return
         head, events = self._settle(live, results)
         if self._tail is not None and head:
@@ -221,6 +226,36 @@ class LogWriter(pykka.ThreadingActor):
                     # A dead projector must not take the writer (and every command) down too.
                     log.warning("head_subscriber_gone", subscriber=str(subscriber))
 
+    def _commit_failed(self, live: list[AppendCommand], error: Exception, head_before: int) -> None:
+        """Answer a batch whose store call raised: from what the log says actually happened.
+
+        A store call can fail after its transaction committed (a wrapper, a post-commit step):
+        "nothing was written" would then be a lie, and a caller trusting it could give up on a
+        command that is in the log. The batch is one transaction, so one id tells for all.
+        """
+        log.error("commit_failed", commands=len(live), exc_info=error)
+        # Reload first: a caller that sees the failure may retry at once, and its retry must
+        # reach the aggregate after the Reload, not be decided on the uncommitted state.
+        self._reload_owners(live)
+        try:
+            record = self._store.lookup_command(live[0].append.command_id)
+        except Exception as lookup_error:  # noqa: BLE001 - the outcome stays unknown, typed
+            unknown = ActorFailed("writer", repr(lookup_error), outcome_unknown=True)
+            for message in live:
+                fail(message.reply, unknown)
+            return
+        if record is None or record.last_position <= head_before:
+            failure = CommitFailed(repr(error))
+            for message in live:
+                fail(message.reply, failure)
+            return
+        log.warning("commit_failed_after_commit", commands=len(live), error=repr(error))
+        for message in live:
+            self._answer_from_log(message.append.command_id, message, duplicate=False)
+        for subscriber in self._subscribers:
+            with contextlib.suppress(pykka.ActorDeadError):
+                subscriber.tell(HeadAdvanced(self._store.head()))
+
     def _settle(
         self, live: list[AppendCommand], results: list[Committed | EngineError]
     ) -> tuple[int, int]:
@@ -241,13 +276,14 @@ class LogWriter(pykka.ThreadingActor):
             if isinstance(result, Committed) and not result.duplicate:
                 head = max(head, result.last_position)
                 events += len(message.append.events)
-                message.reply.set(
+                settle(
+                    message.reply,
                     CommandResult(
                         aggregate_id=message.aggregate_id,
                         version=result.version,
                         position=result.last_position,
                         events=tuple(message.append.events),
-                    )
+                    ),
                 )
             elif isinstance(result, Committed):
                 self._answer_from_log(message.append.command_id, message)
@@ -288,13 +324,28 @@ class LogWriter(pykka.ThreadingActor):
         except Exception:  # the projectors then decode from LMDB: slower, never wrong
             log.exception("tail_publish_failed")
 
-    def _answer_from_log(self, command_id: str, message: AppendCommand) -> None:
-        record = self._store.lookup_command(command_id)
+    def _answer_from_log(
+        self, command_id: str, message: AppendCommand, *, duplicate: bool = True
+    ) -> None:
+        if duplicate:
+            # The engine's door answers every command id seen before, so the store meeting one
+            # here means something bypassed it: answer with the door's own code, and say so.
+            log.warning("duplicate_reached_the_writer", command_id=command_id)
+        try:
+            record = self._store.lookup_command(command_id)
+        except Exception as error:  # noqa: BLE001 - typed for the caller
+            fail(message.reply, ActorFailed("writer", repr(error), outcome_unknown=True))
+            return
         if record is None:  # pragma: no cover - the store just reported it as recorded
             fail(message.reply, CommitFailed("duplicate command vanished from the log"))
             return
-        kind = message.append.stream_type
-        message.reply.set(result_from_record(self._store, record, message.aggregate_id, kind))
+        answer_recorded(
+            self._store,
+            record,
+            message.append.fingerprint,
+            message.aggregate_id,
+            message.reply,
+        )
 
     def _reload_owners(self, messages: list[AppendCommand]) -> None:
         owners: dict[tuple[str, str], pykka.ActorRef[Any]] = {}

@@ -21,6 +21,7 @@ from starlette.routing import Match
 
 from api._schemas import ErrorAnswer, StaleAnswer
 from domain.errors import (
+    ActorFailed,
     AggregateNotFound,
     CommandRejected,
     CommandTimeout,
@@ -48,6 +49,7 @@ STATUS_BY_ERROR: Final[dict[type[EngineError], int]] = {
     EngineClosed: 503,
     CommandTimeout: 503,  # the command may still commit: retry with the same Idempotency-Key
     CommitFailed: 503,  # nothing was written: a retry is safe
+    ActorFailed: 503,  # an actor failed holding it: retry (same Idempotency-Key for commands)
     CorruptLog: 500,  # the server's data is damaged; nothing the client can fix
 }
 """HTTP status per engine error class (the most specific class in the MRO wins)."""

@@ -138,6 +138,7 @@ def status_tables(status: EngineStatus) -> Sequence[Table]:
             ("live_aggregates", status.live_aggregates),
             ("parked_events", status.parked_events),
             ("in_flight", status.in_flight),
+            ("queries_waiting", status.queries_waiting),
             ("file_size", _size(status.file_size)),
         ],
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ActorFailed",
     "AggregateNotFound",
     "CommandRejected",
     "CommandTimeout",
@@ -218,6 +219,31 @@ class StorageError(EngineError):
         )
         self.operation = operation
         self.reason = reason
+
+
+class ActorFailed(EngineError):
+    """An engine actor failed while it held this request; the request was not carried out.
+
+    Only a failure of the log writer after a commit can leave a command's outcome unknown, and
+    the message says so: retry with the same ``command_id`` (it is applied at most once, and the
+    retry answers with the original result). A query can simply be asked again.
+
+    Attributes:
+        actor: The kind of actor that failed (``"aggregate"``, ``"writer"``, ``"router"``...).
+        reason: The underlying error.
+    """
+
+    def __init__(self, actor: str, reason: str, *, outcome_unknown: bool = False) -> None:
+        retry = (
+            "the command may have committed: retry it with the same command_id to learn its "
+            "outcome (it is applied at most once)"
+            if outcome_unknown
+            else "nothing was done; retry"
+        )
+        super().__init__(f"the {actor} failed while holding this request ({reason}); {retry}")
+        self.actor = actor
+        self.reason = reason
+        self.outcome_unknown = outcome_unknown
 
 
 class CommandTimeout(EngineError, TimeoutError):

@@ -212,6 +212,12 @@ class DelegatingStore:
         """Delegate."""
         return self.store.read_stream(stream_id, from_version, stream_type=stream_type)
 
+    def read_all(
+        self, from_position: int = 1, batch_size: int = 1000
+    ) -> Iterator[list[RecordedEvent]]:
+        """Delegate."""
+        return self.store.read_all(from_position, batch_size)
+
     def head(self) -> int:
         """Delegate."""
         return self.store.head()

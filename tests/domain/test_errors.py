@@ -5,6 +5,7 @@ import pytest
 
 import domain.errors as errors_module
 from domain.errors import (
+    ActorFailed,
     AggregateNotFound,
     CommandRejected,
     CommandTimeout,
@@ -90,6 +91,16 @@ def _examples() -> list[tuple[EngineError, dict[str, Any], list[str]]]:
             CommandTimeout("cmd-7", 2.5),
             {"command_id": "cmd-7", "seconds": 2.5},
             ["cmd-7", "2.5", "same command_id"],
+        ),
+        (
+            ActorFailed("writer", "OSError(5)", outcome_unknown=True),
+            {"actor": "writer", "reason": "OSError(5)", "outcome_unknown": True},
+            ["writer", "OSError(5)", "same command_id"],
+        ),
+        (
+            ActorFailed("router", "KeyError('x')"),
+            {"actor": "router", "outcome_unknown": False},
+            ["router", "nothing was done; retry"],
         ),
         (
             EngineClosed(),

@@ -158,10 +158,22 @@ def test_a_command_on_a_stream_with_a_bad_record_fails_with_corrupt_log_at_once(
     path = tmp_path / "data"
     bad = damage(path)
     with Engine.open(path) as engine:
-        for cid in ("bad.0.2.4", "bad.0.2.9"):  # a duplicate, then a new command
-            with pytest.raises(CorruptLog) as caught:
-                engine.execute(command_for(cid), timeout=5)
-            assert caught.value.position == bad
+        # A new command must load the stream, and meets the bad record.
+        with pytest.raises(CorruptLog) as caught:
+            engine.execute(command_for("bad.0.2.9"), timeout=5)
+        assert caught.value.position == bad
+        # A retry of an already recorded command reads only that command's own records: it
+        # fails with CorruptLog if the bad record is one of them, and gets its original result
+        # if they are intact, wherever the bad record sits in the stream.
+        for cid in (f"bad.0.2.{step}" for step in range(STEPS)):
+            record = engine.store.lookup_command(cid)
+            assert record is not None
+            if record.first_position <= bad <= record.last_position:
+                with pytest.raises(CorruptLog) as caught:
+                    engine.execute(command_for(cid), timeout=5)
+                assert caught.value.position == bad
+            else:
+                assert engine.execute(command_for(cid), timeout=5).position == record.last_position
         # Other streams are served as usual.
         assert engine.execute(command_for("bad.0.9.0")).version == 1
 
