@@ -120,6 +120,7 @@ class Projector(Supervised, pykka.ThreadingActor):
     use_daemon_thread = True
     actor_kind = "projector"
     policy = "resume"
+    redeliver = (HeadAdvanced, CatchUp, RetryDue, RetryView)
 
     def __init__(
         self,

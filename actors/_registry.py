@@ -110,6 +110,8 @@ class AggregateRegistry:
             clock=clock,
             fault_seam=fault_seam,
         )
+        # Ids whose actor crashed with nothing queued: their next actor resyncs before loading.
+        self._resync_next: set[str] = set()
         # Reentrant: retire() re-routes leftovers while holding it.
         self._lock = threading.RLock()
         self._index: OrderedDict[str, _Entry] = OrderedDict()
@@ -150,6 +152,9 @@ class AggregateRegistry:
                 self._shed()
 
     def _activate(self, aggregate_id: str, now: float, *, resync: bool = False) -> _Entry:
+        if self._resync_next:
+            resync = aggregate_id in self._resync_next or resync
+            self._resync_next.discard(aggregate_id)
         ref = AggregateActor.start_on(
             self._dispatcher, aggregate_id=aggregate_id, kit=self._kit, resync=resync
         )
@@ -268,6 +273,10 @@ class AggregateRegistry:
             self._forget_current(actor)
             queued = actor.take_queued()
             log.warning("aggregate_restarted", aggregate_id=actor.aggregate_id, queued=len(queued))
+            if not queued:
+                # Nothing to hand over now: the successor, whenever a command activates it,
+                # still resyncs first (the failed actor's appends may be in flight).
+                self._resync_next.add(actor.aggregate_id)
             for message in queued:
                 self.route(actor.aggregate_id, message, resync=True)
 

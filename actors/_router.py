@@ -69,6 +69,7 @@ class QueryRouter(Supervised, pykka.ThreadingActor):
     use_daemon_thread = True
     actor_kind = "router"
     policy = "resume"
+    redeliver = (ViewAdvanced, Cancel, ReleaseWaiting)
 
     def __init__(
         self,

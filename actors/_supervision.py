@@ -61,6 +61,8 @@ __all__ = [
 
 log = get_logger(__name__)
 
+_MAX_REDELIVERIES = 5
+
 FaultSeam = Callable[[str, Any], None]
 """Called with (actor kind, message) before each message is handled; raising simulates a crash."""
 
@@ -137,7 +139,10 @@ class Supervised(pykka.Actor):
     actor_kind: ClassVar[str] = "actor"
     policy: ClassVar[Literal["resume", "stop"]] = "stop"
     fault_seam: FaultSeam | None = None
+    redeliver: ClassVar[tuple[type, ...]] = ()
+    """Control messages (idempotent, carrying no caller) retried after a failure, not lost."""
     _failure: EngineError | None = None
+    _redeliveries: dict[int, int] | None = None
 
     def _fault_seam(self) -> FaultSeam | None:
         # A method, so that light actors can keep the seam in a shared object, not per instance.
@@ -148,7 +153,7 @@ class Supervised(pykka.Actor):
         try:
             if seam is not None:
                 seam(self.actor_kind, message)
-            return super()._handle_receive(message)
+            result = super()._handle_receive(message)
         except EngineError as error:
             # The caller's future first: pykka's failure path knows nothing about it.
             answer_carried(message, error)
@@ -158,7 +163,36 @@ class Supervised(pykka.Actor):
             # a handler raised to the asker), with the original chained for the traceback.
             failed = ActorFailed(self.actor_kind, repr(error))
             answer_carried(message, failed)
+            if self.policy == "resume" and isinstance(message, self.redeliver):
+                self._redeliver(message)
             raise failed from error
+        if self._redeliveries:
+            self._redeliveries.pop(id(message), None)
+        return result
+
+    def _redeliver(self, message: Any) -> None:
+        # A lost control message leaves a protocol half done (a view never retried, an
+        # aggregate waiting for its resync for ever): it goes to the back of the inbox again,
+        # a few times, so a transient fault costs a retry and a persistent bug cannot spin.
+        if self._redeliveries is None:
+            self._redeliveries = {}
+        attempts = self._redeliveries.get(id(message), 0) + 1
+        if attempts > _MAX_REDELIVERIES:
+            self._redeliveries.pop(id(message), None)
+            log.error("message_dropped", actor=self.actor_kind, message=type(message).__name__)
+            return
+        self._redeliveries[id(message)] = attempts
+        try:
+            self.actor_ref.tell(message)
+        except pykka.ActorDeadError:
+            self._redeliveries.pop(id(message), None)  # stopping: teardown answers the rest
+        else:
+            log.warning(
+                "message_redelivered",
+                actor=self.actor_kind,
+                message=type(message).__name__,
+                attempts=attempts,
+            )
 
     def _handle_failure(self, *exc_info: Any) -> None:
         error = exc_info[1]

@@ -87,6 +87,7 @@ class LogWriter(Supervised, pykka.ThreadingActor):
     use_daemon_thread = True  # a crashed embedding program must not hang on this thread
     actor_kind = "writer"
     policy = "resume"
+    redeliver = (Resync,)
 
     def __init__(
         self,
@@ -188,6 +189,10 @@ class LogWriter(Supervised, pykka.ThreadingActor):
         live: list[AppendCommand] = []
         for message in batch:
             if (message.append.stream_type, message.append.stream_id) in self._tainted:
+                # Told again: a successor actor (its predecessor crashed before resyncing)
+                # never heard the first Reload, and would otherwise fail here for ever. An
+                # actor already reloading ignores it.
+                self._reload_owners([message])
                 fail(
                     message.reply,
                     CommitFailed(
