@@ -15,6 +15,11 @@ Modes:
     hold PATH: open the engine, print ``READY <pid>``; then per stdin line ``run CID`` execute
         that command and print its ACK; ``exit`` closes the engine and exits.
     tryopen PATH: try to open the engine; print ``LOCKED <pid>`` or ``OPENED``.
+    rebuild PATH: open the engine (default views), wait for the views, print ``READY <head>``,
+        then rebuild every view printing ``PROG <done> <total>`` as it goes, until killed.
+    snapshot PATH TAG: open the engine (default views), wait for the views, then loop: execute
+        one command (printing its ACK) and snapshot every memory view at once (printing
+        ``SNAP <n>``), until killed.
 """
 
 from __future__ import annotations
@@ -149,6 +154,33 @@ def tryopen(path: str) -> None:
     emit("OPENED")
 
 
+def rebuild(path: str) -> None:
+    """Rebuild every view over an existing log, reporting progress until killed."""
+    engine = Engine.open(path)
+    engine.wait_for_views(timeout=120)
+    emit("READY", engine.store.head())
+    engine.rebuild(progress=lambda done, total: emit("PROG", done, total))
+    emit("REBUILT")
+    sys.stdin.read()
+
+
+def snapshot(path: str, tag: str) -> None:
+    """Alternate one acknowledged command and a snapshot of every memory view, until killed."""
+    engine = Engine.open(path)
+    engine.wait_for_views(timeout=120)
+    snapshots = engine._read.snapshots
+    assert snapshots is not None
+    names = list(snapshots._views)
+    emit("READY")
+    for n in range(_MAX_ORDERS):
+        cid = command_id(tag, 0, n, 0)
+        result = engine.execute(command_for(cid))
+        emit("ACK", cid, result.aggregate_id, result.version, result.position)
+        engine.wait_for_views(result.position, timeout=60)
+        snapshots._save(names)
+        emit("SNAP", n)
+
+
 def main() -> None:
     """Configure logging to stderr (stdout carries data only) and run the mode."""
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
@@ -163,6 +195,10 @@ def main() -> None:
         holdenv(path)
     elif mode == "hold":
         hold(path)
+    elif mode == "rebuild":
+        rebuild(path)
+    elif mode == "snapshot":
+        snapshot(path, *args)
     elif mode == "tryopen":
         tryopen(path)
     else:
