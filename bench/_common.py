@@ -35,6 +35,7 @@ __all__ = [
     "RESULTS_DIR",
     "BenchResult",
     "Figure",
+    "bench_main",
     "configure_logging",
     "deep_size",
     "figure",
@@ -271,3 +272,30 @@ def write_json(data: Mapping[str, Any], path: Path | None, default_name: str) ->
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(data, indent=2, default=str) + "\n")
     return target
+
+
+def bench_main(
+    run: Callable[[bool], BenchResult],
+    *,
+    doc: str | None,
+    title: str,
+    default_name: str,
+    quick_help: str,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """The command line every bench script shares: ``[--quick] [--json FILE]``.
+
+    Runs ``run(quick)``, prints its figures under ``title`` (with the run's seconds) and
+    writes its JSON to ``--json`` or ``bench/results/<default_name>``.
+    """
+    import argparse  # noqa: PLC0415 - only the command line needs it
+
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="results file")
+    args = parser.parse_args(argv)
+    result = run(args.quick)
+    print_figures(result["figures"], f"{title} ({result['seconds']:.0f} s)")
+    path = write_json(result, args.json, default_name)
+    progress(f"wrote {path}")
+    return 0

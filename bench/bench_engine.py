@@ -28,31 +28,28 @@ Run: ``python bench/bench_engine.py [--quick] [--json FILE]``.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import sys
 import tempfile
 import time
 import tracemalloc
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any, Final
 
 import msgspec
 from _common import (
     BenchResult,
     Figure,
+    bench_main,
     configure_logging,
     deep_size,
     figure,
     median_by_key,
     peer,
     percentiles_us,
-    print_figures,
     progress,
     rss_anon_bytes,
     timed,
-    write_json,
 )
 from _workload import order_workload
 
@@ -380,15 +377,14 @@ def run(quick: bool) -> BenchResult:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print its table, write its JSON."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, one run (~15 s)")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="results file")
-    args = parser.parse_args(argv)
-    result = run(quick=args.quick)
-    print_figures(result["figures"], f"write side ({result['seconds']:.0f} s)")
-    path = write_json(result, args.json, "engine.json")
-    progress(f"wrote {path}")
-    return 0
+    return bench_main(
+        run,
+        doc=__doc__,
+        title="write side",
+        default_name="engine.json",
+        quick_help="small sizes, one run (~15 s)",
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ Run: ``python bench/bench_http.py [--quick] [--json FILE]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import tempfile
@@ -41,11 +40,10 @@ from typing import Any
 from _common import (
     BenchResult,
     Figure,
+    bench_main,
     configure_logging,
     figure,
-    print_figures,
     progress,
-    write_json,
 )
 
 from actors import Engine
@@ -252,15 +250,14 @@ def run(quick: bool) -> BenchResult:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print its table, write its JSON."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="8 clients, 3 s phases (~15 s)")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="results file")
-    args = parser.parse_args(argv)
-    result = run(quick=args.quick)
-    print_figures(result["figures"], f"HTTP load ({result['seconds']:.0f} s)")
-    path = write_json(result, args.json, "http.json")
-    progress(f"wrote {path}")
-    return 0
+    return bench_main(
+        run,
+        doc=__doc__,
+        title="HTTP load",
+        default_name="http.json",
+        quick_help="8 clients, 3 s phases (~15 s)",
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

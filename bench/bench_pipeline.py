@@ -22,7 +22,6 @@ Run: ``python bench/bench_pipeline.py [--quick] [--json FILE]``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -30,20 +29,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Final
 
 from _common import (
     BenchResult,
     Figure,
+    bench_main,
     configure_logging,
     figure,
     peer,
     percentiles_us,
-    print_figures,
     progress,
     timed,
-    write_json,
 )
 from _workload import order_workload
 from bench_views import LoadThread, build_log
@@ -430,15 +427,14 @@ def run(quick: bool) -> BenchResult:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print its table, write its JSON."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, one run")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="results file")
-    args = parser.parse_args(argv)
-    result = run(quick=args.quick)
-    print_figures(result["figures"], f"read pipeline ({result['seconds']:.0f} s)")
-    path = write_json(result, args.json, "pipeline.json")
-    progress(f"wrote {path}")
-    return 0
+    return bench_main(
+        run,
+        doc=__doc__,
+        title="read pipeline",
+        default_name="pipeline.json",
+        quick_help="small sizes, one run",
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

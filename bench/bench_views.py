@@ -23,7 +23,6 @@ Run: ``python bench/bench_views.py [--quick] [--json FILE]``.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import itertools
 import sys
@@ -31,20 +30,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Final
 
 from _common import (
     BenchResult,
     Figure,
+    bench_main,
     configure_logging,
     figure,
     peer,
     percentiles_us,
-    print_figures,
     progress,
     timed,
-    write_json,
 )
 from _workload import order_workload
 from bench_engine import append_directly
@@ -324,15 +321,14 @@ def run(quick: bool) -> BenchResult:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print its table, write its JSON."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="50k events, fewer samples")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="results file")
-    args = parser.parse_args(argv)
-    result = run(quick=args.quick)
-    print_figures(result["figures"], f"read side ({result['seconds']:.0f} s)")
-    path = write_json(result, args.json, "views.json")
-    progress(f"wrote {path}")
-    return 0
+    return bench_main(
+        run,
+        doc=__doc__,
+        title="read side",
+        default_name="views.json",
+        quick_help="50k events, fewer samples",
+        argv=argv,
+    )
 
 
 if __name__ == "__main__":

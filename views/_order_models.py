@@ -25,6 +25,7 @@ from views._order_rows import (
     OrderRow,
     evolve,
     haystack,
+    row_matcher,
 )
 from views._order_types import (
     STATUSES,
@@ -223,33 +224,8 @@ class OrderSearchModel(_OrderRowsModel):
         return search_page(self._filter(storage, query), query, in_creation_order=True)
 
     def _filter(self, storage: Storage, query: SearchOrders) -> list[OrderRow]:
-        needle = query.query.casefold()
-        status, low, high = query.status, query.min_total, query.max_total
-        if SEP in needle:
-
-            def found(row: OrderRow) -> bool:
-                # The separator may be inside an id too: test each id on its own.
-                view = row.view
-                ids = (view.order_id, view.customer_id, *(ln.product_id for ln in row.lines))
-                return any(needle in text.casefold() for text in ids)
-        else:
-
-            def found(row: OrderRow) -> bool:
-                return needle in row.haystack
-
-        hits: list[OrderRow] = []
-        for row in self._orders(storage).values():
-            view = row.view
-            if status is not None and view.status != status:
-                continue
-            if low is not None and view.total_amount < low:
-                continue
-            if high is not None and view.total_amount > high:
-                continue
-            if needle and not found(row):
-                continue
-            hits.append(row)
-        return hits
+        matches = row_matcher(query)
+        return [row for row in self._orders(storage).values() if matches(row)]
 
 
 class _ProductUnits(msgspec.Struct, frozen=True, array_like=True, gc=False):

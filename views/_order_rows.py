@@ -7,7 +7,9 @@ is what lets read models compute first and write last.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from operator import attrgetter
 from typing import Final
 
@@ -22,9 +24,19 @@ from domain.orders import (
     OrderShipped,
     order_total,
 )
-from views._order_types import OrderView
+from views._order_types import OrderView, SearchOrders
 
-__all__ = ["ORDER_EVENTS", "ORDER_TAGS", "SEP", "OrderEvent", "OrderRow", "evolve", "haystack"]
+__all__ = [
+    "ORDER_EVENTS",
+    "ORDER_TAGS",
+    "SEP",
+    "OrderEvent",
+    "OrderRow",
+    "evolve",
+    "haystack",
+    "row_matcher",
+    "texts_of",
+]
 
 ORDER_EVENTS: Final = (
     OrderCreated,
@@ -154,3 +166,46 @@ def haystack(row: OrderRow) -> str:
     """Return ``row``'s ids (order, customer, products) joined by :data:`SEP`, casefolded."""
     ids = [row.view.order_id, row.view.customer_id, *(ln.product_id for ln in row.lines)]
     return SEP.join(ids).casefold()
+
+
+def texts_of(row: OrderRow) -> set[str]:
+    """Return the casefolded ids of ``row`` (order, customer, products) as a set."""
+    text = row.haystack
+    if text.count(SEP) == len(row.lines) + 1:
+        # No id holds the separator (the usual case): the search text splits back into ids.
+        return set(text.split(SEP))
+    view = row.view
+    ids = (view.order_id, view.customer_id, *(line.product_id for line in row.lines))
+    return {item.casefold() for item in ids}
+
+
+_PLUS: Final = Decimal("Infinity")
+_MINUS: Final = Decimal("-Infinity")
+
+
+def row_matcher(query: SearchOrders) -> Callable[[OrderRow], bool]:
+    """Return the row-level test of ``query``'s filters: status, total range, id substring.
+
+    The one definition of what a search matches, shared by the scanning model and the indexed
+    view (the index only narrows which rows it is asked about).
+    """
+    needle = query.query.casefold()
+    status = query.status
+    low = _MINUS if query.min_total is None else query.min_total
+    high = _PLUS if query.max_total is None else query.max_total
+
+    def found(row: OrderRow) -> bool:
+        if SEP not in needle:
+            return needle in row.haystack
+        # The separator may be inside an id too: test each id on its own.
+        return any(needle in text for text in texts_of(row))
+
+    def matches(row: OrderRow) -> bool:
+        view = row.view
+        return (
+            (status is None or view.status == status)
+            and low <= view.total_amount <= high
+            and (not needle or found(row))
+        )
+
+    return matches

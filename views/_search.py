@@ -28,7 +28,8 @@ from domain.errors import EngineClosed
 from store import RecordedEvent, get_logger
 from views._order_rows import ORDER_TAGS, OrderRow
 from views._order_types import OrderView, Page, SearchOrders, validate_query
-from views._search_index import SearchIndex, decode_grams, encode_grams, finish
+from views._search_index import SearchIndex, finish
+from views._search_postings import decode_grams, encode_grams
 from views._snapshot_file import decode_snapshot, encode_snapshot
 from views._view import Backend, View, check_query_type, check_up_to
 

@@ -25,9 +25,7 @@ finished by :func:`finish` (sorting hits, possibly many, on immutable rows: no l
 
 from __future__ import annotations
 
-import bisect
 import itertools
-import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
@@ -38,14 +36,14 @@ from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 from store import RecordedEvent
 from views._order_models import OrderSearchModel, search_page
-from views._order_rows import ORDER_EVENTS, SEP, OrderRow
+from views._order_rows import ORDER_EVENTS, OrderRow, row_matcher, texts_of
 from views._order_types import STATUSES, OrderView, Page, SearchOrders, make_page
+from views._search_postings import TYPECODE as _TYPECODE
 from views._view import Index, Table
 
-__all__ = ["Plan", "SearchIndex", "decode_grams", "encode_grams", "finish", "texts_of"]
+__all__ = ["Plan", "SearchIndex", "finish", "texts_of"]
 
 _GRAM: Final = 3  # longest indexed substring; longer needles are verified candidates
-_TYPECODE: Final = "I"  # 32-bit unsigned on every CPython ABI: 4 bytes per posting
 _WALK_BUDGET: Final = 4  # a walk may visit this many entries per candidate before it gives up
 _SCAN_FACTOR: Final = 4  # a needle whose owners sum past this many times the orders scans
 _FULL_SYNC_SHIFT: Final = 3  # more than 1/8 of the orders dirty: re-sort rather than update
@@ -79,17 +77,6 @@ def _entries(row: OrderRow) -> tuple[str, Entry, Entry, Entry]:
         (_scaled(view.total_amount), position, order_id),
         (view.item_count, position, order_id),
     )
-
-
-def texts_of(row: OrderRow) -> set[str]:
-    """Return the casefolded ids of ``row`` (order, customer, products) as a set."""
-    text = row.haystack
-    if text.count(SEP) == len(row.lines) + 1:
-        # No id holds the separator (the usual case): the search text splits back into ids.
-        return set(text.split(SEP))
-    view = row.view
-    ids = (view.order_id, view.customer_id, *(line.product_id for line in row.lines))
-    return {item.casefold() for item in ids}
 
 
 class _RowsStorage:
@@ -134,37 +121,13 @@ class Plan(NamedTuple):
     rows: list[OrderRow] | None = None
 
 
-def _matcher(query: SearchOrders) -> Callable[[OrderRow], bool]:
-    """Return the row-level test of ``query``'s filters (the scan's; OrderSearchModel's)."""
-    needle = query.query.casefold()
-    status = query.status
-    low = _MINUS if query.min_total is None else query.min_total
-    high = _PLUS if query.max_total is None else query.max_total
-
-    def found(row: OrderRow) -> bool:
-        if SEP not in needle:
-            return needle in row.haystack
-        # The separator may be inside an id too: test each id on its own.
-        return any(needle in text for text in texts_of(row))
-
-    def matches(row: OrderRow) -> bool:
-        view = row.view
-        return (
-            (status is None or view.status == status)
-            and low <= view.total_amount <= high
-            and (not needle or found(row))
-        )
-
-    return matches
-
-
 def finish(query: SearchOrders, plan: Plan) -> Page[OrderView]:
     """Complete ``plan`` into the answer: filter if asked, order, page. Needs no lock."""
     if plan.items is not None:
         return make_page(plan.items, plan.total, query.page, query.page_size)
     rows = plan.rows or []
     if plan.total < 0:
-        rows = list(filter(_matcher(query), rows))
+        rows = list(filter(row_matcher(query), rows))
     return search_page(rows, query, in_creation_order=False)
 
 
@@ -465,27 +428,3 @@ class SearchIndex:
 def _counted(entries: Iterator[Entry], visited: Iterator[int]) -> Iterator[Entry]:
     # zip advances `visited` once per entry it yields: next(visited) is then the count.
     return (entry for entry, _ in zip(entries, visited, strict=False))
-
-
-def encode_grams(grams: dict[str, array[int]], texts: int) -> dict[str, bytes]:
-    """Encode postings as little-endian bytes, keeping only texts numbered below ``texts``."""
-    encoded: dict[str, bytes] = {}
-    for gram, posting in grams.items():
-        # Appends made since export() are numbered >= texts and sit at the end (ascending).
-        part = posting[: bisect.bisect_left(posting, texts)]
-        if sys.byteorder == "big":
-            part.byteswap()
-        encoded[gram] = part.tobytes()
-    return encoded
-
-
-def decode_grams(encoded: dict[str, bytes]) -> dict[str, array[int]]:
-    """Decode what :func:`encode_grams` made."""
-    grams: dict[str, array[int]] = {}
-    for gram, raw in encoded.items():
-        posting = array(_TYPECODE)
-        posting.frombytes(raw)
-        if sys.byteorder == "big":
-            posting.byteswap()
-        grams[gram] = posting
-    return grams
