@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from cli._render import (
     stats_table,
     status_tables,
 )
+from domain.ids import new_id
 from domain.orders import (
     AddOrderItem,
     Address,
@@ -218,8 +218,8 @@ def run_demo(engine: Engine, orders: int, console: Console) -> None:
         EngineError: The engine failed in a way the demo does not expect (the CLI reports it).
     """
     rng = random.Random()  # noqa: S311 - workload data, not security
-    # Fresh uuids: the demo may run again on the same data directory.
-    created = [_Order(str(uuid.uuid4()), rng.choice(CUSTOMERS)) for _ in range(orders)]
+    # Fresh (time-ordered) uuids: the demo may run again on the same data directory.
+    created = [_Order(new_id(), rng.choice(CUSTOMERS)) for _ in range(orders)]
     for order in created:
         order.lines = _lines(rng)
     started = time.perf_counter()

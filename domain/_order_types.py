@@ -6,7 +6,6 @@ which re-exports all public names here (import them from there).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -14,7 +13,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from domain.ids import MAX_ID_LENGTH
+from domain.ids import MAX_ID_LENGTH, new_id
 
 __all__ = [
     "MAX_FIELD_LENGTH",
@@ -59,10 +58,6 @@ MAX_PRICE: Final = Decimal(1_000_000_000)
 MAX_PRICE_PLACES: Final = 6
 
 
-def _new_id() -> str:
-    return str(uuid.uuid4())
-
-
 # ---------------------------------------------------------------- value types
 
 
@@ -92,8 +87,8 @@ class CreateOrder(msgspec.Struct, kw_only=True, tag="CreateOrder"):
     customer_id: str
     items: list[OrderItem]
     shipping_address: Address
-    order_id: str = msgspec.field(default_factory=_new_id)
-    command_id: str = msgspec.field(default_factory=_new_id)
+    order_id: str = msgspec.field(default_factory=new_id)
+    command_id: str = msgspec.field(default_factory=new_id)
     expected_version: int | None = None
 
 
@@ -104,7 +99,7 @@ class AddOrderItem(msgspec.Struct, kw_only=True, tag="AddOrderItem"):
     product_id: str
     quantity: int
     price: Decimal
-    command_id: str = msgspec.field(default_factory=_new_id)
+    command_id: str = msgspec.field(default_factory=new_id)
     expected_version: int | None = None
 
 
@@ -113,7 +108,7 @@ class RemoveOrderItem(msgspec.Struct, kw_only=True, tag="RemoveOrderItem"):
 
     order_id: str
     product_id: str
-    command_id: str = msgspec.field(default_factory=_new_id)
+    command_id: str = msgspec.field(default_factory=new_id)
     expected_version: int | None = None
 
 
@@ -121,7 +116,7 @@ class ShipOrder(msgspec.Struct, kw_only=True, tag="ShipOrder"):
     """Ship a pending order."""
 
     order_id: str
-    command_id: str = msgspec.field(default_factory=_new_id)
+    command_id: str = msgspec.field(default_factory=new_id)
     expected_version: int | None = None
 
 
@@ -130,7 +125,7 @@ class CancelOrder(msgspec.Struct, kw_only=True, tag="CancelOrder"):
 
     order_id: str
     reason: str
-    command_id: str = msgspec.field(default_factory=_new_id)
+    command_id: str = msgspec.field(default_factory=new_id)
     expected_version: int | None = None
 
 

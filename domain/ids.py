@@ -21,7 +21,10 @@ and the HTTP API all check ids with the same code, and the HTTP schema publishes
 
 from __future__ import annotations
 
+import os
 import re
+import time
+import uuid
 from typing import Final
 
 from domain.errors import InvalidCommand
@@ -33,6 +36,7 @@ __all__ = [
     "MAX_ID_LENGTH",
     "RESERVED_IDS",
     "id_problem",
+    "new_id",
     "validate_id",
 ]
 
@@ -129,3 +133,25 @@ def _printable(value: object) -> str:
     if not isinstance(value, str):
         return ""
     return value[:MAX_ID_LENGTH].encode(errors="replace").decode()
+
+
+def new_id() -> str:
+    """Return a fresh, time-ordered UUID (version 7, RFC 9562) as a string: the default id.
+
+    Ids made later sort later (to about 250 ns, within one process; across processes, to the
+    clock's accuracy): the idempotency table and the stream index are B-trees keyed by these
+    ids, and random (version 4) keys dirtied a random page per command there, half-filling them.
+    Time-ordered keys append instead. 62 random bits still make a collision negligible.
+    """
+    now = time.time_ns()
+    millis, fraction = divmod(now, 1_000_000)
+    sub_millis = fraction * 4096 // 1_000_000  # 12 bits of sub-millisecond time (method 3)
+    random_bits = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (
+        (millis & ((1 << 48) - 1)) << 80
+        | 0x7 << 76  # version 7
+        | sub_millis << 64
+        | 0b10 << 62  # the RFC 9562 variant
+        | random_bits
+    )
+    return str(uuid.UUID(int=value))

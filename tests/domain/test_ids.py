@@ -1,4 +1,5 @@
 import re
+import time
 import uuid
 
 import pytest
@@ -12,8 +13,10 @@ from domain.ids import (
     MAX_ID_LENGTH,
     RESERVED_IDS,
     id_problem,
+    new_id,
     validate_id,
 )
+from domain.orders import ShipOrder
 
 GOOD = ["a", "0", "order-1", "Cust_9", "a.b~c_d-e", "Search", "searches", "x" * MAX_ID_LENGTH]
 BAD = [
@@ -86,3 +89,23 @@ def test_the_published_pattern_and_the_check_agree_on_any_text(value: str) -> No
 @given(st.from_regex(ID_PATTERN, fullmatch=True))
 def test_every_text_the_pattern_generates_is_an_id(value: str) -> None:
     assert validate_id(value, "id") == value
+
+
+def test_default_ids_are_time_ordered_uuid7_of_the_grammar() -> None:
+    ids = [new_id() for _ in range(10_000)]
+    assert ids == sorted(ids)  # made later, sorts later: B-tree inserts append
+    assert len(set(ids)) == len(ids)
+    for value in ids[:100]:
+        parsed = uuid.UUID(value)
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert validate_id(value, "command_id") == value
+    # The leading 48 bits are the Unix time in milliseconds.
+    millis = uuid.UUID(ids[-1]).int >> 80
+    assert abs(millis - time.time_ns() // 1_000_000) < 60_000
+
+
+def test_commands_get_time_ordered_ids_by_default() -> None:
+    first, second = ShipOrder(order_id="o1"), ShipOrder(order_id="o1")
+    assert first.command_id < second.command_id
+    assert uuid.UUID(first.command_id).version == 7
