@@ -7,7 +7,8 @@ default 18 adds, 1,000 orders make 1,000 creates, 18,000 add-items and 1,000 shi
 
 Each product id has exactly one price (:func:`price_of`), so adding a product that is already in
 the order never breaks the same-price rule. Order ids and command ids are derived from the seed,
-so two calls with the same arguments return equal command lists.
+so two calls with the same arguments return equal command lists. They are time-ordered
+(version 7) in construction order, like the engine's default ids (``domain.ids.new_id``).
 
 Two orderings of the same commands:
 
@@ -70,8 +71,32 @@ def price_of(product: str) -> Decimal:
     return Decimal(cents).scaleb(-2)
 
 
-def _uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+_EPOCH_MS: Final = 1_767_225_600_000  # 2026-01-01 UTC: the time part of the workload's ids
+
+
+class _Ids:
+    """Time-ordered (version 7) ids like the engine's default ``new_id``, but reproducible.
+
+    Made in construction order, as a program building its commands with the default ids gets
+    them: each id's time part is one "tick" after the previous one, its random part comes
+    from the workload's seeded generator.
+    """
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self._tick = 0
+
+    def __call__(self) -> str:
+        self._tick += 1
+        millis, sub_millis = divmod(self._tick, 4096)
+        value = (
+            (_EPOCH_MS + millis) << 80
+            | 0x7 << 76
+            | sub_millis << 64
+            | 0b10 << 62
+            | self._rng.getrandbits(62)
+        )
+        return str(uuid.UUID(int=value))
 
 
 def _item(rng: random.Random, product: str) -> OrderItem:
@@ -80,9 +105,9 @@ def _item(rng: random.Random, product: str) -> OrderItem:
     )
 
 
-def _script(rng: random.Random, index: int, adds_per_order: int) -> list[OrderCommand]:
+def _script(rng: random.Random, ids: _Ids, index: int, adds_per_order: int) -> list[OrderCommand]:
     """Return one order's commands: create, ``adds_per_order`` adds, then ship or cancel."""
-    order_id = _uuid(rng)
+    order_id = ids()
     initial = rng.sample(range(PRODUCTS), rng.randint(1, 3))
     city = rng.randrange(len(_CITIES))
     script: list[OrderCommand] = [
@@ -96,7 +121,7 @@ def _script(rng: random.Random, index: int, adds_per_order: int) -> list[OrderCo
                 country=_COUNTRIES[city],
             ),
             order_id=order_id,
-            command_id=_uuid(rng),
+            command_id=ids(),
         )
     ]
     for _ in range(adds_per_order):
@@ -107,15 +132,13 @@ def _script(rng: random.Random, index: int, adds_per_order: int) -> list[OrderCo
                 product_id=product,
                 quantity=rng.randint(1, MAX_QUANTITY),
                 price=price_of(product),
-                command_id=_uuid(rng),
+                command_id=ids(),
             )
         )
     if index % 2 == 0:
-        script.append(ShipOrder(order_id=order_id, command_id=_uuid(rng)))
+        script.append(ShipOrder(order_id=order_id, command_id=ids()))
     else:
-        script.append(
-            CancelOrder(order_id=order_id, reason=rng.choice(_REASONS), command_id=_uuid(rng))
-        )
+        script.append(CancelOrder(order_id=order_id, reason=rng.choice(_REASONS), command_id=ids()))
     return script
 
 
@@ -130,7 +153,8 @@ def order_scripts(
     if orders < 0 or adds_per_order < 0:
         raise ValueError(f"orders ({orders}) and adds_per_order ({adds_per_order}) must be >= 0")
     rng = random.Random(seed)
-    return [_script(rng, index, adds_per_order) for index in range(orders)]
+    ids = _Ids(rng)
+    return [_script(rng, ids, index, adds_per_order) for index in range(orders)]
 
 
 def round_robin(scripts: Sequence[Sequence[OrderCommand]]) -> Iterator[OrderCommand]:
