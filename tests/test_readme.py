@@ -38,3 +38,9 @@ def test_the_own_aggregates_and_read_models_snippet_runs_and_prints_what_it_says
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["30", "0", "1"]
     assert (tmp_path / "bank-data").is_dir()
+
+
+def test_the_given_when_then_snippet_runs_and_prints_what_it_says(tmp_path: Path) -> None:
+    done = run(snippet("Testing deciders: given / when / then"), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["shipped", "order_not_pending"]
