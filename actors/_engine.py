@@ -130,8 +130,12 @@ class Engine:
             idle_timeout: Seconds before an idle aggregate is passivated (None: never).
             snapshot_every: Events per aggregate between snapshots (0: no snapshots).
             deciders: Aggregate types (default: the order domain).
-            views: Views to keep (default: the order read models); ``[]`` for none.
-            view_backends: Per order view name, ``"memory"`` or ``"lmdb"``.
+            views: Read models to keep (``views.ReadModel`` shape; default: the order read
+                models, ``views.orders.order_read_models()``); ``[]`` for none. Views already
+                bound to a backend (``views.View``) are accepted too, mixed with read models.
+                Each query is routed to the view whose ``query_types`` hold its type.
+            view_backends: Per view name, ``"memory"`` or ``"lmdb"``; a read model not named
+                lives where its ``default_backend`` says, else in memory.
             skip_unknown_events: Let views skip (and count) events they cannot decode.
             workers: Dispatcher worker threads for aggregate actors.
             max_batch: Most commands per group commit.
@@ -149,6 +153,9 @@ class Engine:
 
         Raises:
             LogLocked: Another live engine holds ``path``; ``.pid`` names it.
+            InvalidView: ``views`` holds something that is neither a read model nor a view, two
+                views share a name or a query type, or a backend is unknown.
+            UnknownView: ``view_backends`` names no view.
         """
         if tune_gc:
             tune_collector()

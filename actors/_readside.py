@@ -16,15 +16,15 @@ from actors._future import DispatcherFuture, bridge
 from actors._progress import Progress, ViewStatus
 from actors._projector import Projector, RetryParked, RetryView, Swap
 from actors._replay import replay_many
-from actors._router import Ask, Cancel, QueryRouter, ReleaseWaiting, view_for
+from actors._router import Ask, Cancel, QueryRouter, ReleaseWaiting
 from actors._snapshots import ViewSnapshots
 from actors._supervision import FaultSeam
 from actors._tail import EventTail
 from actors._writer import LogWriter
 from domain.errors import ConsistencyTimeout, EngineError, UnknownView
 from store import EventStore, ViewStore, get_logger
-from views import View
-from views.orders import QUERY_VIEW, order_views, validate_query
+from views import QueryRoutes, ReadModel, View, bind_views
+from views.orders import order_read_models
 
 __all__ = ["SNAPSHOT_EVERY", "ReadSide", "RebuildReport", "ViewStatus"]
 
@@ -61,11 +61,10 @@ class ReadSide:
         store: EventStore,
         views: Sequence[View],
         router: pykka.ActorRef[QueryRouter],
-        routes: Mapping[type, str],
+        routes: QueryRoutes,
         *,
         projectors: Mapping[str, pykka.ActorRef[Projector]],
         progress: Sequence[Progress],
-        validate: Callable[[Any], None] = validate_query,
         tail: EventTail | None = None,
         snapshots: ViewSnapshots | None = None,
         parked: dict[int, Any] | None = None,
@@ -76,8 +75,7 @@ class ReadSide:
         self.snapshots = snapshots
         self.views = {view.name: view for view in views}
         self._router = router
-        self._routes = dict(routes)
-        self._validate = validate
+        self._routes = routes
         self._projectors = dict(projectors)  # view name -> the projector feeding it
         self._progress = {p.view.name: p for p in progress}
         self._rebuild_lock = threading.Lock()
@@ -89,31 +87,36 @@ class ReadSide:
         store: EventStore,
         writer: pykka.ActorRef[LogWriter],
         *,
-        views: Sequence[View] | None,
+        views: Sequence[ReadModel | View] | None,
         view_backends: Mapping[str, Literal["memory", "lmdb"]] | None,
         skip_unknown: bool,
         view_store: ViewStore | None = None,
         tail: EventTail | None = None,
-        routes: Mapping[type, str] | None = None,
-        validate: Callable[[Any], None] = validate_query,
         snapshot_every: int = SNAPSHOT_EVERY,
         fault_seam: FaultSeam | None = None,
     ) -> ReadSide:
         """Create the views (default: the order read models) and start their actors.
 
-        Memory views load their snapshots (when ``view_store`` is given) before the projector
-        starts, so it replays only the tail.
+        ``views`` may hold read models (bound here to the backend ``view_backends`` names, see
+        :func:`views.bind_views`) and views already bound, mixed. Each query type is routed to
+        the view whose ``query_types`` hold it. Memory views load their snapshots (when
+        ``view_store`` is given) before the projector starts, so it replays only the tail.
+
+        Raises:
+            InvalidView: The views cannot be kept (see :func:`views.bind_views`), or two answer
+                one query type; nothing was started.
+            UnknownView: ``view_backends`` names no view.
         """
-        if views is None:
-            views = order_views(view_store, backends=view_backends, skip_unknown=skip_unknown)
-        routes = dict(QUERY_VIEW if routes is None else routes)
+        items = order_read_models() if views is None else views
+        views = bind_views(items, view_store, backends=view_backends, skip_unknown=skip_unknown)
+        routes = QueryRoutes(views)
         snapshots = None
         if view_store is not None:
             snapshots = ViewSnapshots(view_store.snapshots, views, snapshot_every)
             snapshots.restore_all(store.head())
         by_name = {view.name: view for view in views}
         parked: dict[int, Any] = {}
-        router = QueryRouter.start(by_name, routes, validate, fault_seam, parked)
+        router = QueryRouter.start(by_name, routes, fault_seam, parked)
         progress = [Progress(view) for view in views]
         # One projector feeds every view (one thread woken per commit, not one per view); a view
         # that declares `isolated = True` gets its own, so that a slow or stuck apply of it never
@@ -141,7 +144,6 @@ class ReadSide:
             routes,
             projectors=projectors,
             progress=progress,
-            validate=validate,
             tail=tail,
             snapshots=snapshots,
             parked=parked,
@@ -162,7 +164,10 @@ class ReadSide:
                 self.snapshots.close()
         finally:
             for view in self.views.values():
-                view.close()
+                try:
+                    view.close()
+                except Exception:  # one view's failing close must not keep the others open
+                    log.exception("view_close_failed", view=view.name)
 
     def release_waiting(self) -> None:
         """Answer every parked query now with EngineClosed (the engine is closing)."""
@@ -187,7 +192,7 @@ class ReadSide:
 
     def _stale(self, query: Any, after: int, ticket: int) -> ConsistencyTimeout:
         self._cancel(ticket)
-        view = view_for(self.views, self._routes, query)
+        view = self._routes.view_for(query)
         reached = view.position()
         # Straight from the view (queries are thread-safe by the View contract), not through the
         # router: a second round trip could miss the caller's (possibly tiny) timeout again and
@@ -202,8 +207,7 @@ class ReadSide:
         behind it, and the router round trip (two thread hand-offs) is saved. Only a query that
         must wait for its view goes to the router, which parks it until the view gets there.
         """
-        self._validate(query)
-        view = view_for(self.views, self._routes, query)
+        view = self._routes.resolve(query)
         if after is None or view.position() >= after:
             return view.query(query)
         reply, ticket = self._send(query, after)

@@ -17,20 +17,12 @@ import pykka
 
 from actors._projector import ViewAdvanced
 from actors._supervision import FaultSeam, Supervised, fail, settle
-from domain.errors import EngineClosed, UnknownView
-from views import View
+from domain.errors import EngineClosed
+from views import QueryRoutes, View
 
-__all__ = ["Ask", "Cancel", "QueryRouter", "ReleaseWaiting", "view_for"]
+__all__ = ["Ask", "Cancel", "QueryRouter", "ReleaseWaiting"]
 
 _COMPACT_AT = 64  # heap entries per view before cancelled asks are swept out
-
-
-def view_for(views: Mapping[str, View], routes: Mapping[type, str], query: Any) -> View:
-    """Return the view that serves ``query``, or raise :class:`UnknownView`."""
-    name = routes.get(type(query))
-    if name is None or name not in views:
-        raise UnknownView(type(query).__name__, [t.__name__ for t in routes])
-    return views[name]
 
 
 class Ask(msgspec.Struct, frozen=True):
@@ -60,8 +52,7 @@ class QueryRouter(Supervised, pykka.ThreadingActor):
 
     Args:
         views: Every view, by name.
-        routes: Query type -> view name.
-        validate: Raises :class:`InvalidQuery` for a malformed query (before any view is used).
+        routes: Finds each query's view and validates the query (before any view is asked).
         fault_seam: Called before each message is handled (tests raise there); None in use.
         parked: The dict to keep parked asks in, by ticket (its owner reads its size).
     """
@@ -74,24 +65,18 @@ class QueryRouter(Supervised, pykka.ThreadingActor):
     def __init__(
         self,
         views: Mapping[str, View],
-        routes: Mapping[type, str],
-        validate: Any,
+        routes: QueryRoutes,
         fault_seam: FaultSeam | None = None,
         parked: dict[int, Ask] | None = None,
     ) -> None:
         super().__init__()
         self.fault_seam = fault_seam
         self._views = dict(views)
-        self._routes = dict(routes)
-        self._validate = validate
+        self._routes = routes
         # Per view: a heap of (position, ticket) and the parked asks by ticket.
         self._waiting: dict[str, list[tuple[int, int]]] = {name: [] for name in views}
         # Shared with the read side (``parked``), which only reads its size for ``status``.
         self._asks: dict[int, Ask] = {} if parked is None else parked
-
-    def view_for(self, query: Any) -> View:
-        """Return the view serving ``query``."""
-        return view_for(self._views, self._routes, query)
 
     def on_receive(self, message: Any) -> Any:
         """Answer, park or cancel asks; wake parked asks when a view advances."""
@@ -127,8 +112,7 @@ class QueryRouter(Supervised, pykka.ThreadingActor):
 
     def _ask(self, ask: Ask) -> None:
         try:
-            self._validate(ask.query)
-            view = self.view_for(ask.query)
+            view = self._routes.resolve(ask.query)
         except Exception as error:  # noqa: BLE001 - the caller gets InvalidQuery / UnknownView
             fail(ask.reply, error)
             return

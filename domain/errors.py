@@ -23,6 +23,7 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidCommand",
     "InvalidQuery",
+    "InvalidView",
     "LogLocked",
     "StorageError",
     "UnknownView",
@@ -128,11 +129,33 @@ class InvalidQuery(EngineError):
 
 
 class UnknownView(InvalidQuery):
-    """A view name (rebuild, parked events) or query type no view serves."""
+    """A view name (rebuild, parked events) or query type no view serves.
 
-    def __init__(self, name: object, known: list[str]) -> None:
-        super().__init__("view", name, ", ".join(sorted(known)) or "no views registered")
+    Attributes:
+        known: The names that would have been accepted (view names, or query type names).
+    """
+
+    def __init__(self, name: object, known: list[str], *, field: str = "view") -> None:
+        super().__init__(field, name, ", ".join(sorted(known)) or "no views registered")
         self.known = known
+
+
+class InvalidView(EngineError, ValueError):
+    """``Engine.open(views=..., view_backends=...)`` was given views it cannot keep.
+
+    Raised at open, before any actor starts: an object that is neither a read model nor a
+    view, two views with one name, two views answering one query type, or a backend other than
+    ``"memory"`` / ``"lmdb"``. Also a ``ValueError``, as a bad argument is.
+
+    Attributes:
+        view: The view's name (or the offending object's repr).
+        reason: What is wrong and what to do.
+    """
+
+    def __init__(self, view: str, reason: str) -> None:
+        super().__init__(f"view {view}: {reason}")
+        self.view = view
+        self.reason = reason
 
 
 class ConsistencyTimeout(EngineError):

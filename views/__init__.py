@@ -3,11 +3,15 @@
 A :class:`View` is what the projector feeds and the query router asks. Read models are written
 once over a small storage seam (:class:`Storage`) and run on either backend: :class:`MemoryView`
 (rebuilt from the log at open) or :class:`LmdbView` (rows and checkpoint committed together).
-The order read models and their queries live in :mod:`views.orders`.
+:func:`bind_views` binds read models to backends (what ``Engine.open(views=...)`` does) and
+:class:`QueryRoutes` sends each query to the view whose ``query_types`` name its type. The order
+read models and their queries live in :mod:`views.orders`.
 """
 
+from views._binding import bind_views
 from views._lmdb import LmdbView
 from views._memory import MemoryView
+from views._routes import QueryRoutes
 from views._view import Backend, Index, ReadModel, Storage, Table, View
 
 __all__ = [
@@ -15,8 +19,10 @@ __all__ = [
     "Index",
     "LmdbView",
     "MemoryView",
+    "QueryRoutes",
     "ReadModel",
     "Storage",
     "Table",
     "View",
+    "bind_views",
 ]

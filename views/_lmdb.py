@@ -32,7 +32,7 @@ import lmdb
 from domain.errors import EngineClosed
 from store import RecordedEvent, ViewStore, get_logger
 from views._lmdb_storage import SLOTS_DB, Db, LmdbStorage, commit, compute
-from views._view import Backend, ReadModel, View, check_query_type, check_up_to
+from views._view import Backend, ReadModel, View, check_query, check_up_to
 
 __all__ = ["LmdbView"]
 
@@ -65,6 +65,9 @@ class LmdbView:
         self.tags = model.tags
         self.query_types = model.query_types
         self.skip_unknown = skip_unknown
+        # A read model may ask for a projector of its own (see ReadModel): slow applies of it
+        # then never hold the other views back.
+        self.isolated = bool(getattr(model, "isolated", False))
         self._model = model
         self._store = store
         self._slots_db: Db = store.open_db(SLOTS_DB)
@@ -150,10 +153,17 @@ class LmdbView:
         writes = compute(self._store, db, self._model.apply, [event])
         self._store.write(lambda txn: commit(txn, db, writes))
 
+    def validate(self, query: object) -> None:
+        """Raise InvalidQuery if this view does not answer ``query`` or its read model refuses it.
+
+        Reads no row: the engine calls it before it asks (or parks) a query.
+        """
+        check_query(self, self._model, query)
+
     def query(self, query: object) -> object:
         """Answer ``query`` in one short read transaction."""
         self._check_open()
-        check_query_type(self, query)
+        check_query(self, self._model, query)
         model, dbs = self._model, self._slot_dbs
         if self.is_shadow:
             db = dbs[self._slot]

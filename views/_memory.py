@@ -26,7 +26,7 @@ from domain.errors import EngineClosed
 from store import RecordedEvent, get_logger
 from views._memory_codec import IndexEntries, TableRows, decode_rows, decode_state, encode_state
 from views._snapshot_file import decode_snapshot, encode_snapshot
-from views._view import Backend, ReadModel, View, check_query_type, check_up_to
+from views._view import Backend, ReadModel, View, check_query, check_up_to
 
 __all__ = ["MemoryView"]
 
@@ -155,6 +155,9 @@ class MemoryView:
         self.tags = model.tags
         self.query_types = model.query_types
         self.skip_unknown = skip_unknown
+        # A read model may ask for a projector of its own (see ReadModel): slow applies of it
+        # then never hold the other views back.
+        self.isolated = bool(getattr(model, "isolated", False))
         self._model = model
         self._lock = threading.Lock()  # guards _state
         self._gate = threading.Lock()  # the writer's turnstile: readers pass it before _lock
@@ -202,10 +205,17 @@ class MemoryView:
         with self._gate, self._lock:
             self._model.apply(self._state, event)
 
+    def validate(self, query: object) -> None:
+        """Raise InvalidQuery if this view does not answer ``query`` or its read model refuses it.
+
+        Reads no row: the engine calls it before it asks (or parks) a query.
+        """
+        check_query(self, self._model, query)
+
     def query(self, query: object) -> object:
         """Answer ``query`` from a consistent state (no half-applied event)."""
         self._check_open()
-        check_query_type(self, query)
+        check_query(self, self._model, query)
         with self._gate:
             pass  # closed while the writer waits: a query loop cannot starve it
         with self._lock:

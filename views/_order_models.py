@@ -11,7 +11,7 @@ import heapq
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -40,7 +40,10 @@ from views._order_types import (
     make_page,
     validate_query,
 )
-from views._view import Storage, Table
+from views._view import Backend, Storage, Table
+
+if TYPE_CHECKING:
+    from views._search import SearchView
 
 __all__ = [
     "ORDER_TAGS",
@@ -60,6 +63,9 @@ class _OrderRowsModel:
     """Shared by the views that keep one :class:`OrderRow` per order."""
 
     tags: frozenset[str] | None = ORDER_TAGS
+    # In memory unless said otherwise: rebuilt from the log at open (from a snapshot, then the
+    # tail); search scans every order and stats are small, both fastest as plain objects.
+    default_backend: Backend = "memory"
     _TABLE: Final = "order"
 
     def __init__(self, name: str) -> None:
@@ -89,6 +95,8 @@ class OrderDetailsModel(_OrderRowsModel):
     """``order_details``: one row per order id; answers :class:`GetOrderById`."""
 
     query_types: tuple[type, ...] = (GetOrderById,)
+    # Persistent: its checkpoint survives a restart, so it needs no replay at open.
+    default_backend: Backend = "lmdb"
 
     def __init__(self, name: str = "order_details") -> None:
         super().__init__(name)
@@ -117,6 +125,7 @@ class CustomerOrdersModel(_OrderRowsModel):
     """
 
     query_types: tuple[type, ...] = (GetCustomerOrders,)
+    default_backend: Backend = "lmdb"  # persistent, like order_details
     _INDEX: Final = "customer"
 
     def __init__(self, name: str = "customer_orders") -> None:
@@ -198,6 +207,16 @@ class OrderSearchModel(_OrderRowsModel):
 
     def __init__(self, name: str = "order_search") -> None:
         super().__init__(name)
+
+    def memory_view(self, *, skip_unknown: bool = False) -> SearchView:
+        """Return the in-memory view to use for this model: indexed, not a scan of every row.
+
+        The generic memory view would test every order per search (see :mod:`views._search`).
+        """
+        # Imported here: views._search_index builds on this module (search_page).
+        from views._search import SearchView  # noqa: PLC0415 - breaks an import cycle
+
+        return SearchView(self.name, skip_unknown=skip_unknown)
 
     def apply(self, storage: Storage, record: RecordedEvent) -> None:
         """Fold ``record`` into the order's row and refresh its search text."""

@@ -107,7 +107,19 @@ class OrderStats(msgspec.Struct, frozen=True):
 # HTTP layer decode any query with one typed Decoder over their union.
 
 
-class GetOrderById(msgspec.Struct, frozen=True, tag=True):
+class _OrderQuery(msgspec.Struct, frozen=True):
+    """Base of the order queries: each validates itself (the engine calls ``validate`` first)."""
+
+    def validate(self) -> None:
+        """Check the parameters (see :func:`validate_query`).
+
+        Raises:
+            InvalidQuery: A parameter has the wrong type or is out of range.
+        """
+        validate_query(self)
+
+
+class GetOrderById(_OrderQuery, frozen=True, tag=True):
     """Ask for one order: answers ``OrderView | None``.
 
     Attributes:
@@ -117,7 +129,7 @@ class GetOrderById(msgspec.Struct, frozen=True, tag=True):
     order_id: str
 
 
-class GetCustomerOrders(msgspec.Struct, frozen=True, tag=True):
+class GetCustomerOrders(_OrderQuery, frozen=True, tag=True):
     """Ask for a customer's orders, newest first: answers ``Page[OrderView]``.
 
     Newest first means by descending position of the order's creating event.
@@ -135,7 +147,7 @@ class GetCustomerOrders(msgspec.Struct, frozen=True, tag=True):
     page_size: int = 20
 
 
-class SearchOrders(msgspec.Struct, frozen=True, tag=True):
+class SearchOrders(_OrderQuery, frozen=True, tag=True):
     """Search every order: answers ``Page[OrderView]``.
 
     Attributes:
@@ -161,7 +173,7 @@ class SearchOrders(msgspec.Struct, frozen=True, tag=True):
     page_size: int = 20
 
 
-class GetOrderStats(msgspec.Struct, frozen=True, tag=True):
+class GetOrderStats(_OrderQuery, frozen=True, tag=True):
     """Ask for figures over every order: answers :class:`OrderStats`."""
 
 

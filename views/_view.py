@@ -28,6 +28,7 @@ __all__ = [
     "Storage",
     "Table",
     "View",
+    "check_query",
     "check_query_type",
     "check_up_to",
 ]
@@ -90,10 +91,21 @@ class Storage(Protocol):
 class ReadModel(Protocol):
     """The logic of one view, independent of where its rows live.
 
+    Pass read models to ``Engine.open(views=[...])``; the engine binds each to a backend
+    (``view_backends``; see :mod:`views._binding`) and routes every query whose type is in
+    ``query_types`` to it.
+
+    Optional attributes, read when present (plain attributes or methods, no base class needed):
+    ``validate(query)`` raises :class:`~domain.errors.InvalidQuery` for bad arguments before
+    any row is read or any wait for ``after=`` begins; ``default_backend`` (``"memory"`` or
+    ``"lmdb"``) when ``view_backends`` does not say; ``version`` (int, default 1) to bump when
+    the rows' shape changes (older memory snapshots are then ignored); ``skip_unknown = True`` to
+    skip undecodable events (counted); ``isolated = True`` for a projector of its own.
+
     Attributes:
         name: The view's name (also its checkpoint key and sub-database name in LMDB).
         tags: The event tags it handles; None means every event.
-        query_types: The query classes it answers.
+        query_types: The query classes it answers (each by exactly one view of an engine).
     """
 
     name: str
@@ -203,3 +215,14 @@ def check_query_type(view: View, query: object) -> None:
             type(query).__name__,
             f"view {view.name!r} answers " + ", ".join(t.__name__ for t in view.query_types),
         )
+
+
+def check_query(view: View, model: object, query: object) -> None:
+    """Raise InvalidQuery if ``view`` does not answer ``query`` or its read model refuses it.
+
+    ``model`` is the view's read model; its optional ``validate(query)`` is called.
+    """
+    check_query_type(view, query)
+    validate = getattr(model, "validate", None)
+    if callable(validate):
+        validate(query)

@@ -1,9 +1,11 @@
-"""The order read models: queries, results, validation, routing and the view factory.
+"""The order read models: queries, results, validation, and the read models themselves.
 
 Public contract (import path ``views.orders``): :class:`GetOrderById`, :class:`GetCustomerOrders`,
 :class:`SearchOrders`, :class:`GetOrderStats`, :class:`OrderView`, :class:`Page`,
-:class:`OrderStats`. The engine builds its order views with :func:`order_views` and routes each
-query type to the view named in :data:`QUERY_VIEW`.
+:class:`OrderStats`. Each order query validates itself (``query.validate()``). The engine's
+default views are :func:`order_read_models`; combine them with your own read models as
+``Engine.open(path, views=[*order_read_models(), MyModel()])``. :func:`order_views` binds them to
+their backends directly (tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -11,10 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from domain.errors import UnknownView
 from store import ViewStore
-from views._lmdb import LmdbView
-from views._memory import MemoryView
+from views._binding import bind_views
 from views._order_models import (
     ORDER_TAGS,
     CustomerOrdersModel,
@@ -32,7 +32,6 @@ from views._order_types import (
     SearchOrders,
     validate_query,
 )
-from views._search import SearchView
 from views._view import Backend, ReadModel, View
 
 __all__ = [
@@ -50,6 +49,7 @@ __all__ = [
     "OrderView",
     "Page",
     "SearchOrders",
+    "order_read_models",
     "order_views",
     "validate_query",
 ]
@@ -60,22 +60,28 @@ QUERY_VIEW: Final[dict[type, str]] = {
     SearchOrders: "order_search",
     GetOrderStats: "order_stats",
 }
-"""The view that answers each order query type by default."""
+"""The view that answers each order query type (informative: the engine routes every query by
+the ``query_types`` of the views it keeps, see :mod:`views._routes`)."""
+
+
+def order_read_models() -> list[ReadModel]:
+    """Return the four order read models, unbound, to pass to ``Engine.open(views=[...])``.
+
+    ``order_details`` and ``customer_orders`` live in LMDB by default, ``order_search`` and
+    ``order_stats`` in memory (``view_backends`` overrides either).
+
+    Returns:
+        ``order_details``, ``customer_orders``, ``order_search`` and ``order_stats``, in that
+        order.
+    """
+    return [OrderDetailsModel(), CustomerOrdersModel(), OrderSearchModel(), OrderStatsModel()]
+
 
 DEFAULT_BACKENDS: Final[Mapping[str, Backend]] = {
-    # Persistent: their checkpoints survive a restart, so they need no replay at open.
-    "order_details": "lmdb",
-    "customer_orders": "lmdb",
-    # In memory: rebuilt from the log at open (the projector replays them from position 0);
-    # search scans every order and stats are small, both fastest as plain objects.
-    "order_search": "memory",
-    "order_stats": "memory",
+    model.name: model.default_backend
+    for model in (OrderDetailsModel(), CustomerOrdersModel(), OrderSearchModel(), OrderStatsModel())
 }
 """Where each order view lives when a store is given and ``backends`` does not say."""
-
-
-def _models() -> list[ReadModel]:
-    return [OrderDetailsModel(), CustomerOrdersModel(), OrderSearchModel(), OrderStatsModel()]
 
 
 def order_views(
@@ -84,7 +90,7 @@ def order_views(
     backends: Mapping[str, Backend] | None = None,
     skip_unknown: bool = False,
 ) -> list[View]:
-    """Build the four order views.
+    """Build the four order views, bound to their backends.
 
     Args:
         store: The open views store LMDB views live in; None puts every view in memory.
@@ -97,31 +103,7 @@ def order_views(
 
     Raises:
         UnknownView: ``backends`` names a view that does not exist.
-        ValueError: A backend is neither ``"memory"`` nor ``"lmdb"``, or ``"lmdb"`` is asked for
-            without a store.
+        InvalidView: A backend is neither ``"memory"`` nor ``"lmdb"``, or ``"lmdb"`` is asked
+            for without a store (also a ``ValueError``).
     """
-    models = _models()
-    chosen = dict(DEFAULT_BACKENDS)
-    if store is None:
-        chosen = dict.fromkeys(chosen, "memory")
-    for name, backend in (backends or {}).items():
-        if name not in chosen:
-            raise UnknownView(name, list(chosen))
-        if backend not in {"memory", "lmdb"}:
-            raise ValueError(
-                f"backend of view {name!r} must be 'memory' or 'lmdb', not {backend!r}"
-            )
-        chosen[name] = backend
-    views: list[View] = []
-    for model in models:
-        if chosen[model.name] == "memory" and isinstance(model, OrderSearchModel):
-            # Indexed in memory (status, totals, counts, creation order, id substrings): the
-            # generic memory view would scan every order per search.
-            views.append(SearchView(model.name, skip_unknown=skip_unknown))
-        elif chosen[model.name] == "memory":
-            views.append(MemoryView(model, skip_unknown=skip_unknown))
-        elif store is None:
-            raise ValueError(f"view {model.name!r} cannot live in LMDB without a store")
-        else:
-            views.append(LmdbView(model, store, skip_unknown=skip_unknown))
-    return views
+    return bind_views(order_read_models(), store, backends=backends, skip_unknown=skip_unknown)

@@ -18,6 +18,7 @@ from domain.errors import (
     IdempotencyConflict,
     InvalidCommand,
     InvalidQuery,
+    InvalidView,
     LogLocked,
     StorageError,
     UnknownView,
@@ -61,6 +62,16 @@ def _examples() -> list[tuple[EngineError, dict[str, Any], list[str]]]:
             UnknownView("nope", ["orders", "stats"]),
             {"field": "view", "value": "nope", "known": ["orders", "stats"]},
             ["nope", "orders", "stats"],
+        ),
+        (
+            UnknownView("Deposit", ["GetBalance", "GetOrderById"], field="query"),
+            {"field": "query", "value": "Deposit", "known": ["GetBalance", "GetOrderById"]},
+            ["Deposit", "GetBalance, GetOrderById"],
+        ),
+        (
+            InvalidView("'balances'", "two views have this name; give each view its own"),
+            {"view": "'balances'", "reason": "two views have this name; give each view its own"},
+            ["balances", "give each view its own"],
         ),
         (
             ConsistencyTimeout("orders", wanted=10, reached=7, stale_result={"total": 1}),
@@ -224,3 +235,9 @@ def test_command_timeout_is_also_a_builtin_timeout_error() -> None:
     assert isinstance(copy, CommandTimeout)
     assert isinstance(copy, TimeoutError)
     assert copy.command_id == "cmd-1"
+
+
+def test_invalid_view_is_also_a_value_error_as_any_bad_argument() -> None:
+    assert issubclass(InvalidView, ValueError)
+    with pytest.raises(ValueError, match="disk"):
+        raise InvalidView("'stats'", "its backend must be 'memory' or 'lmdb', not 'disk'")
