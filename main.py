@@ -1,6 +1,7 @@
 """Command line: ``python main.py COMMAND [--data DIR]`` (see ``python main.py --help``).
 
-Commands: ``demo``, ``status``, ``events``, ``rebuild``, ``bench``, ``serve``. Stdout carries only
+Commands: ``demo``, ``status``, ``events``, ``rebuild``, ``bench``, ``serve``, ``compact``,
+``backup``. Stdout carries only
 data (tables, JSON); logs and progress bars go to stderr. A known error (any ``EngineError``, an
 unusable ``--data`` path) prints one line to stderr and exits 1; bad usage exits 2.
 
@@ -22,7 +23,17 @@ import structlog
 from structlog.typing import ExcInfo
 
 from actors import EngineError
-from cli import CliError, bench, events, open_engine, rebuild, serve, status
+from cli import (
+    CliError,
+    backup_command,
+    bench,
+    compact_command,
+    events,
+    open_engine,
+    rebuild,
+    serve,
+    status,
+)
 from domain.ids import id_problem
 
 DEFAULT_ORDERS = 200
@@ -150,6 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench_command.add_argument("--quick", action="store_true", help="a small run, under a minute")
     bench_command.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench_command.add_argument("--chart", metavar="FILE", help="also draw a chart (PNG)")
+    command(
+        "compact",
+        "Compact the data directory in place (LMDB's compacting copy); no engine may run on it.",
+        _run(compact_command, "data"),
+    )
+    backup_command_parser = command(
+        "backup",
+        "Copy the data directory (log, views, view snapshots) into DEST, even while it runs.",
+        _run(backup_command, "data", "dest"),
+    )
+    backup_command_parser.add_argument(
+        "dest", type=Path, metavar="DEST", help="a new (or empty) directory for the copy"
+    )
     serve_command = command(
         "serve",
         "Serve the HTTP API (needs the http extra).",

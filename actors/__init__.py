@@ -22,9 +22,11 @@ from domain.errors import (
     InvalidCommand,
     InvalidQuery,
     LogLocked,
+    MaintenanceFailed,
     StorageError,
     UnknownView,
 )
+from store import RecentCommands
 
 __all__ = [
     "ActorFailed",
@@ -47,7 +49,9 @@ __all__ = [
     "InvalidCommand",
     "InvalidQuery",
     "LogLocked",
+    "MaintenanceFailed",
     "RebuildReport",
+    "RecentCommands",
     "StorageError",
     "UnknownView",
     "ViewStatus",

@@ -25,12 +25,24 @@ from actors._idempotency import Idempotency
 from actors._messages import CommandResult, Execute
 from actors._readside import ReadSide, RebuildReport, ViewStatus
 from actors._registry import AggregateRegistry, tune_collector
+from actors._retention import Retention
 from actors._supervision import FaultSeam, guarded, guarded_async
 from actors._tail import EventTail
 from actors._writer import LogWriter
 from domain.errors import CommandTimeout, InvalidCommand
 from domain.orders import ORDERS
-from store import Codec, Durability, EventStore, ViewStore, get_logger
+from store import (
+    DEFAULT_IDEMPOTENCY_WINDOW,
+    BackupReport,
+    Codec,
+    Durability,
+    EventStore,
+    IdempotencyWindow,
+    ViewStore,
+    get_logger,
+)
+from store._copy import backup_open
+from store._retention import normalize_window
 
 __all__ = ["Engine", "EngineStatus"]
 
@@ -53,6 +65,9 @@ class EngineStatus(msgspec.Struct, frozen=True):
         views_recovered: Why the views environment was wiped and rebuilt from the log at open
             (an OS crash with unflushed view writes, a damaged file, checkpoints ahead of the
             log), or ``""``.
+        idempotency_entries: Command ids the idempotency table answers for (its rows).
+        idempotency_oldest: Unix time (seconds, UTC) of the oldest command it may still
+            answer for (the first event past the pruning cursor), or None when it is empty.
     """
 
     head: int
@@ -64,6 +79,8 @@ class EngineStatus(msgspec.Struct, frozen=True):
     queries_waiting: int = 0
     file_size: int = 0
     views_recovered: str = ""
+    idempotency_entries: int = 0
+    idempotency_oldest: float | None = None
 
 
 class Engine:
@@ -85,6 +102,7 @@ class Engine:
         self._gate = InFlightGate(parts["max_in_flight"])
         self._idempotency: Idempotency = parts["idempotency"]
         self._idle_timeout: float | None = parts["idle_timeout"]
+        self._retention: Retention = parts["retention"]
         self._closed = False
         self._close_lock = threading.Lock()
         self._stop_housekeeping = threading.Event()
@@ -105,6 +123,7 @@ class Engine:
         max_live_aggregates: int = 100_000,
         idle_timeout: float | None = 600.0,
         snapshot_every: int = 100,
+        idempotency_window: IdempotencyWindow = DEFAULT_IDEMPOTENCY_WINDOW,
         deciders: Sequence[Any] | None = None,
         views: Sequence[Any] | None = None,
         view_backends: Mapping[str, Literal["memory", "lmdb"]] | None = None,
@@ -129,6 +148,10 @@ class Engine:
             max_live_aggregates: LRU cap on live aggregate actors.
             idle_timeout: Seconds before an idle aggregate is passivated (None: never).
             snapshot_every: Events per aggregate between snapshots (0: no snapshots).
+            idempotency_window: How long a command id is answered with its original result:
+                seconds (a number or a ``timedelta``; default 7 days), ``RecentCommands(n)``
+                (the n most recent commands), or None (forever). Older rows are pruned in
+                small background transactions; a retry after that is a new command.
             deciders: Aggregate types (default: the order domain).
             views: Read models to keep (``views.ReadModel`` shape; default: the order read
                 models, ``views.orders.order_read_models()``); ``[]`` for none. Views already
@@ -156,7 +179,10 @@ class Engine:
             InvalidView: ``views`` holds something that is neither a read model nor a view, two
                 views share a name or a query type, or a backend is unknown.
             UnknownView: ``view_backends`` names no view.
+            ValueError: An option is out of range (e.g. a negative ``idempotency_window``).
+            TypeError: ``idempotency_window`` is of another type.
         """
+        window = normalize_window(idempotency_window)
         if tune_gc:
             tune_collector()
         deciders = list(deciders) if deciders is not None else [ORDERS]
@@ -218,6 +244,12 @@ class Engine:
                 max_in_flight=max_in_flight,
                 idle_timeout=idle_timeout,
                 idempotency=Idempotency(write_store),
+                retention=Retention(
+                    store,
+                    window=window,
+                    clock=clock or utc_now,
+                    schemas={d.stream_type: d.state_schema_version for d in deciders},
+                ),
             )
         except BaseException:
             if read is not None:
@@ -297,6 +329,7 @@ class Engine:
                 registry.trim()
                 if idle is not None:
                     registry.sweep(idle)
+            self._retention.run_round()
 
     # ------------------------------------------------------------ commands
 
@@ -463,10 +496,26 @@ class Engine:
         return self._read.wait_all(target, timeout)
 
     @guarded
+    def backup(self, dest: str | os.PathLike[str]) -> BackupReport:
+        """Copy the data directory into ``dest`` while the engine keeps running.
+
+        Consistent: the log as of the moment its copy began (so every command acknowledged
+        before this call), the views and memory-view snapshots as of a moment before that (they
+        catch up when the backup is opened). Open the backup with ``Engine.open(dest)``; see
+        :mod:`store._copy`.
+
+        Raises:
+            MaintenanceFailed: ``dest`` exists and is not an empty directory, or a copy failed.
+            EngineClosed: The engine was closed.
+        """
+        return backup_open(self._store, self._view_store, dest)
+
+    @guarded
     def status(self) -> EngineStatus:
         """Return the engine's status: head, views, live aggregates, parked events."""
         head = self._store.head()
         views = self._read.status(head)
+        idempotency = self._store.idempotency_stats()
         return EngineStatus(
             head=head,
             views=views,
@@ -477,6 +526,10 @@ class Engine:
             queries_waiting=self._read.queries_waiting,
             file_size=self._store.file_size(),
             views_recovered=self._view_store.recovered,
+            idempotency_entries=idempotency.entries,
+            idempotency_oldest=(
+                None if idempotency.oldest is None else idempotency.oldest / 1_000_000_000
+            ),
         )
 
 

@@ -58,6 +58,12 @@ def result_from_record(
     stream's tail after them (long for an old command, and a damaged record there must not make
     a retry of an intact command fail).
     """
+    if record.first_position == 0:
+        # A command that appended no events (a decider may answer "nothing to do"): its
+        # result is its version alone. Reading the log here used to fail the retry.
+        return CommandResult(
+            aggregate_id=aggregate_id, version=record.version, position=0, events=()
+        )
     count = record.last_position - record.first_position + 1
     batch = next(iter(store.read_all(record.first_position, count)), [])
     events = tuple(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -128,6 +128,12 @@ def _size(size: int) -> str:
     return f"{size / 2**20:.1f} MiB ({size} bytes)"
 
 
+def _unix(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return _when(datetime.fromtimestamp(seconds, UTC))
+
+
 def status_tables(status: EngineStatus) -> Sequence[Table]:
     """Return the engine status: one table of figures, one row per view."""
     figures = pairs_table(
@@ -140,6 +146,8 @@ def status_tables(status: EngineStatus) -> Sequence[Table]:
             ("in_flight", status.in_flight),
             ("queries_waiting", status.queries_waiting),
             ("file_size", _size(status.file_size)),
+            ("idempotency_entries", status.idempotency_entries),
+            ("idempotency_oldest", _unix(status.idempotency_oldest)),
         ],
     )
     views = Table(title="Views", title_justify="left")

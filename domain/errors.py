@@ -25,6 +25,7 @@ __all__ = [
     "InvalidQuery",
     "InvalidView",
     "LogLocked",
+    "MaintenanceFailed",
     "StorageError",
     "UnknownView",
 ]
@@ -194,6 +195,22 @@ class LogLocked(EngineError):
         )
         self.path = path
         self.pid = pid
+
+
+class MaintenanceFailed(EngineError):
+    """A backup or a compaction could not be done; the data directory was left as it was.
+
+    Attributes:
+        operation: ``"backup"`` or ``"compact"``.
+        path: The directory concerned (the source, or the backup's destination).
+        reason: What went wrong, and what to do about it.
+    """
+
+    def __init__(self, operation: str, path: str, reason: str) -> None:
+        super().__init__(f"{operation} of {path} not done: {reason}")
+        self.operation = operation
+        self.path = path
+        self.reason = reason
 
 
 class CorruptLog(EngineError):

@@ -5,6 +5,7 @@ One LMDB environment per data directory, held exclusively by one process. See
 """
 
 from store._codec import Codec, Upcaster
+from store._copy import BackupReport, CompactReport, backup, compact
 from store._logging import EngineLogger, get_logger
 from store._records import (
     CommandRecord,
@@ -15,21 +16,37 @@ from store._records import (
     Snapshot,
     StreamAppend,
 )
+from store._retention import (
+    DEFAULT_IDEMPOTENCY_WINDOW,
+    IdempotencyStats,
+    IdempotencyWindow,
+    PruneResult,
+    RecentCommands,
+)
 from store._store import EventStore
 from store._viewstore import ViewStore
 
 __all__ = [
+    "DEFAULT_IDEMPOTENCY_WINDOW",
+    "BackupReport",
     "Codec",
     "CommandRecord",
     "Committed",
+    "CompactReport",
     "Durability",
     "EngineLogger",
     "EventStore",
+    "IdempotencyStats",
+    "IdempotencyWindow",
     "ParkedEvent",
+    "PruneResult",
+    "RecentCommands",
     "RecordedEvent",
     "Snapshot",
     "StreamAppend",
     "Upcaster",
     "ViewStore",
+    "backup",
+    "compact",
     "get_logger",
 ]

@@ -126,6 +126,12 @@ class ProcessLock:
         if previous and previous != os.getpid():
             log.info("stale_lock_taken_over", path=str(directory), previous_pid=previous)
 
+    @classmethod
+    def held_here(cls, directory: pathlib.Path) -> bool:
+        """Return whether this process holds ``directory``'s lock (an engine open here)."""
+        with cls._held_guard:
+            return directory.resolve() in cls._held
+
     def release(self) -> None:
         """Release the lock (idempotent). The file stays; its pid is only advisory."""
         with ProcessLock._held_guard:

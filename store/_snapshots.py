@@ -2,11 +2,19 @@
 
 Table ``snapshots``: stream key (``stream_type + NUL + stream_id``, see
 :func:`store._log.stream_key`) -> msgpack ``(version, schema_version, state)``. Only the latest
-is kept; an older snapshot never replaces a newer one.
+is kept; an older snapshot never replaces a newer one. So a superseded snapshot never lingers:
+saving a stream's new snapshot overwrites its previous one in place (one row per stream).
+
+A snapshot whose ``schema_version`` is not its decider's current ``state_schema_version`` is
+never loaded (the aggregate replays its stream instead), so it would only take space until the
+stream's next snapshot, which an idle aggregate may never take: the engine's housekeeping walks
+the table once after each open and drops them (:func:`drop_stale_snapshots_in_txn`, in small
+batches).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
 import msgspec
@@ -16,7 +24,12 @@ from store._records import Snapshot
 if TYPE_CHECKING:
     from store._env import Database, Txn
 
-__all__ = ["encode_snapshot", "load_snapshot_in_txn", "save_snapshot_in_txn"]
+__all__ = [
+    "drop_stale_snapshots_in_txn",
+    "encode_snapshot",
+    "load_snapshot_in_txn",
+    "save_snapshot_in_txn",
+]
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _DECODER: Final = msgspec.msgpack.Decoder(tuple[int, int, bytes])
@@ -49,3 +62,38 @@ def save_snapshot_in_txn(txn: Txn, snapshots_db: Database, key: bytes, snapshot:
         db=snapshots_db,
     )
     return True
+
+
+_SCHEMA_OF: Final = msgspec.msgpack.Decoder(tuple[int, int, msgspec.Raw])
+
+
+def drop_stale_snapshots_in_txn(
+    txn: Txn, snapshots_db: Database, after: bytes, schemas: Mapping[str, int], limit: int
+) -> tuple[bytes | None, int]:
+    """Delete snapshots whose state schema is not their type's current one, a batch at a time.
+
+    Walks at most ``limit`` snapshots with keys after ``after`` (``b""``: from the start). A
+    snapshot of a stream type missing from ``schemas`` is kept (another engine configuration
+    may know that type).
+
+    Returns:
+        The last key walked (None once the table is done) and how many were deleted.
+    """
+    cursor = txn.cursor(db=snapshots_db)
+    if not cursor.set_range(after) or (cursor.key() == after and not cursor.next()):
+        return None, 0
+    stale: list[bytes] = []
+    last: bytes | None = None  # None: the walk reached the table's end
+    for walked, (key, value) in enumerate(cursor.iternext()):
+        if walked == limit:
+            break
+        last = key
+        stream_type = key.split(b"\x00", 1)[0].decode(errors="replace")
+        current = schemas.get(stream_type)
+        if current is not None and _SCHEMA_OF.decode(value)[1] != current:
+            stale.append(key)
+    else:
+        last = None
+    for key in stale:
+        txn.delete(key, db=snapshots_db)
+    return last, len(stale)

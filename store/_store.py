@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, Self
 import lmdb
 
 from domain.errors import EngineError
-from store import _checkpoints, _log, _snapshots, _upgrade
+from store import _checkpoints, _log, _retention, _snapshots, _upgrade
 from store._codec import Codec
 from store._env import ProcessLock, open_environment
 from store._logging import get_logger
@@ -32,9 +32,12 @@ from store._records import (
     Snapshot,
     StreamAppend,
 )
+from store._retention import IdempotencyStats, PruneResult
 from store._txns import Transactions
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from store._env import Database, Txn
 
 __all__ = ["EventStore"]
@@ -298,6 +301,45 @@ class EventStore(Transactions):
         return self.read(
             lambda txn: _snapshots.load_snapshot_in_txn(txn, db, key, stream_id, stream_type)
         )
+
+    def drop_stale_snapshots(
+        self, schemas: Mapping[str, int], after: bytes = b"", limit: int = 1000
+    ) -> tuple[bytes | None, int]:
+        """Drop up to ``limit`` walked snapshots whose schema is not ``schemas[stream type]``.
+
+        Returns:
+            Where to go on from (None: the whole table was walked) and how many were dropped.
+        """
+        db = self._dbs["snapshots"]
+        return self.write(
+            lambda txn: _snapshots.drop_stale_snapshots_in_txn(txn, db, after, schemas, limit)
+        )
+
+    def snapshot_count(self) -> int:
+        """Return how many snapshots are stored (at most one per stream)."""
+        db = self._dbs["snapshots"]
+        return self.read(lambda txn: int(txn.stat(db)["entries"]))
+
+    # ------------------------------------------------------------ idempotency retention
+
+    def prune_commands(
+        self, *, cutoff_ns: int | None = None, keep: int | None = None, limit: int = 1000
+    ) -> PruneResult:
+        """Forget the command ids of one small batch beyond the window, in one write txn.
+
+        See :mod:`store._retention`: walks at most ``limit`` log positions from the pruning
+        cursor, deleting the rows of commands older than ``cutoff_ns`` (ns, UTC) or beyond the
+        ``keep`` most recent; the cursor commits with the deletions.
+        """
+        dbs, head = self._dbs, self._head
+        return self.write(
+            lambda txn: _retention.prune_commands_in_txn(txn, dbs, head, cutoff_ns, keep, limit)
+        )
+
+    def idempotency_stats(self) -> IdempotencyStats:
+        """Return the idempotency table's size, its oldest kept timestamp and the cursor."""
+        dbs, head = self._dbs, self._head
+        return self.read(lambda txn: _retention.idempotency_stats_in_txn(txn, dbs, head))
 
     # ------------------------------------------------------------ parked events
 

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from actors import Engine
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "main.py"
 TIMEOUT = 60.0
-COMMANDS = ("demo", "status", "events", "rebuild", "bench", "serve")
+COMMANDS = ("demo", "status", "events", "rebuild", "bench", "serve", "compact", "backup")
 STATUS_KEYS = {
     "head",
     "views",
@@ -118,6 +119,9 @@ def test_status_json_has_the_contract_fields(populated: tuple[Path, str]) -> Non
     assert status["head"] > 30
     assert status["durability"] == "sync"
     assert status["file_size"] > 0
+    # Every demo command has an id, and none is older than the default window (7 days).
+    assert status["idempotency_entries"] > 30
+    assert isinstance(status["idempotency_oldest"], float)
     assert set(status["views"]) == {
         "order_details",
         "customer_orders",
@@ -133,7 +137,15 @@ def test_status_prints_tables_by_default(populated: tuple[Path, str]) -> None:
     data, _ = populated
     result = run("status", "--data", data)
     assert result.returncode == 0, result.stderr
-    for word in ("head", "durability", "order_details", "lag_events", "file_size"):
+    for word in (
+        "head",
+        "durability",
+        "order_details",
+        "lag_events",
+        "file_size",
+        "idempotency_entries",
+        "idempotency_oldest",
+    ):
         assert word in result.stdout
 
 
@@ -298,7 +310,9 @@ def holder(tmp_path: Path) -> Iterator[tuple[Path, int]]:
             stream.close()
 
 
-@pytest.mark.parametrize("command", [["status"], ["events"], ["demo", "--orders", "1"]])
+@pytest.mark.parametrize(
+    "command", [["status"], ["events"], ["demo", "--orders", "1"], ["compact"]]
+)
 def test_a_directory_held_by_another_process_is_one_line_naming_its_pid(
     holder: tuple[Path, int], command: list[str]
 ) -> None:
@@ -306,6 +320,30 @@ def test_a_directory_held_by_another_process_is_one_line_naming_its_pid(
     line = one_error_line(run(*command, "--data", data))
     assert f"process {pid}" in line
     assert str(data) in line
+
+
+def test_backup_copies_a_directory_another_process_holds(
+    holder: tuple[Path, int], tmp_path: Path
+) -> None:
+    data, _ = holder
+    dest = tmp_path / "copy"
+    result = run("backup", dest, "--data", data)
+    assert result.returncode == 0, result.stderr
+    assert f"backed up {data} to {dest}" in result.stdout
+    assert (dest / "data.mdb").is_file()
+    again = one_error_line(run("backup", dest, "--data", data))
+    assert "not an empty directory" in again
+
+
+def test_compact_of_a_stopped_directory_prints_its_sizes(
+    populated: tuple[Path, str], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(populated[0], data)  # the shared directory stays as the other tests saw it
+    result = run("compact", "--data", data)
+    assert result.returncode == 0, result.stderr
+    assert f"compacted {data}: " in result.stdout
+    assert run("status", "--json", "--data", data).returncode == 0
 
 
 def test_a_directory_held_by_this_process_is_one_line_naming_it(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from engine_kit import (
     COUNTER,
     TIMEOUT,
     Increment,
+    Reset,
     add,
     all_events,
     assert_log_contiguous,
@@ -401,3 +402,16 @@ def test_logs_at_most_one_commit_line_per_batch_and_no_info_line_per_command(
     assert sum(entry["commands"] for entry in commits) == commands == 501
     info = [entry for entry in logs if entry["log_level"] in {"info", "warning", "error"}]
     assert info == []
+
+
+def test_a_retry_of_a_command_that_appended_no_events_returns_its_original_result(
+    tmp_path: Path,
+) -> None:
+    with open_engine(tmp_path, deciders=[COUNTER]) as engine:
+        engine.execute(Increment(counter_id="a"))
+        engine.execute(Reset(counter_id="a"))
+        nothing = Reset(counter_id="a")  # the counter is zero: no event
+        first = engine.execute(nothing)
+        assert (first.version, first.position, first.events) == (2, 0, ())
+        assert engine.execute(nothing) == first
+        assert engine.store.head() == 2

@@ -20,6 +20,7 @@ from domain.errors import (
     InvalidQuery,
     InvalidView,
     LogLocked,
+    MaintenanceFailed,
     StorageError,
     UnknownView,
 )
@@ -82,6 +83,15 @@ def _examples() -> list[tuple[EngineError, dict[str, Any], list[str]]]:
             LogLocked("/data/engine", pid=4242),
             {"path": "/data/engine", "pid": 4242},
             ["/data/engine", "4242"],
+        ),
+        (
+            MaintenanceFailed("backup", "/backups/b1", "it exists; name a new directory"),
+            {
+                "operation": "backup",
+                "path": "/backups/b1",
+                "reason": "it exists; name a new directory",
+            },
+            ["backup", "/backups/b1", "not done", "new directory"],
         ),
         (
             CorruptLog(position=17, reason="unknown tag 'Foo'"),
