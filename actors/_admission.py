@@ -7,8 +7,8 @@ command is refused with a typed error and never touches the log.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -16,7 +16,7 @@ from domain.errors import InvalidCommand
 from domain.ids import validate_id
 from store import Codec
 
-__all__ = ["check_id", "codec_for", "fingerprint"]
+__all__ = ["Routed", "admit", "check_id", "codec_for", "fingerprint"]
 
 _encoder = msgspec.msgpack.Encoder(decimal_format="string")
 
@@ -58,3 +58,44 @@ def fingerprint(command: object) -> bytes:
     return hashlib.blake2b(
         type(command).__qualname__.encode() + b"\0" + payload, digest_size=16
     ).digest()
+
+
+class Routed(Protocol):
+    """What a command's type is routed to: an aggregate registry (its decider names the id)."""
+
+    @property
+    def decider(self) -> Any:
+        """The aggregate type's decider."""
+        ...
+
+
+R = TypeVar("R", bound=Routed)
+
+
+def admit(routes: Mapping[type, R], command: Any) -> tuple[R, str]:
+    """Return the registry of ``command``'s type and its aggregate id, checking every id.
+
+    Raises:
+        InvalidCommand: Not a command of a registered aggregate type, an id outside the
+            grammar, or an ``expected_version`` that is not an int >= 0.
+    """
+    registry = routes.get(type(command))
+    if registry is None:
+        raise InvalidCommand(
+            "",
+            "unknown_command",
+            f"{type(command).__name__} is not a command of any registered aggregate type",
+        )
+    command_id = check_id(getattr(command, "command_id", None), "command_id")
+    expected = getattr(command, "expected_version", None)
+    if expected is not None and (
+        isinstance(expected, bool) or not isinstance(expected, int) or expected < 0
+    ):
+        raise InvalidCommand(
+            command_id, "invalid_expected_version", "expected_version must be an int >= 0"
+        )
+    try:
+        aggregate_id = check_id(registry.decider.aggregate_id(command), "aggregate id")
+    except AttributeError as error:
+        raise InvalidCommand("", "invalid_type", str(error)) from error
+    return registry, aggregate_id

@@ -13,23 +13,24 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-import msgspec
 import pykka
 
-from actors._admission import check_id, codec_for, fingerprint
+from actors._admission import admit, codec_for, fingerprint
 from actors._aggregate import utc_now
 from actors._dispatch import Dispatcher
 from actors._future import DispatcherFuture, bridge
 from actors._gate import InFlightGate
+from actors._housekeeping import Housekeeper
 from actors._idempotency import Idempotency
 from actors._messages import CommandResult, Execute
-from actors._readside import ReadSide, RebuildReport, ViewStatus
+from actors._readside import ReadSide, RebuildReport
 from actors._registry import AggregateRegistry, tune_collector
 from actors._retention import Retention
+from actors._status import EngineStatus
 from actors._supervision import FaultSeam, guarded, guarded_async
 from actors._tail import EventTail
 from actors._writer import LogWriter
-from domain.errors import CommandTimeout, InvalidCommand
+from domain.errors import CommandTimeout
 from domain.orders import ORDERS
 from store import (
     DEFAULT_IDEMPOTENCY_WINDOW,
@@ -47,40 +48,6 @@ from store._retention import normalize_window
 __all__ = ["Engine", "EngineStatus"]
 
 log = get_logger(__name__)
-
-
-class EngineStatus(msgspec.Struct, frozen=True):
-    """A snapshot of the engine's state (see the contract).
-
-    Attributes:
-        head: Last committed position.
-        views: Per view: position, lag in events and seconds, parked events, and its health
-            (``state`` ok / retrying / stalled, ``error``, ``attempts``; see ``ViewStatus``).
-        live_aggregates: Aggregate actors in memory now.
-        parked_events: Poison events parked, over all views.
-        durability: ``"sync"`` or ``"async"``.
-        in_flight: Commands submitted and not yet acknowledged.
-        queries_waiting: Queries parked until their view reaches the position they asked for.
-        file_size: Size of the data file in bytes.
-        views_recovered: Why the views environment was wiped and rebuilt from the log at open
-            (an OS crash with unflushed view writes, a damaged file, checkpoints ahead of the
-            log), or ``""``.
-        idempotency_entries: Command ids the idempotency table answers for (its rows).
-        idempotency_oldest: Unix time (seconds, UTC) of the oldest command it may still
-            answer for (the first event past the pruning cursor), or None when it is empty.
-    """
-
-    head: int
-    views: dict[str, ViewStatus]
-    live_aggregates: int
-    parked_events: int
-    durability: str
-    in_flight: int = 0
-    queries_waiting: int = 0
-    file_size: int = 0
-    views_recovered: str = ""
-    idempotency_entries: int = 0
-    idempotency_oldest: float | None = None
 
 
 class Engine:
@@ -101,15 +68,15 @@ class Engine:
         self._read: ReadSide = parts["read"]
         self._gate = InFlightGate(parts["max_in_flight"])
         self._idempotency: Idempotency = parts["idempotency"]
-        self._idle_timeout: float | None = parts["idle_timeout"]
         self._retention: Retention = parts["retention"]
         self._closed = False
         self._close_lock = threading.Lock()
-        self._stop_housekeeping = threading.Event()
-        self._housekeeper = threading.Thread(
-            target=self._housekeep, name="engine-housekeeping", daemon=True
+        self._housekeeper = Housekeeper(
+            view_store=self._view_store,
+            registries=self._registries,
+            retention=self._retention,
+            idle_timeout=parts["idle_timeout"],
         )
-        self._housekeeper.start()
         _OPEN_ENGINES.add(self)
 
     # ------------------------------------------------------------ lifecycle
@@ -278,8 +245,7 @@ class Engine:
         self._read.release_waiting()  # parked queries are answered now, not after the drain
         if not self._gate.wait_idle(timeout):
             log.warning("close_with_commands_in_flight", in_flight=self._gate.count)
-        self._stop_housekeeping.set()
-        self._housekeeper.join(timeout)
+        self._housekeeper.stop(timeout)
         try:
             for registry in self._registries:
                 registry.stop_all(timeout)
@@ -316,21 +282,6 @@ class Engine:
         """The underlying event store (read-only use: events, checkpoints)."""
         return self._store
 
-    def _housekeep(self) -> None:
-        idle = self._idle_timeout
-        # At least twice a second: unflushed view writes are bounded in time (OS-crash exposure).
-        period = 0.5 if idle is None else max(0.05, min(idle / 4, 0.5))
-        while not self._stop_housekeeping.wait(period):
-            try:
-                self._view_store.sync_if_due()
-            except Exception:  # a failed flush is retried next round; the log is the truth
-                log.exception("views_flush_failed")
-            for registry in self._registries:
-                registry.trim()
-                if idle is not None:
-                    registry.sweep(idle)
-            self._retention.run_round()
-
     # ------------------------------------------------------------ commands
 
     @guarded
@@ -350,26 +301,7 @@ class Engine:
         return self._dispatch(registry, aggregate_id, command)
 
     def _route(self, command: Any) -> tuple[AggregateRegistry, str]:
-        registry = self._routes.get(type(command))
-        if registry is None:
-            raise InvalidCommand(
-                "",
-                "unknown_command",
-                f"{type(command).__name__} is not a command of any registered aggregate type",
-            )
-        command_id = check_id(getattr(command, "command_id", None), "command_id")
-        expected = getattr(command, "expected_version", None)
-        if expected is not None and (
-            isinstance(expected, bool) or not isinstance(expected, int) or expected < 0
-        ):
-            raise InvalidCommand(
-                command_id, "invalid_expected_version", "expected_version must be an int >= 0"
-            )
-        try:
-            aggregate_id = check_id(registry.decider.aggregate_id(command), "aggregate id")
-        except AttributeError as error:
-            raise InvalidCommand("", "invalid_type", str(error)) from error
-        return registry, aggregate_id
+        return admit(self._routes, command)
 
     def _dispatch(
         self, registry: AggregateRegistry, aggregate_id: str, command: Any

@@ -1,0 +1,43 @@
+"""What ``Engine.status()`` answers: one snapshot of the engine's state."""
+
+from __future__ import annotations
+
+import msgspec
+
+from actors._progress import ViewStatus
+
+__all__ = ["EngineStatus"]
+
+
+class EngineStatus(msgspec.Struct, frozen=True):
+    """A snapshot of the engine's state (see the contract).
+
+    Attributes:
+        head: Last committed position.
+        views: Per view: position, lag in events and seconds, parked events, and its health
+            (``state`` ok / retrying / stalled, ``error``, ``attempts``; see ``ViewStatus``).
+        live_aggregates: Aggregate actors in memory now.
+        parked_events: Poison events parked, over all views.
+        durability: ``"sync"`` or ``"async"``.
+        in_flight: Commands submitted and not yet acknowledged.
+        queries_waiting: Queries parked until their view reaches the position they asked for.
+        file_size: Size of the data file in bytes.
+        views_recovered: Why the views environment was wiped and rebuilt from the log at open
+            (an OS crash with unflushed view writes, a damaged file, checkpoints ahead of the
+            log), or ``""``.
+        idempotency_entries: Command ids the idempotency table answers for (its rows).
+        idempotency_oldest: Unix time (seconds, UTC) of the oldest command it may still
+            answer for (the first event past the pruning cursor), or None when it is empty.
+    """
+
+    head: int
+    views: dict[str, ViewStatus]
+    live_aggregates: int
+    parked_events: int
+    durability: str
+    in_flight: int = 0
+    queries_waiting: int = 0
+    file_size: int = 0
+    views_recovered: str = ""
+    idempotency_entries: int = 0
+    idempotency_oldest: float | None = None
