@@ -1,0 +1,205 @@
+"""Soak: the default engine taking events until 10M, reporting throughput, RSS and bytes over time.
+
+Workload: orders arrive in waves of :data:`WAVE` orders; each wave's commands (create, 8 add-items,
+ship or cancel: 10 commands and 10 events per order) are interleaved across its orders and
+submitted with the engine's backpressure, then the next wave comes. Commands are built lazily, so
+the benchmark's own memory stays flat. 10M events are a million orders: ten times the default
+``max_live_aggregates`` (100k), so the LRU keeps passivating once the cap is reached.
+
+Engine: ``Engine.open(path)`` as the README shows it (durable, the four order views).
+
+Every ``--every`` events (default 100k) it records the window's commands/s, the process's
+anonymous RSS (``/proc/self/statm``: the LMDB maps are file-backed and stay out), the live
+aggregates, and the bytes per event on disk (LMDB pages in use over both environments, and the
+files' allocated size). It prints a table of the checkpoints, writes JSON and a chart.
+
+Aims (issue 13): throughput at the end >= 0.8x the throughput at 100k events; RSS flat once the
+live-aggregate cap is reached (reported as the RSS growth from the first checkpoint past the cap to
+the end).
+
+Run: ``python bench/bench_soak.py [--events N] [--every N] [--json FILE] [--chart FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from _common import RESULTS_DIR, configure_logging, progress, rss_anon_bytes, write_json
+from _workload import order_workload
+from rich.console import Console
+from rich.table import Table
+
+from actors import Engine
+from domain.orders import OrderCommand
+
+__all__ = ["main", "run"]
+
+WAVE: Final = 10_000  # orders per wave: 100k commands
+ADDS: Final = 8
+THROUGHPUT_AIM: Final = 0.8
+
+
+def commands(total_events: int) -> Iterator[OrderCommand]:
+    """Yield waves of interleaved order commands until ``total_events`` (10 per order)."""
+    per_order = ADDS + 2
+    waves = -(-total_events // (WAVE * per_order))
+    produced = 0
+    for wave in range(waves):
+        # A different seed per wave: fresh orders with fresh (time-ordered) ids.
+        for command in order_workload(WAVE, ADDS, seed=1000 + wave):
+            if produced >= total_events:
+                return
+            produced += 1
+            yield command
+
+
+def _pages_bytes(env: Any) -> int:
+    # The high-water mark of the pages LMDB allocated (safe on an environment in use: no
+    # table handle is opened, unlike a per-table stat()).
+    return int((env.info()["last_pgno"] + 1) * env.stat()["psize"])
+
+
+def _checkpoint(
+    engine: Engine, path: Path, events: int, seconds: float, window: float
+) -> dict[str, Any]:
+    status = engine.status()
+    used = _pages_bytes(engine.store.env)
+    views_used = _pages_bytes(engine._view_store.env)  # noqa: SLF001 - a benchmark's probe
+    on_disk = (path / "data.mdb").stat().st_blocks * 512
+    views_disk = (path / "views" / "data.mdb").stat().st_blocks * 512
+    return {
+        "events": events,
+        "elapsed_s": seconds,
+        "commands_per_s": window,
+        "rss_anon_mib": rss_anon_bytes() / 2**20,
+        "live_aggregates": status.live_aggregates,
+        "bytes_used_per_event": (used + views_used) / max(events, 1),
+        "bytes_on_disk_per_event": (on_disk + views_disk) / max(events, 1),
+        "view_lag_events": max((v.lag_events for v in status.views.values()), default=0),
+    }
+
+
+def run(total_events: int, every: int) -> dict[str, Any]:
+    """Soak the default engine; return the checkpoints and the aims' verdicts."""
+    configure_logging()
+    points: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
+        path = Path(tmp) / "data"
+        with Engine.open(path) as engine:
+            pending: list[Any] = []
+            window_start = time.perf_counter()
+            done = 0
+            for command in commands(total_events):
+                pending.append(engine.submit(command, timeout=600))
+                if len(pending) >= every:
+                    for future in pending:
+                        future.get(timeout=600)
+                    done += len(pending)
+                    pending.clear()
+                    now = time.perf_counter()
+                    rate = every / (now - window_start)
+                    points.append(_checkpoint(engine, path, done, now - started, rate))
+                    progress(
+                        f"soak: {done:,} events, {rate:,.0f} cmd/s, "
+                        f"RSS {points[-1]['rss_anon_mib']:.0f} MiB, "
+                        f"{points[-1]['bytes_used_per_event']:.0f} B/event"
+                    )
+                    window_start = time.perf_counter()
+            for future in pending:
+                future.get(timeout=600)
+    return {
+        "bench": "soak",
+        "events": total_events,
+        "every": every,
+        "seconds": time.perf_counter() - started,
+        "points": points,
+        "verdicts": _verdicts(points),
+    }
+
+
+def _verdicts(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    if len(points) < 2:
+        return {}
+    first, last = points[0], points[-1]
+    ratio = last["commands_per_s"] / first["commands_per_s"]
+    capped = [p for p in points if p["live_aggregates"] >= 100_000]
+    rss_growth = capped[-1]["rss_anon_mib"] - capped[0]["rss_anon_mib"] if capped else None
+    return {
+        "throughput_end_vs_first": ratio,
+        "throughput_aim_met": ratio >= THROUGHPUT_AIM,
+        "rss_growth_after_cap_mib": rss_growth,
+    }
+
+
+def print_points(result: dict[str, Any]) -> None:
+    """Print the checkpoints and the verdicts as a table."""
+    table = Table(title=f"soak, default engine ({result['seconds']:.0f} s)")
+    for column in ("events", "cmd/s", "RSS MiB", "live", "B/event LMDB", "B/event disk", "lag"):
+        table.add_column(column, justify="right")
+    for p in result["points"]:
+        table.add_row(
+            f"{p['events']:,}",
+            f"{p['commands_per_s']:,.0f}",
+            f"{p['rss_anon_mib']:.0f}",
+            f"{p['live_aggregates']:,}",
+            f"{p['bytes_used_per_event']:.0f}",
+            f"{p['bytes_on_disk_per_event']:.0f}",
+            f"{p['view_lag_events']:,}",
+        )
+    console = Console()
+    console.print(table)
+    console.print(result["verdicts"])
+
+
+def chart(result: dict[str, Any], target: Path) -> Path:
+    """Draw throughput, RSS and bytes per event against events written."""
+    import matplotlib as mpl  # noqa: PLC0415 - heavy, and only needed here
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - after choosing the backend
+
+    points = result["points"]
+    events = [p["events"] / 1e6 for p in points]
+    fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+    for axis, key, label in zip(
+        axes,
+        ("commands_per_s", "rss_anon_mib", "bytes_used_per_event"),
+        ("commands/s", "anonymous RSS (MiB)", "bytes per event (LMDB pages in use)"),
+        strict=True,
+    ):
+        axis.plot(events, [p[key] for p in points])
+        axis.set_ylabel(label)
+        axis.grid(visible=True, alpha=0.3)
+    axes[-1].set_xlabel("events written (millions)")
+    fig.suptitle("Soak: the default engine, durable")
+    fig.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=100)
+    plt.close(fig)
+    return target
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the soak, print its table, write its JSON and chart."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000, help="events to write")
+    parser.add_argument("--every", type=int, default=100_000, help="events per checkpoint")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="results file")
+    parser.add_argument("--chart", type=Path, default=RESULTS_DIR / "soak.png", metavar="FILE")
+    args = parser.parse_args(argv)
+    result = run(args.events, args.every)
+    print_points(result)
+    progress(f"wrote {write_json(result, args.json, 'soak.json')}")
+    progress(f"wrote {chart(result, args.chart)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
