@@ -28,7 +28,7 @@ from domain.errors import EngineClosed
 from store import RecordedEvent, get_logger
 from views._order_rows import ORDER_TAGS, OrderRow
 from views._order_types import OrderView, Page, SearchOrders, validate_query
-from views._search_index import SearchIndex, finish
+from views._search_index import SearchIndex, build_owners, finish
 from views._search_postings import decode_grams, encode_grams
 from views._snapshot_file import decode_snapshot, encode_snapshot
 from views._view import Backend, View, check_query_type, check_up_to
@@ -43,6 +43,8 @@ _CHUNK: Final = 256  # events folded per hold of the lock: a query waits for one
 # query instead of ~8 sorted-list updates per event.
 _EAGER_SYNC: Final = 512
 _MODEL_VERSION: Final = 1
+_OWNERS_IN_BACKGROUND: Final = True  # tests turn it off to drive the query path's build
+_SCANS_BEFORE_BUILD: Final = 3  # searches by id part answered by a scan before the build starts
 
 
 class _Payload(msgspec.Struct, array_like=True):
@@ -76,6 +78,7 @@ class SearchView:
         self.tags: frozenset[str] | None = ORDER_TAGS
         self.skip_unknown = skip_unknown
         self._lock = threading.Lock()  # guards _index and _position
+        self._owners_for: SearchIndex | None = None  # the index whose owners build started
         self._gate = threading.Lock()  # the writer's turnstile: readers pass it before _lock
         self._index = SearchIndex()
         self._position = 0
@@ -150,6 +153,21 @@ class SearchView:
             index = self._index
             index.sync()
             plan = index.plan(query)
+            build = (
+                index.owners_pending
+                and index.scans >= _SCANS_BEFORE_BUILD
+                and self._owners_for is not index
+            )
+            if build:
+                self._owners_for = index
+        if build and _OWNERS_IN_BACKGROUND:
+            # Searches by id part since a restore were answered by scans; the owners of the id
+            # texts (most of a restore's cost, ~0.5 s at 1M events) are now built off the lock,
+            # so the next ones use the index. Not at restore, nor at the first search: the
+            # build would compete for the GIL with the engine's open and its first queries.
+            threading.Thread(
+                target=self._build_owners, args=(index,), name=f"{self.name}-owners", daemon=True
+            ).start()
         # Rows are immutable: ordering the hits needs no lock (the applier runs meanwhile).
         return finish(query, plan)
 
@@ -176,6 +194,19 @@ class SearchView:
             self._index, self._position = SearchIndex(), 0
             self._closed = True
         return handed
+
+    def _build_owners(self, index: SearchIndex) -> None:
+        try:
+            with self._lock:
+                if self._index is not index or not index.owners_pending:
+                    return
+                copied, text_ids, texts = index.begin_owners()
+            owners = build_owners(copied, text_ids, texts)
+            with self._gate, self._lock:
+                if self._index is index:
+                    index.install_owners(owners, copied)
+        except Exception:  # noqa: BLE001 - searches by id part scan; the query path builds later
+            _log.exception("search_owners_build_failed", view=self.name)
 
     def clear(self) -> None:
         """Drop every row; the position goes back to 0."""
@@ -238,5 +269,6 @@ class SearchView:
             if self._position or len(self._index):
                 raise ValueError(f"view {self.name!r}: restore needs an empty view at position 0")
             self._index, self._position = index, position
+
         _log.info("view_restored", view=self.name, position=position, orders=len(index))
         return position

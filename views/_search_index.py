@@ -41,13 +41,14 @@ from views._order_types import STATUSES, OrderView, Page, SearchOrders, make_pag
 from views._search_postings import TYPECODE as _TYPECODE
 from views._view import Index, Table
 
-__all__ = ["Plan", "SearchIndex", "finish", "texts_of"]
+__all__ = ["Plan", "SearchIndex", "build_owners", "finish", "texts_of"]
 
 _GRAM: Final = 3  # longest indexed substring; longer needles are verified candidates
 _WALK_BUDGET: Final = 4  # a walk may visit this many entries per candidate before it gives up
 _SCAN_FACTOR: Final = 4  # a needle whose owners sum past this many times the orders scans
 _FULL_SYNC_SHIFT: Final = 3  # more than 1/8 of the orders dirty: re-sort rather than update
 _FULL_SYNC_MIN: Final = 4096
+_OWNERS_AFTER_SCANS: Final = 64  # restored: scans before the query path builds the owners
 _SCALE: Final = 6  # totals are sorted as integers of millionths when that is exact
 # An exact context: scaleb() must never round (a 40-digit bound from a query included).
 _EXACT: Final = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
@@ -155,7 +156,14 @@ class SearchIndex:
         self._storage = _RowsStorage(self.rows)
         self._texts: list[str] = []
         self._text_ids: dict[str, int] = {}
-        self._owners: list[set[str]] = []
+        # Per text, the orders whose ids contain it. None after a restore until needle searches
+        # need it (see _plan_needle): building it is most of a restore's time (~1M set inserts
+        # at 1M events), and it is purely a function of the rows, so it can come later.
+        self._owners: list[set[str]] | None = []
+        self._scans = 0  # needle searches answered by a scan while _owners is None
+        # While owners are built off the lock (begin_owners/install_owners): orders folded
+        # since the rows were copied, reconciled at install.
+        self._tracking: set[str] | None = None
         self._grams: dict[str, array[int]] = {}
         self._by_status: dict[str, set[str]] = {status: set() for status in STATUSES}
         self._groups: tuple[_Group, ...] = (None, *STATUSES)
@@ -189,20 +197,7 @@ class SearchIndex:
         # nothing below runs.
         self._model.apply(self._storage, record)
         new = self.rows[order_id]
-        if old is None:
-            for text in texts_of(new):
-                self._owners[self._text_id(text)].add(order_id)
-        elif new.haystack is not old.haystack:  # the ids changed (the model carries it over)
-            if len(new.lines) == len(old.lines) + 1 and new.haystack.startswith(old.haystack):
-                # A new product line, appended last (the common case): one text gained.
-                text = new.haystack[len(old.haystack) + 1 :]
-                self._owners[self._text_id(text)].add(order_id)
-            else:
-                before, after = texts_of(old), texts_of(new)
-                for text in after - before:
-                    self._owners[self._text_id(text)].add(order_id)
-                for text in before - after:
-                    self._owners[self._text_ids[text]].discard(order_id)
+        self._index_texts(order_id, old, new)
         status = new.view.status
         if old is None:
             self._by_status[status].add(order_id)
@@ -211,12 +206,36 @@ class SearchIndex:
             self._by_status[status].add(order_id)
         self._dirty.add(order_id)
 
+    def _index_texts(self, order_id: str, old: OrderRow | None, new: OrderRow) -> None:
+        """Register ``new``'s texts and keep the owners of each text in step with the rows."""
+        owners = self._owners
+        if old is not None and new.haystack is old.haystack:
+            return  # the ids did not change (the model carries the text over)
+        if owners is None:
+            if self._tracking is not None:
+                self._tracking.add(order_id)
+            for text in texts_of(new):
+                self._text_id(text)  # the texts and grams stay complete meanwhile
+        elif old is None:
+            for text in texts_of(new):
+                owners[self._text_id(text)].add(order_id)
+        elif len(new.lines) == len(old.lines) + 1 and new.haystack.startswith(old.haystack):
+            # A new product line, appended last (the common case): one text gained.
+            owners[self._text_id(new.haystack[len(old.haystack) + 1 :])].add(order_id)
+        else:
+            before, after = texts_of(old), texts_of(new)
+            for text in after - before:
+                owners[self._text_id(text)].add(order_id)
+            for text in before - after:
+                owners[self._text_ids[text]].discard(order_id)
+
     def _text_id(self, text: str) -> int:
         number = self._text_ids.get(text)
         if number is None:
             number = self._text_ids[text] = len(self._texts)
             self._texts.append(text)
-            self._owners.append(set())
+            if self._owners is not None:
+                self._owners.append(set())
             grams = self._grams
             for size in range(1, _GRAM + 1):
                 for gram in {text[i : i + size] for i in range(len(text) - size + 1)}:
@@ -322,8 +341,15 @@ class SearchIndex:
         return Plan(items=None, total=len(hits), rows=hits)
 
     def _plan_needle(self, query: SearchOrders, needle: str, span: tuple[int, int] | None) -> Plan:
-        texts = self._matching_texts(needle)
         owners = self._owners
+        if owners is None:
+            self._scans += 1
+            if self._scans < _OWNERS_AFTER_SCANS:
+                # Just restored: a scan answers now; owners are built once searches by id part
+                # prove frequent, and then pay for themselves.
+                return Plan(items=None, total=-1, rows=list(self.rows.values()))
+            owners = self._build_owners()
+        texts = self._matching_texts(needle)
         shared = sum(len(owners[number]) for number in texts)
         if shared > _SCAN_FACTOR * len(self.rows):
             # The texts are shared by most orders (a needle like "sku"): a union would cost more
@@ -378,6 +404,48 @@ class SearchIndex:
         rows = self.rows
         return Plan(items=[rows[order_id].view for order_id in order_ids], total=total)
 
+    def _build_owners(self) -> list[set[str]]:
+        owners = build_owners(list(self.rows.items()), self._text_ids, len(self._texts))
+        self._owners = owners
+        self._tracking = None
+        return owners
+
+    @property
+    def scans(self) -> int:
+        """Searches by id part answered by a scan since the restore (owners not built)."""
+        return self._scans
+
+    @property
+    def owners_pending(self) -> bool:
+        """Whether the owners of the texts are still to be built (after a restore)."""
+        return self._owners is None
+
+    def begin_owners(self) -> tuple[list[tuple[str, OrderRow]], dict[str, int], int]:
+        """Start building the owners off the lock: return what :func:`build_owners` needs.
+
+        Call under the owner's lock, then :func:`build_owners` without it, then
+        :meth:`install_owners` under it again. Orders folded in between are tracked.
+        """
+        self._tracking = set()
+        return list(self.rows.items()), self._text_ids, len(self._texts)
+
+    def install_owners(self, owners: list[set[str]], copied: list[tuple[str, OrderRow]]) -> None:
+        """Adopt owners built from ``copied`` rows, reconciling the orders folded since."""
+        if self._owners is not None or self._tracking is None:
+            return  # built meanwhile on the query path, or not begun
+        owners.extend(set() for _ in range(len(self._texts) - len(owners)))
+        before = dict(copied)
+        text_ids = self._text_ids
+        for order_id in self._tracking:
+            old = before.get(order_id)
+            if old is not None:
+                for text in texts_of(old):
+                    owners[text_ids[text]].discard(order_id)
+            for text in texts_of(self.rows[order_id]):
+                owners[text_ids[text]].add(order_id)
+        self._owners = owners
+        self._tracking = None
+
     def _matching_texts(self, needle: str) -> list[int]:
         """Return the numbers of the texts that contain ``needle`` (casefolded, non-empty)."""
         grams = self._grams
@@ -412,17 +480,27 @@ class SearchIndex:
         index._texts = texts
         index._text_ids = {text: number for number, text in enumerate(texts)}
         index._grams = grams
-        owners: list[set[str]] = [set() for _ in texts]
-        text_ids = index._text_ids
         by_status = index._by_status
         for row in rows:
-            order_id = row.view.order_id
-            by_status[row.view.status].add(order_id)
-            for text in texts_of(row):
-                owners[text_ids[text]].add(order_id)
-        index._owners = owners
+            by_status[row.view.status].add(row.view.order_id)
+        index._owners = None  # built when needle searches need it (see _plan_needle)
         index._rebuild_orderings()
         return index
+
+
+def build_owners(
+    rows: Iterable[tuple[str, OrderRow]], text_ids: dict[str, int], texts: int
+) -> list[set[str]]:
+    """Return, per text number below ``texts``, the ids of the orders whose ids contain it.
+
+    Reads ``text_ids`` only for texts of ``rows`` (registered before the rows were copied), so
+    it may run while the index registers new texts under its lock.
+    """
+    owners: list[set[str]] = [set() for _ in range(texts)]
+    for order_id, row in rows:
+        for text in texts_of(row):
+            owners[text_ids[text]].add(order_id)
+    return owners
 
 
 def _counted(entries: Iterator[Entry], visited: Iterator[int]) -> Iterator[Entry]:

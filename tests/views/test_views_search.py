@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import msgspec
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from views_kit import SORTS, STATUSES, OrderLog, random_log, ref_search, sample_queries
 
@@ -16,6 +16,7 @@ from domain.errors import EngineClosed, InvalidQuery
 from domain.orders import AddOrderItem, OrderItemAdded
 from store import RecordedEvent
 from views import MemoryView
+from views import _search as search_view
 from views import _search_index as search_index
 from views._order_models import OrderSearchModel
 from views._search import SearchView
@@ -153,6 +154,109 @@ def test_snapshot_and_restore_give_the_same_answers() -> None:
     assert restored.query(SearchOrders(page_size=1000)) == ref_search(
         more, SearchOrders(page_size=1000)
     )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), size=st.integers(1, 200), data=st.data())
+def test_a_restored_view_answers_needles_before_and_after_it_builds_their_owners(
+    seed: int, size: int, data: st.DataObject
+) -> None:
+    # A restore leaves the owners of each text unbuilt: needle searches scan until enough of
+    # them came, then the owners are built from the rows as they are by then (events folded
+    # meanwhile included). Every answer on the way must equal the reference.
+    log = random_log(seed, size)
+    cut = data.draw(st.integers(0, len(log.records)))
+    before = _applied(log)
+    _, data_bytes = SearchView().snapshot() if cut == 0 else _snapshot_at(log, cut)
+    restored = SearchView()
+    step = max(1, (len(log.records) - cut) // 3)
+    position, needles = cut, 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(search_view, "_OWNERS_IN_BACKGROUND", False)  # the query path builds
+        patch.setattr(search_index, "_OWNERS_AFTER_SCANS", 3)  # build mid-way in small examples
+        assert restored.restore(data_bytes) is not None
+        assert restored._index._owners is None  # the lazy state under test
+        while True:
+            for _ in range(data.draw(st.integers(1, 8))):
+                query = data.draw(_queries(log))
+                needles += bool(query.query.casefold())
+                assert restored.query(query) == ref_search(_prefix(log, position), query), query
+            if position >= len(log.records):
+                break
+            chunk = log.records[position : position + step]
+            restored.apply(chunk, chunk[-1].position)
+            position = chunk[-1].position
+    built = restored._index._owners is not None
+    assert built == (needles >= 3)
+    assert restored.query(SearchOrders(page_size=1000)) == before.query(
+        SearchOrders(page_size=1000)
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), size=st.integers(1, 200), data=st.data())
+def test_owners_built_off_the_lock_are_reconciled_with_the_events_folded_meanwhile(
+    seed: int, size: int, data: st.DataObject
+) -> None:
+    log = random_log(seed, size)
+    assume(log.records)
+    cut = data.draw(st.integers(1, len(log.records)))
+    middle = data.draw(st.integers(cut, len(log.records)))
+    _, raw = _snapshot_at(log, cut)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(search_view, "_OWNERS_IN_BACKGROUND", False)
+        restored = SearchView()
+        assert restored.restore(raw) is not None
+    index = restored._index  # driving the three steps by hand
+    copied, text_ids, texts = index.begin_owners()
+    for record in log.records[cut:middle]:  # folded while the owners are being built
+        index.fold(record)
+    owners = search_index.build_owners(copied, text_ids, texts)
+    index.install_owners(owners, copied)
+    expected = search_index.build_owners(list(index.rows.items()), text_ids, len(text_ids))
+    assert index._owners == expected
+    for record in log.records[middle:]:  # and it stays right as more events come
+        index.fold(record)
+    index.sync()
+    for query in [data.draw(_queries(log)) for _ in range(10)]:
+        assert restored.query(query) == ref_search(log, query), query
+
+
+def test_searches_by_id_part_after_a_restore_build_the_owners_in_the_background() -> None:
+    log = random_log(9, 150)
+    _, raw = _snapshot_at(log, len(log.records))
+    restored = SearchView()
+    assert restored.restore(raw) is not None
+    assert restored._index.owners_pending  # not at restore: it would slow the engine's open
+    first = SearchOrders(query=log.records[0].stream_id[:4])
+    for _ in range(search_view._SCANS_BEFORE_BUILD):
+        assert restored._index.owners_pending
+        assert restored.query(first) == ref_search(log, first)  # a scan; the last starts a build
+
+    def pending() -> bool:
+        return restored._index.owners_pending
+
+    deadline = time.monotonic() + 10
+    while pending():
+        assert time.monotonic() < deadline, "the owners were never built"
+        time.sleep(0.005)  # polling a condition with a deadline
+    for query in sample_queries(log):
+        if isinstance(query, SearchOrders):
+            assert restored.query(query) == ref_search(log, query), query
+
+
+def _prefix(log: OrderLog, position: int) -> OrderLog:
+    """The log as it was at ``position`` (its first ``position`` records replayed)."""
+    partial = OrderLog()
+    for record in log.records[:position]:
+        partial._record(record.stream_id, record.event, record.command_id)
+    return partial
+
+
+def _snapshot_at(log: OrderLog, cut: int) -> tuple[int, bytes]:
+    view = SearchView()
+    view.apply(log.records[:cut], log.records[cut - 1].position)
+    return view.snapshot()
 
 
 def test_restore_refuses_a_view_that_is_not_empty_and_discards_foreign_snapshots() -> None:
