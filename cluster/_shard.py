@@ -26,7 +26,7 @@ import pykka
 import ray
 
 from actors import CommandResult, Engine, EngineStatus, RebuildReport
-from domain.errors import CommandTimeout, ConsistencyTimeout, EngineError, LogLocked
+from domain.errors import CommandTimeout, ConsistencyTimeout, EngineError
 from views._order_types import MAX_PAGE_SIZE
 from views.orders import GetCustomerOrders, OrderView, Page, SearchOrders
 
@@ -39,8 +39,6 @@ Everything else runs in Ray's default group: one thread, in the order the client
 
 LOST: Final = "lost"
 """:meth:`Shard.collect`'s answer for a batch submitted to an earlier incarnation of the shard."""
-
-_OPEN_RETRY: Final = 10.0  # seconds to wait for a dying predecessor to release the lock
 
 
 class Failure:
@@ -107,24 +105,16 @@ class Shard:
             self._open_error = error
 
     def _open(self) -> Engine:
-        deadline = time.monotonic() + _OPEN_RETRY
-        while True:
-            try:
-                engine = Engine.open(
-                    self._path,
-                    durability=self._durability,  # type: ignore[arg-type]  # checked by Engine
-                    **self._options,
-                )
-            except LogLocked:
-                # A restarted shard may start before the kernel has reaped its killed
-                # predecessor: the flock goes with that process, so wait for it, briefly.
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.05)
-            else:
-                self._engine = engine
-                self._open_error = None
-                return engine
+        # A restarted shard finds its predecessor's lock free: the kernel drops a flock when its
+        # holder dies, before Ray sees the death. LogLocked here means a live holder.
+        engine = Engine.open(
+            self._path,
+            durability=self._durability,  # type: ignore[arg-type]  # checked by Engine.open
+            **self._options,
+        )
+        self._engine = engine
+        self._open_error = None
+        return engine
 
     def _engine_now(self) -> Engine:
         engine = self._engine

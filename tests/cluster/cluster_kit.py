@@ -48,7 +48,7 @@ def workload(orders: int) -> list[Any]:
     for i in range(orders):
         order_id = f"o-{i:03d}"
         commands.append(create(order_id, f"c-{i % 7}", f"p-{i % 5}", f"{1 + i % 4}.25"))
-        commands.extend(add(order_id, f"p-{(i + j) % 6}", 1 + j, "3.00") for j in range(i % 3))
+        commands.extend(add(order_id, f"x-{(i + j) % 6}", 1 + j, "3.00") for j in range(i % 3))
         if i % 5 == 1:
             commands.append(ShipOrder(order_id=order_id))
         elif i % 5 == 2:
@@ -67,11 +67,16 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Each module that imports this fixture gets its own copy of it: the first starts Ray, and
+    # it alone stops it at the end of the session.
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
 
 
 @pytest.fixture
