@@ -16,7 +16,7 @@ $(VENV)/.demo-stamp: pyproject.toml | $(PY)
 	touch $@
 
 $(VENV)/.dev-stamp: pyproject.toml | $(PY)
-	$(PIP) -e ".[http]" --group test --group lint --group bench --group cli
+	$(PIP) -e ".[http,cluster]" --group test --group lint --group bench --group cli
 	touch $@
 
 demo: $(VENV)/.demo-stamp

@@ -34,12 +34,15 @@ class CommandResult(msgspec.Struct, frozen=True):
         version: The aggregate's version after the command.
         position: Global position of the command's last event.
         events: The committed domain events, in order.
+        shard: The shard that ran the command (``cluster.ShardedEngine``; 0 on a single
+            ``Engine``). ``position`` is a position in that shard's log.
     """
 
     aggregate_id: str
     version: int
     position: int
     events: tuple[msgspec.Struct, ...] = ()
+    shard: int = 0
 
 
 class Execute(msgspec.Struct, frozen=True):

@@ -20,6 +20,7 @@ import lmdb
 import msgspec
 
 from actors import CorruptLog, Engine, EngineError
+from cli._cluster import is_sharded, sharded_rebuild, sharded_status
 from domain.orders import ORDERS
 from store import EventStore, RecordedEvent
 
@@ -56,6 +57,11 @@ def open_engine(data: Path, **options: Any) -> Engine:
     """
     if data.exists() and not data.is_dir():
         raise CliError(f"--data {data} is not a directory")
+    if is_sharded(data):
+        raise CliError(
+            f"--data {data} is a sharded data directory: only status and rebuild work on it "
+            "(serve and events over shards are not built yet)"
+        )
     try:
         return Engine.open(data, **options)
     except EngineError:
@@ -81,6 +87,8 @@ def _catch_up(engine: Engine) -> None:
 
 def status(data: Path, *, as_json: bool) -> int:
     """Print the engine status (after letting the views catch up), as JSON or as tables."""
+    if is_sharded(data):
+        return sharded_status(data, as_json=as_json)
     with open_engine(data) as engine:
         # A freshly opened engine replays its in-memory views: report them once caught up (a
         # stalled view shows its error and lag instead).
@@ -166,6 +174,8 @@ def events(data: Path, *, stream: str | None, start: int, limit: int | None) -> 
 
 def rebuild(data: Path, *, view: str | None) -> int:
     """Replay the log into fresh views (all, or ``view``) with a progress bar on stderr."""
+    if is_sharded(data):
+        return sharded_rebuild(data, view=view)
     from cli._render import progress_bar  # noqa: PLC0415 - rich only here
 
     with open_engine(data) as engine, progress_bar() as progress:

@@ -26,6 +26,8 @@ __all__ = [
     "InvalidView",
     "LogLocked",
     "MaintenanceFailed",
+    "ShardCountMismatch",
+    "ShardUnavailable",
     "StorageError",
     "UnknownView",
 ]
@@ -311,3 +313,42 @@ class EngineClosed(EngineError):
 
     def __init__(self, message: str = "the engine is closed; open a new Engine") -> None:
         super().__init__(message)
+
+
+class ShardUnavailable(EngineError):
+    """A shard of a sharded engine did not answer: its process is down, restarting, or too slow.
+
+    A command that got this error may or may not have been committed: re-send it with the same
+    ``command_id`` (it is never applied twice) once the shard is back.
+
+    Attributes:
+        shard: The shard's index.
+        reason: What went wrong (the process died, no answer within the timeout...).
+    """
+
+    def __init__(self, shard: int, reason: str) -> None:
+        super().__init__(
+            f"shard {shard} is unavailable ({reason}); a command sent to it may or may not have "
+            "committed: re-send it with the same command_id once the shard is back (Ray restarts "
+            "it), or ask the query again"
+        )
+        self.shard = shard
+        self.reason = reason
+
+
+class ShardCountMismatch(EngineError):
+    """A sharded data directory was opened with another shard count than it was created with.
+
+    Attributes:
+        recorded: The shard count recorded in the data directory.
+        requested: The shard count asked for.
+    """
+
+    def __init__(self, path: str, recorded: int, requested: int) -> None:
+        super().__init__(
+            f"data directory {path} holds {recorded} shards, not {requested}; open it with "
+            f"shards={recorded} (an aggregate's shard depends on the count, so it cannot change)"
+        )
+        self.path = path
+        self.recorded = recorded
+        self.requested = requested

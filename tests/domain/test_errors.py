@@ -21,6 +21,8 @@ from domain.errors import (
     InvalidView,
     LogLocked,
     MaintenanceFailed,
+    ShardCountMismatch,
+    ShardUnavailable,
     StorageError,
     UnknownView,
 )
@@ -127,6 +129,16 @@ def _examples() -> list[tuple[EngineError, dict[str, Any], list[str]]]:
             EngineClosed(),
             {},
             ["closed", "open a new Engine"],
+        ),
+        (
+            ShardUnavailable(2, "its process died"),
+            {"shard": 2, "reason": "its process died"},
+            ["shard 2", "same command_id"],
+        ),
+        (
+            ShardCountMismatch("/data", 4, 2),
+            {"path": "/data", "recorded": 4, "requested": 2},
+            ["4 shards, not 2", "shards=4"],
         ),
     ]
 
