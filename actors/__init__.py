@@ -7,6 +7,7 @@ from actors._dispatch import Dispatcher, DispatcherActor, DispatcherFuture, free
 from actors._engine import Engine, EngineStatus
 from actors._messages import CommandResult
 from actors._readside import RebuildReport, ViewStatus
+from actors._saga_spec import Saga, SagaStatus, saga_command_id
 from domain.errors import (
     ActorFailed,
     AggregateNotFound,
@@ -21,6 +22,7 @@ from domain.errors import (
     IdempotencyConflict,
     InvalidCommand,
     InvalidQuery,
+    InvalidSaga,
     LogLocked,
     MaintenanceFailed,
     StorageError,
@@ -48,12 +50,16 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidCommand",
     "InvalidQuery",
+    "InvalidSaga",
     "LogLocked",
     "MaintenanceFailed",
     "RebuildReport",
     "RecentCommands",
+    "Saga",
+    "SagaStatus",
     "StorageError",
     "UnknownView",
     "ViewStatus",
     "freeze_gc",
+    "saga_command_id",
 ]

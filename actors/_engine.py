@@ -26,6 +26,8 @@ from actors._messages import CommandResult, Execute
 from actors._readside import ReadSide, RebuildReport
 from actors._registry import AggregateRegistry, tune_collector
 from actors._retention import Retention
+from actors._saga_spec import check_sagas
+from actors._sagas import Sagas
 from actors._status import EngineStatus
 from actors._supervision import FaultSeam, guarded, guarded_async
 from actors._tail import EventTail
@@ -69,6 +71,7 @@ class Engine:
         self._gate = InFlightGate(parts["max_in_flight"])
         self._idempotency: Idempotency = parts["idempotency"]
         self._retention: Retention = parts["retention"]
+        self._sagas: Sagas = parts["sagas"]
         self._closed = False
         self._close_lock = threading.Lock()
         self._housekeeper = Housekeeper(
@@ -94,6 +97,7 @@ class Engine:
         deciders: Sequence[Any] | None = None,
         views: Sequence[Any] | None = None,
         view_backends: Mapping[str, Literal["memory", "lmdb"]] | None = None,
+        sagas: Sequence[Any] = (),
         skip_unknown_events: bool = False,
         workers: int = 1,
         max_batch: int = 2000,
@@ -126,6 +130,10 @@ class Engine:
                 Each query is routed to the view whose ``query_types`` hold its type.
             view_backends: Per view name, ``"memory"`` or ``"lmdb"``; a read model not named
                 lives where its ``default_backend`` says, else in memory.
+            sagas: Process managers (``actors.Saga`` shape: ``name``, ``tags``, pure
+                ``react(record) -> commands``): each follows the log from its checkpoint and
+                submits its commands with ids derived from the event, so none is applied twice
+                (see :mod:`actors._saga`); ``status().sagas`` shows them.
             skip_unknown_events: Let views skip (and count) events they cannot decode.
             workers: Dispatcher worker threads for aggregate actors.
             max_batch: Most commands per group commit.
@@ -143,6 +151,8 @@ class Engine:
 
         Raises:
             LogLocked: Another live engine holds ``path``; ``.pid`` names it.
+            InvalidSaga: ``sagas`` holds something that is not a saga, a name outside the
+                grammar, or two sagas with one name (nothing was opened).
             InvalidView: ``views`` holds something that is neither a read model nor a view, two
                 views share a name or a query type, or a backend is unknown.
             UnknownView: ``view_backends`` names no view.
@@ -150,6 +160,7 @@ class Engine:
             TypeError: ``idempotency_window`` is of another type.
         """
         window = normalize_window(idempotency_window)
+        checked_sagas = check_sagas(sagas)
         if tune_gc:
             tune_collector()
         deciders = list(deciders) if deciders is not None else [ORDERS]
@@ -167,8 +178,9 @@ class Engine:
             # Daemon workers: a program that exits without closing the engine must not hang on
             # them; the atexit hook below still drains and closes every open engine.
             dispatcher = Dispatcher(workers=workers, name="aggregates", daemon=True)
-            # Committed events reach every projector decoded once (none without views).
-            tail = EventTail(store) if views is None or len(views) > 0 else None
+            # Committed events reach every projector and saga decoded once (none without either).
+            followed = views is None or len(views) > 0 or len(checked_sagas) > 0
+            tail = EventTail(store) if followed else None
             writer = LogWriter.start(
                 write_store, max_batch=max_batch, tail=tail, codec=codec, fault_seam=fault_seam
             )
@@ -217,6 +229,7 @@ class Engine:
                     clock=clock or utc_now,
                     schemas={d.stream_type: d.state_schema_version for d in deciders},
                 ),
+                sagas=Sagas(checked_sagas, store, tail=tail, fault_seam=fault_seam),
             )
         except BaseException:
             if read is not None:
@@ -228,6 +241,12 @@ class Engine:
             if view_store is not None:
                 view_store.close()
             store.close()
+            raise
+        try:
+            # Last: a saga may issue a command at once, through the engine's own door.
+            engine._sagas.start(writer, engine.submit)
+        except BaseException:
+            engine.close()
             raise
         log.info("engine_opened", path=str(path), durability=durability, head=store.head())
         return engine
@@ -247,6 +266,9 @@ class Engine:
             log.warning("close_with_commands_in_flight", in_flight=self._gate.count)
         self._housekeeper.stop(timeout)
         try:
+            # Before the write side: a saga mid-step still gets its commands answered (or
+            # EngineClosed, and it resumes from its checkpoint at the next open).
+            self._sagas.stop(timeout)
             for registry in self._registries:
                 registry.stop_all(timeout)
             self._writer.stop(timeout=timeout)
@@ -428,6 +450,15 @@ class Engine:
         return self._read.wait_all(target, timeout)
 
     @guarded
+    def wait_for_sagas(self, timeout: float = 10.0) -> bool:
+        """Wait until every saga has reacted to every event committed so far; False on timeout.
+
+        The events its own commands cause included: once it returns True, every flow the sagas
+        drive has settled (as of the head when it looked).
+        """
+        return self._sagas.wait(timeout)
+
+    @guarded
     def backup(self, dest: str | os.PathLike[str]) -> BackupReport:
         """Copy the data directory into ``dest`` while the engine keeps running.
 
@@ -451,6 +482,7 @@ class Engine:
         return EngineStatus(
             head=head,
             views=views,
+            sagas=self._sagas.status(head),
             live_aggregates=sum(len(registry) for registry in self._registries),
             parked_events=len(self._store.parked()),
             durability=self._store.durability,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from actors._progress import ViewStatus
+from actors._saga_spec import SagaStatus
 
 __all__ = ["EngineStatus"]
 
@@ -28,6 +29,8 @@ class EngineStatus(msgspec.Struct, frozen=True):
         idempotency_entries: Command ids the idempotency table answers for (its rows).
         idempotency_oldest: Unix time (seconds, UTC) of the oldest command it may still
             answer for (the first event past the pruning cursor), or None when it is empty.
+        sagas: Per saga: position, lag, health (``state`` ok / retrying, ``error``,
+            ``attempts``) and the commands it issued and had rejected (see ``SagaStatus``).
     """
 
     head: int
@@ -41,3 +44,4 @@ class EngineStatus(msgspec.Struct, frozen=True):
     views_recovered: str = ""
     idempotency_entries: int = 0
     idempotency_oldest: float | None = None
+    sagas: dict[str, SagaStatus] = msgspec.field(default_factory=dict)

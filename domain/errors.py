@@ -23,6 +23,7 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidCommand",
     "InvalidQuery",
+    "InvalidSaga",
     "InvalidView",
     "LogLocked",
     "MaintenanceFailed",
@@ -158,6 +159,24 @@ class InvalidView(EngineError, ValueError):
     def __init__(self, view: str, reason: str) -> None:
         super().__init__(f"view {view}: {reason}")
         self.view = view
+        self.reason = reason
+
+
+class InvalidSaga(EngineError, ValueError):
+    """``Engine.open(sagas=...)`` was given a saga it cannot run.
+
+    Raised at open, before anything is opened: an object without ``name``, ``tags`` and
+    ``react``, a name outside the id grammar (it prefixes every command id the saga issues) or
+    longer than 64 characters, or two sagas with one name. Also a ``ValueError``.
+
+    Attributes:
+        saga: The saga's name (or the offending object's repr).
+        reason: What is wrong and what to do.
+    """
+
+    def __init__(self, saga: str, reason: str) -> None:
+        super().__init__(f"saga {saga}: {reason}")
+        self.saga = saga
         self.reason = reason
 
 

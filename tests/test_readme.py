@@ -44,3 +44,10 @@ def test_the_given_when_then_snippet_runs_and_prints_what_it_says(tmp_path: Path
     done = run(snippet("Testing deciders: given / when / then"), tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["shipped", "order_not_pending"]
+
+
+def test_the_inventory_example_snippet_runs_and_prints_what_it_says(tmp_path: Path) -> None:
+    done = run(snippet("A second domain, step by step: inventory"), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["2", "['mug', 'kettle']", "5"]
+    assert (tmp_path / "shop-data").is_dir()

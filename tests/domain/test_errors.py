@@ -18,6 +18,7 @@ from domain.errors import (
     IdempotencyConflict,
     InvalidCommand,
     InvalidQuery,
+    InvalidSaga,
     InvalidView,
     LogLocked,
     MaintenanceFailed,
@@ -75,6 +76,11 @@ def _examples() -> list[tuple[EngineError, dict[str, Any], list[str]]]:
             InvalidView("'balances'", "two views have this name; give each view its own"),
             {"view": "'balances'", "reason": "two views have this name; give each view its own"},
             ["balances", "give each view its own"],
+        ),
+        (
+            InvalidSaga("'a.b'", "the saga name may not hold '.'"),
+            {"saga": "'a.b'", "reason": "the saga name may not hold '.'"},
+            ["saga", "a.b", "may not hold"],
         ),
         (
             ConsistencyTimeout("orders", wanted=10, reached=7, stale_result={"total": 1}),
