@@ -14,7 +14,7 @@ import pykka
 
 from actors._backoff import Backoff
 from actors._saga import BATCH_SIZE, SagaProgress, SagaRunner, Submit
-from actors._saga_spec import Saga, SagaStatus
+from actors._saga_spec import Saga, SagaStatus, checkpoint_key
 from actors._supervision import FaultSeam
 from actors._tail import EventTail
 from actors._writer import LogWriter
@@ -62,6 +62,9 @@ class Sagas:
     def start(self, writer: pykka.ActorRef[LogWriter], submit: Submit) -> None:
         """Start a runner per saga, woken by ``writer``'s head, issuing through ``submit``."""
         for saga in self._sagas:
+            # Read the checkpoint here, not only in the runner's on_start (which runs later, on
+            # its own thread), so status() right after open already shows where the saga stands.
+            self._progress[saga.name].position = self._store.checkpoint(checkpoint_key(saga.name))
             ref = SagaRunner.start(
                 saga,
                 self._store,
