@@ -7,6 +7,13 @@ only the tail. Snapshots are taken every ``every`` events a view applies, on a b
 (the view's lock is held only for a shallow copy; encoding and the fsynced write happen outside),
 and once more at close for every view that moved since its last one.
 
+A snapshot encodes the whole state, so its cost grows with the number of rows while the interval
+in events stays fixed: at 200k orders the background snapshots took over a quarter of the GIL
+(soak profile, issue 13). So the next background round (one thread snapshots every due view in
+turn) also waits until the last round is a ``budget`` share of the time since it began (5% by
+default): the snapshot work of all views together stays a bounded share of the process at any
+size, and the tail replayed at the next open grows only as fast as a snapshot's own cost does.
+
 A crash at any point leaves the previous snapshot or the new one, whole (atomic rename), and a
 snapshot is never trusted beyond what the log holds, so nothing is skipped or applied twice.
 """
@@ -16,14 +23,17 @@ from __future__ import annotations
 import pathlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from store import get_logger
 from views import View
 from views._snapshot_file import read_snapshot_file, write_snapshot_file
 
-__all__ = ["Snapshottable", "ViewSnapshots"]
+__all__ = ["SNAPSHOT_BUDGET", "Snapshottable", "ViewSnapshots"]
+
+SNAPSHOT_BUDGET = 0.05
+"""The largest share of wall time a view's background snapshots take (see the module's notes)."""
 
 log = get_logger(__name__)
 
@@ -58,15 +68,32 @@ class ViewSnapshots:
         directory: Where the snapshot files live (``<data>/views/snapshots``).
         views: Every view; the snapshottable ones are handled.
         every: Events a view applies between two background snapshots (0: only at close).
+        budget: The largest share of wall time the background snapshots may take, in (0, 1]:
+            after a round (failed snapshots included) that took ``t`` seconds, the next waits
+            ``t * (1 / budget - 1)`` seconds as well as ``every`` events.
+        clock: Monotonic seconds (tests pass their own).
     """
 
-    def __init__(self, directory: pathlib.Path, views: Sequence[View], every: int) -> None:
+    def __init__(
+        self,
+        directory: pathlib.Path,
+        views: Sequence[View],
+        every: int,
+        *,
+        budget: float = SNAPSHOT_BUDGET,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 < budget <= 1:
+            raise ValueError(f"snapshot budget must be in (0, 1], not {budget!r}")
         self._directory = directory
         self._views: dict[str, Snapshottable] = {
             view.name: view for view in views if isinstance(view, Snapshottable)
         }
         self._every = every
         self._saved: dict[str, int] = dict.fromkeys(self._views, 0)
+        self._budget = budget
+        self._clock = clock
+        self._not_before = 0.0  # no background round before this clock reading (the budget)
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._closed = False
@@ -107,6 +134,8 @@ class ViewSnapshots:
         """Projector thread, after a batch: start a background snapshot when one is due."""
         if not self._every:
             return
+        if self._clock() < self._not_before:
+            return
         due = [
             name
             for name, position in advanced.items()
@@ -118,15 +147,25 @@ class ViewSnapshots:
             if self._closed or (self._worker is not None and self._worker.is_alive()):
                 return
             self._worker = threading.Thread(
-                target=self._save, args=(due,), name="view-snapshots", daemon=True
+                target=self._background, args=(due,), name="view-snapshots", daemon=True
             )
             self._worker.start()
+
+    def _background(self, names: Sequence[str]) -> None:
+        started = self._clock()
+        try:
+            self._save(names)
+        finally:
+            # Failed snapshots pause too: retrying one that keeps failing at every batch would
+            # spend the whole process encoding.
+            finished = self._clock()
+            self._not_before = finished + (finished - started) * (1 / self._budget - 1)
 
     def _save(self, names: Sequence[str]) -> None:
         for name in names:
             view = self._views[name]
+            started = self._clock()
             try:
-                started = time.perf_counter()
                 position, data = view.snapshot()
                 if position <= self._saved[name]:
                     continue
@@ -141,7 +180,7 @@ class ViewSnapshots:
                 view=name,
                 position=position,
                 bytes=len(data),
-                seconds=round(time.perf_counter() - started, 4),
+                seconds=round(self._clock() - started, 4),
             )
 
     def close(self, timeout: float = 60.0) -> None:
