@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import pickle
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +35,7 @@ from actors._status import EngineStatus
 from actors._supervision import FaultSeam, guarded, guarded_async
 from actors._tail import EventTail
 from actors._writer import LogWriter
-from domain.errors import CommandTimeout
+from domain.errors import CommandTimeout, InvalidView
 from domain.orders import ORDERS
 from store import (
     DEFAULT_IDEMPOTENCY_WINDOW,
@@ -520,6 +521,25 @@ def _check_projection(projection: object) -> None:
         raise ValueError(f"projection must be 'in-process' or 'process', got {projection!r}")
 
 
+def _check_sendable(model: Any) -> None:
+    """Raise InvalidView unless ``model`` can be sent to a projection process (by reference)."""
+    if type(model).__module__ == "__main__":
+        # Pickled by reference here, but the other process's __main__ is not this one.
+        problem = f"{type(model).__qualname__} is defined in __main__"
+    else:
+        try:
+            pickle.dumps(model)
+        except Exception as error:  # noqa: BLE001 - pickle raises several types for one cause
+            problem = repr(error)
+        else:
+            return
+    raise InvalidView(
+        repr(model.name),
+        "cannot be sent to the projection process: define its class at module level in "
+        f"a module that process can import (not __main__, not inside a function): {problem}",
+    )
+
+
 def _start_read_side(
     store: EventStore,
     writer: pykka.ActorRef[LogWriter],
@@ -546,6 +566,8 @@ def _start_read_side(
         local_backends = {
             name: backend for name, backend in (view_backends or {}).items() if name not in names
         }
+    for model in moved:
+        _check_sendable(model)
     # Views a projection process keeps are only read here, from their checkpoints.
     served: list[View] = [FollowedView(model, view_store) for model in moved]
 

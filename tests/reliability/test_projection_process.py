@@ -32,6 +32,7 @@ from reliability_kit import (
 )
 
 from actors import Engine, ProjectionUnavailable
+from domain.errors import InvalidView
 from domain.orders import ORDERS, CreateOrder, OrderItem, OrderState
 from views import ViewReader
 from views.orders import GetOrderById, GetOrderStats, order_read_models
@@ -240,3 +241,34 @@ def test_a_view_reader_refuses_this_process_engine_and_memory_views(tmp_path: Pa
         assert reader.query(GetOrderById(result.aggregate_id), after=result.position) is not None
         with pytest.raises(Exception, match="GetOrderStats"):
             reader.query(GetOrderStats())
+
+
+def test_a_read_model_the_projection_process_cannot_import_is_refused_at_open(
+    tmp_path: Path,
+) -> None:
+    class Local(PoisonCounter):  # defined in a function: the other process cannot import it
+        name = "local_counter"
+
+    path = tmp_path / "data"
+    with pytest.raises(InvalidView, match="cannot be sent to the projection process"):
+        Engine.open(path, projection="process", views=[*order_read_models(), Local()])
+    with Engine.open(path, projection="process") as engine:  # nothing was left open
+        assert engine.status().projection is not None
+
+
+def test_the_log_map_grown_by_the_engine_is_adopted_by_the_projection_process(
+    tmp_path: Path,
+) -> None:
+    # A 256 KiB map: the engine grows the log's map several times under the following child.
+    path = tmp_path / "data"
+    with Engine.open(
+        path, projection="process", view_backends=ALL_LMDB, map_size=256 * 1024
+    ) as engine:
+        head = run_all(engine, all_commands("grow", 400))
+        assert engine.wait_for_views(head, timeout=60)
+        assert engine.store.map_size > 256 * 1024
+        model = check_log(engine.store)
+        assert engine.query(GetOrderStats(), after=head) == model.stats()
+        projection = engine.status().projection
+        assert projection is not None
+        assert projection.restarts == 0
