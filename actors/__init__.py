@@ -6,6 +6,7 @@ The public entry point is :class:`Engine`; the engine's errors are re-exported h
 from actors._dispatch import Dispatcher, DispatcherActor, DispatcherFuture, freeze_gc
 from actors._engine import Engine, EngineStatus
 from actors._messages import CommandResult
+from actors._projection_process import ProjectionStatus
 from actors._readside import RebuildReport, ViewStatus
 from actors._saga_spec import Saga, SagaStatus, saga_command_id
 from domain.errors import (
@@ -25,6 +26,7 @@ from domain.errors import (
     InvalidSaga,
     LogLocked,
     MaintenanceFailed,
+    ProjectionUnavailable,
     StorageError,
     UnknownView,
 )
@@ -53,6 +55,8 @@ __all__ = [
     "InvalidSaga",
     "LogLocked",
     "MaintenanceFailed",
+    "ProjectionStatus",
+    "ProjectionUnavailable",
     "RebuildReport",
     "RecentCommands",
     "Saga",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import pickle
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,8 @@ from actors._gate import InFlightGate
 from actors._housekeeping import Housekeeper
 from actors._idempotency import Idempotency
 from actors._messages import CommandResult, Execute
+from actors._projection_child import ChildSpec
+from actors._projection_process import ProjectionProcess
 from actors._readside import ReadSide, RebuildReport
 from actors._registry import AggregateRegistry, tune_collector
 from actors._retention import Retention
@@ -32,7 +35,7 @@ from actors._status import EngineStatus
 from actors._supervision import FaultSeam, guarded, guarded_async
 from actors._tail import EventTail
 from actors._writer import LogWriter
-from domain.errors import CommandTimeout
+from domain.errors import CommandTimeout, InvalidView
 from domain.orders import ORDERS
 from store import (
     DEFAULT_IDEMPOTENCY_WINDOW,
@@ -46,6 +49,8 @@ from store import (
 )
 from store._copy import backup_open
 from store._retention import normalize_window
+from views import FollowedView, View, split_lmdb
+from views.orders import order_read_models
 
 __all__ = ["Engine", "EngineStatus"]
 
@@ -98,6 +103,7 @@ class Engine:
         views: Sequence[Any] | None = None,
         view_backends: Mapping[str, Literal["memory", "lmdb"]] | None = None,
         sagas: Sequence[Any] = (),
+        projection: Literal["in-process", "process"] = "in-process",
         skip_unknown_events: bool = False,
         workers: int = 1,
         max_batch: int = 2000,
@@ -134,6 +140,14 @@ class Engine:
                 ``react(record) -> commands``): each follows the log from its checkpoint and
                 submits its commands with ids derived from the event, so none is applied twice
                 (see :mod:`actors._saga`); ``status().sagas`` shows them.
+            projection: Where the LMDB views are projected. ``"in-process"``: by projector
+                actors of this process (memory views always are). ``"process"``: by a
+                projection process of their own (its own GIL), which follows the log
+                read-only and writes the views environment, while this process keeps answering
+                their queries, ``after=`` included; it is supervised (restarted with backoff if
+                it dies; ``status().projection``) and stopped at close. Its read models, the
+                deciders' event types and the codec's upcasters must be importable there (a
+                class defined in ``__main__`` is not). See the README for when to pick which.
             skip_unknown_events: Let views skip (and count) events they cannot decode.
             workers: Dispatcher worker threads for aggregate actors.
             max_batch: Most commands per group commit.
@@ -155,10 +169,13 @@ class Engine:
                 grammar, or two sagas with one name (nothing was opened).
             InvalidView: ``views`` holds something that is neither a read model nor a view, two
                 views share a name or a query type, or a backend is unknown.
+            ProjectionUnavailable: ``projection="process"`` and the projection process did not
+                start (nothing was left open).
             UnknownView: ``view_backends`` names no view.
             ValueError: An option is out of range (e.g. a negative ``idempotency_window``).
             TypeError: ``idempotency_window`` is of another type.
         """
+        _check_projection(projection)
         window = normalize_window(idempotency_window)
         checked_sagas = check_sagas(sagas)
         if tune_gc:
@@ -184,13 +201,14 @@ class Engine:
             writer = LogWriter.start(
                 write_store, max_batch=max_batch, tail=tail, codec=codec, fault_seam=fault_seam
             )
-            read = ReadSide.start(
+            read = _start_read_side(
                 store,
                 writer,
-                view_store=view_store,
-                tail=tail,
+                view_store,
+                tail,
                 views=views,
                 view_backends=view_backends,
+                projection=projection,
                 skip_unknown=skip_unknown_events,
                 fault_seam=fault_seam,
             )
@@ -490,11 +508,103 @@ class Engine:
             queries_waiting=self._read.queries_waiting,
             file_size=self._store.file_size(),
             views_recovered=self._view_store.recovered,
+            projection=None if self._read.remote is None else self._read.remote.status(),
             idempotency_entries=idempotency.entries,
             idempotency_oldest=(
                 None if idempotency.oldest is None else idempotency.oldest / 1_000_000_000
             ),
         )
+
+
+def _check_projection(projection: object) -> None:
+    if projection not in {"in-process", "process"}:
+        raise ValueError(f"projection must be 'in-process' or 'process', got {projection!r}")
+
+
+def _check_sendable(model: Any) -> None:
+    """Raise InvalidView unless ``model`` can be sent to a projection process (by reference)."""
+    if type(model).__module__ == "__main__":
+        # Pickled by reference here, but the other process's __main__ is not this one.
+        problem = f"{type(model).__qualname__} is defined in __main__"
+    else:
+        try:
+            pickle.dumps(model)
+        except Exception as error:  # noqa: BLE001 - pickle raises several types for one cause
+            problem = repr(error)
+        else:
+            return
+    raise InvalidView(
+        repr(model.name),
+        "cannot be sent to the projection process: define its class at module level in "
+        f"a module that process can import (not __main__, not inside a function): {problem}",
+    )
+
+
+def _start_read_side(
+    store: EventStore,
+    writer: pykka.ActorRef[LogWriter],
+    view_store: ViewStore,
+    tail: EventTail | None,
+    *,
+    views: Sequence[Any] | None,
+    view_backends: Mapping[str, Literal["memory", "lmdb"]] | None,
+    projection: Literal["in-process", "process"],
+    skip_unknown: bool,
+    fault_seam: FaultSeam | None,
+) -> ReadSide:
+    """Start the read side; in process mode, its LMDB views' projection process too.
+
+    Memory views (and views passed already bound) stay in this process whatever the mode: their
+    rows live in this process's memory, so no other process could answer for them.
+    """
+    moved: list[Any] = []
+    local_views, local_backends = views, view_backends
+    if projection == "process":
+        items = order_read_models() if views is None else list(views)
+        moved, local_views = split_lmdb(items, view_backends)
+        names = {model.name for model in moved}
+        local_backends = {
+            name: backend for name, backend in (view_backends or {}).items() if name not in names
+        }
+    for model in moved:
+        _check_sendable(model)
+    # Views a projection process keeps are only read here, from their checkpoints.
+    served: list[View] = [FollowedView(model, view_store) for model in moved]
+
+    def subscribe(ref: Any) -> None:
+        writer.proxy().subscribe(ref).get(timeout=30)
+
+    read = ReadSide.start(
+        store,
+        subscribe,
+        view_store=view_store,
+        tail=tail,
+        views=local_views,
+        view_backends=local_backends,
+        skip_unknown=skip_unknown,
+        fault_seam=fault_seam,
+        served=served,
+    )
+    if not moved:
+        return read
+    spec = ChildSpec(
+        path=str(store.path),
+        views_dir=str(view_store.path),
+        codec=store.codec,
+        models=moved,
+        skip_unknown=skip_unknown,
+    )
+    remote = ProjectionProcess(
+        spec, store=store, router=read.router, served={view.name: view for view in served}
+    )
+    read.remote = remote
+    try:
+        subscribe(remote)
+        remote.start()
+    except BaseException:
+        read.close()
+        raise
+    return read
 
 
 _OPEN = object()

@@ -7,7 +7,7 @@ resolves it once the events are committed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import pykka
@@ -23,7 +23,16 @@ __all__ = [
     "Reload",
     "ReloadNow",
     "Resync",
+    "Teller",
 ]
+
+
+class Teller(Protocol):
+    """Anything told messages without waiting: an actor ref, or a forwarder to another process."""
+
+    def tell(self, message: Any) -> None:
+        """Deliver ``message`` without waiting."""
+        ...
 
 
 class CommandResult(msgspec.Struct, frozen=True):

@@ -27,13 +27,13 @@ import msgspec
 import pykka
 
 from actors._backoff import VIEW_RETRY, Backoff, RetryTimers
-from actors._messages import HeadAdvanced
+from actors._messages import HeadAdvanced, Teller
 from actors._progress import Failure, Progress, ViewStatus
 from actors._replay import Reader, apply_safely, read_batch, replay_into, store_reader
 from actors._supervision import FaultSeam, Supervised
 from actors._tail import EventTail
 from domain.errors import CorruptLog
-from store import EventStore, get_logger
+from store import ProjectionLog, get_logger
 from views._memory_codec import SnapshotRowsError
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "RetryParked",
     "RetryView",
     "Swap",
+    "Teller",
     "ViewAdvanced",
     "ViewStatus",
 ]
@@ -124,9 +125,9 @@ class Projector(Supervised, pykka.ThreadingActor):
 
     def __init__(
         self,
-        store: EventStore,
+        store: ProjectionLog,
         progresses: Sequence[Progress],
-        router: pykka.ActorRef[Any] | None,
+        router: Teller | None,
         *,
         batch_size: int = 2000,
         tail: EventTail | None = None,

@@ -7,24 +7,26 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import pykka
 
 from actors._future import DispatcherFuture, bridge
 from actors._progress import Progress, ViewStatus
-from actors._projector import Projector, RetryParked, RetryView, Swap
+from actors._projector import Projector, RetryParked, RetryView, Swap, Teller
 from actors._replay import replay_many
 from actors._router import Ask, Cancel, QueryRouter, ReleaseWaiting
 from actors._snapshots import ViewSnapshots
 from actors._supervision import FaultSeam
 from actors._tail import EventTail
-from actors._writer import LogWriter
 from domain.errors import ConsistencyTimeout, EngineError, UnknownView
-from store import EventStore, ViewStore, get_logger
+from store import ProjectionLog, ViewStore, get_logger
 from views import QueryRoutes, ReadModel, View, bind_views
 from views.orders import order_read_models
+
+if TYPE_CHECKING:
+    from actors._projection_process import ProjectionProcess
 
 __all__ = ["SNAPSHOT_EVERY", "ReadSide", "RebuildReport", "ViewStatus"]
 
@@ -58,7 +60,7 @@ class ReadSide:
 
     def __init__(
         self,
-        store: EventStore,
+        store: ProjectionLog,
         views: Sequence[View],
         router: pykka.ActorRef[QueryRouter],
         routes: QueryRoutes,
@@ -68,8 +70,11 @@ class ReadSide:
         tail: EventTail | None = None,
         snapshots: ViewSnapshots | None = None,
         parked: dict[int, Any] | None = None,
+        remote: ProjectionProcess | None = None,
     ) -> None:
         self._store = store
+        # Views a projection process keeps (process mode): served here, projected there.
+        self.remote = remote
         self._parked_asks: dict[int, Any] = {} if parked is None else parked
         self.tail = tail
         self.snapshots = snapshots
@@ -84,8 +89,8 @@ class ReadSide:
     @classmethod
     def start(
         cls,
-        store: EventStore,
-        writer: pykka.ActorRef[LogWriter],
+        store: ProjectionLog,
+        subscribe: Callable[[Any], None],
         *,
         views: Sequence[ReadModel | View] | None,
         view_backends: Mapping[str, Literal["memory", "lmdb"]] | None,
@@ -94,8 +99,17 @@ class ReadSide:
         tail: EventTail | None = None,
         snapshot_every: int = SNAPSHOT_EVERY,
         fault_seam: FaultSeam | None = None,
+        served: Sequence[View] = (),
+        advanced_to: Teller | None = None,
+        remote: ProjectionProcess | None = None,
     ) -> ReadSide:
         """Create the views (default: the order read models) and start their actors.
+
+        ``subscribe`` registers each projector for the log's head notifications (the writer's
+        ``subscribe``). ``served`` views are answered and waited for here but projected by
+        ``remote`` (a projection process; it wakes waiting queries through the router).
+        ``advanced_to`` gets the projectors' :class:`ViewAdvanced` instead of the local router
+        (in a projection process: the wire to the engine).
 
         ``views`` may hold read models (bound here to the backend ``view_backends`` names, see
         :func:`views.bind_views`) and views already bound, mixed. Each query type is routed to
@@ -109,12 +123,12 @@ class ReadSide:
         """
         items = order_read_models() if views is None else views
         views = bind_views(items, view_store, backends=view_backends, skip_unknown=skip_unknown)
-        routes = QueryRoutes(views)
+        routes = QueryRoutes([*views, *served])
         snapshots = None
         if view_store is not None:
             snapshots = ViewSnapshots(view_store.snapshots, views, snapshot_every)
             snapshots.restore_all(store.head())
-        by_name = {view.name: view for view in views}
+        by_name = {view.name: view for view in [*views, *served]}
         parked: dict[int, Any] = {}
         router = QueryRouter.start(by_name, routes, fault_seam, parked)
         progress = [Progress(view) for view in views]
@@ -130,16 +144,16 @@ class ReadSide:
             ref = Projector.start(
                 store,
                 group,
-                router,
+                router if advanced_to is None else advanced_to,
                 tail=tail,
                 on_batch=snapshots.on_batch if snapshots is not None else None,
                 fault_seam=fault_seam,
             )
-            writer.proxy().subscribe(ref).get(timeout=30)
+            subscribe(ref)
             projectors.update((p.view.name, ref) for p in group)
         return cls(
             store,
-            views,
+            [*views, *served],
             router,
             routes,
             projectors=projectors,
@@ -147,7 +161,13 @@ class ReadSide:
             tail=tail,
             snapshots=snapshots,
             parked=parked,
+            remote=remote,
         )
+
+    @property
+    def router(self) -> pykka.ActorRef[QueryRouter]:
+        """The query router (a projection process's :class:`ViewAdvanced` goes there)."""
+        return self._router
 
     @property
     def queries_waiting(self) -> int:
@@ -157,6 +177,8 @@ class ReadSide:
     def close(self) -> None:
         """Stop the projector and the router, snapshot the memory views, close the views."""
         try:
+            if self.remote is not None:
+                self.remote.stop()  # first: its views' environment closes after this
             for ref in {ref.actor_urn: ref for ref in self._projectors.values()}.values():
                 ref.stop(timeout=30)
             self._router.stop(timeout=30)
@@ -245,6 +267,9 @@ class ReadSide:
         for name, progress in self._progress.items():
             status = progress.status(head)
             result[name] = msgspec.structs.replace(status, parked=parked.get(name, 0))
+        if self.remote is not None:
+            for name, status in self.remote.view_status(head).items():
+                result[name] = msgspec.structs.replace(status, parked=parked.get(name, 0))
         return result
 
     def wait_all(self, position: int, timeout: float) -> bool:
@@ -269,6 +294,16 @@ class ReadSide:
         if name is not None and name not in self.views:
             raise UnknownView(name, list(self.views))
         names = [name] if name is not None else list(self.views)
+        remote = self.remote
+        if remote is not None and any(view in remote.names for view in names):
+            # The projection process rebuilds its own views (its scan, its swaps); the views
+            # of this process are rebuilt here as usual.
+            return self._rebuild_split(remote, names, progress)
+        return self._rebuild_here(names, progress)
+
+    def _rebuild_here(
+        self, names: list[str], progress: Callable[[int, int], None] | None
+    ) -> RebuildReport:
         started = time.perf_counter()
         with self._rebuild_lock:
             head = self._store.head()
@@ -295,14 +330,39 @@ class ReadSide:
         log.info("rebuilt", views=names, events=total_events, seconds=round(seconds, 3))
         return RebuildReport(events=total_events, seconds=seconds, views=tuple(names))
 
+    def _rebuild_split(
+        self,
+        remote: ProjectionProcess,
+        names: list[str],
+        progress: Callable[[int, int], None] | None,
+    ) -> RebuildReport:
+        started = time.perf_counter()
+        there = [view for view in names if view in remote.names]
+        here = [view for view in names if view not in remote.names]
+        reports = [remote.rebuild(there)]
+        if here:
+            reports.append(self._rebuild_here(here, None))
+        head = self._store.head()
+        if progress is not None:
+            progress(head, head)
+        seconds = time.perf_counter() - started
+        # Each process scans the log once: the events of the report are those of one scan.
+        events = max(report.events for report in reports)
+        return RebuildReport(events=events, seconds=seconds, views=tuple(names))
+
     def retry_parked(self, view: str, position: int) -> bool:
         """Ask the view's projector to apply a parked event again."""
         if view not in self.views:
             raise UnknownView(view, list(self.views))
+        if self.remote is not None and view in self.remote.names:
+            return self.remote.retry_parked(view, position)
         return bool(self._projectors[view].ask(RetryParked(view, position), timeout=30))
 
     def retry_view(self, view: str) -> None:
         """Ask the view's projector to try the view again now (see :meth:`Engine.retry_view`)."""
         if view not in self.views:
             raise UnknownView(view, list(self.views))
+        if self.remote is not None and view in self.remote.names:
+            self.remote.retry_view(view)
+            return
         self._projectors[view].ask(RetryView(view), timeout=30)

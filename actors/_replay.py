@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import lmdb
 
 from domain.errors import CorruptLog, StorageError
-from store import EventStore, ParkedEvent, RecordedEvent, get_logger
+from store import ParkedEvent, ProjectionLog, RecordedEvent, get_logger
 from views import View
 from views._memory_codec import SnapshotRowsError
 
@@ -69,7 +69,7 @@ def _apply_one_with_retries(view: View, event: RecordedEvent) -> Exception | Non
 
 
 def apply_safely(
-    store: EventStore,
+    store: ProjectionLog,
     view: View,
     events: Sequence[RecordedEvent],
     up_to: int,
@@ -117,7 +117,7 @@ Reader = Callable[[int, int], list[RecordedEvent]]
 :func:`store_reader`); raises :class:`CorruptLog` for a bad record."""
 
 
-def store_reader(store: EventStore) -> Reader:
+def store_reader(store: ProjectionLog) -> Reader:
     """Return a :data:`Reader` that decodes straight from the store (rebuilds, swaps)."""
 
     def read(start: int, limit: int) -> list[RecordedEvent]:
@@ -145,7 +145,7 @@ def read_batch(
 
 
 def replay_into(
-    store: EventStore,
+    store: ProjectionLog,
     view: View,
     until: int,
     progress: Callable[[int], None] | None = None,
@@ -162,7 +162,7 @@ def replay_into(
 
 
 def replay_many(
-    store: EventStore,
+    store: ProjectionLog,
     views: Sequence[View],
     until: int,
     progress: Callable[[int], None] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from actors._progress import ViewStatus
+from actors._projection_process import ProjectionStatus
 from actors._saga_spec import SagaStatus
 
 __all__ = ["EngineStatus"]
@@ -31,6 +32,8 @@ class EngineStatus(msgspec.Struct, frozen=True):
             answer for (the first event past the pruning cursor), or None when it is empty.
         sagas: Per saga: position, lag, health (``state`` ok / retrying, ``error``,
             ``attempts``) and the commands it issued and had rejected (see ``SagaStatus``).
+        projection: The projection process (``Engine.open(projection="process")``): state,
+            pid, restarts, the views it keeps (see ``ProjectionStatus``); None in-process.
     """
 
     head: int
@@ -45,3 +48,4 @@ class EngineStatus(msgspec.Struct, frozen=True):
     idempotency_entries: int = 0
     idempotency_oldest: float | None = None
     sagas: dict[str, SagaStatus] = msgspec.field(default_factory=dict)
+    projection: ProjectionStatus | None = None

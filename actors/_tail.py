@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from domain.errors import CorruptLog
-from store import EventStore, RecordedEvent
+from store import ProjectionLog, RecordedEvent
 
 __all__ = ["CHUNK", "EventTail"]
 
@@ -39,7 +39,7 @@ class EventTail:
         max_chunks: Most chunks kept (each holds up to :data:`CHUNK` records).
     """
 
-    def __init__(self, store: EventStore, *, max_chunks: int = 64) -> None:
+    def __init__(self, store: ProjectionLog, *, max_chunks: int = 64) -> None:
         self._store = store
         self._max_chunks = max_chunks
         self._chunks: OrderedDict[int, list[RecordedEvent]] = OrderedDict()

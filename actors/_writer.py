@@ -28,6 +28,7 @@ from actors._messages import (
     Reload,
     ReloadNow,
     Resync,
+    Teller,
 )
 from actors._supervision import FaultSeam, Supervised, answer_carried, fail, settle
 from domain.errors import ActorFailed, CommitFailed, EngineError
@@ -110,11 +111,11 @@ class LogWriter(Supervised, pykka.ThreadingActor):
         # state that never reached the log, so they fail until the aggregate has resynced.
         # Keyed by (stream type, id): two aggregate types may share an id.
         self._tainted: set[tuple[str, str]] = set()
-        self._subscribers: tuple[pykka.ActorRef[Any], ...] = ()
+        self._subscribers: tuple[Teller, ...] = ()
         self.batches = 0
         self.commands = 0
 
-    def subscribe(self, ref: pykka.ActorRef[Any]) -> None:
+    def subscribe(self, ref: Teller) -> None:
         """Tell ``ref`` a :class:`HeadAdvanced` after every commit (called before traffic)."""
         self._subscribers = (*self._subscribers, ref)
 

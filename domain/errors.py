@@ -27,6 +27,7 @@ __all__ = [
     "InvalidView",
     "LogLocked",
     "MaintenanceFailed",
+    "ProjectionUnavailable",
     "ShardCountMismatch",
     "ShardUnavailable",
     "StorageError",
@@ -332,6 +333,25 @@ class EngineClosed(EngineError):
 
     def __init__(self, message: str = "the engine is closed; open a new Engine") -> None:
         super().__init__(message)
+
+
+class ProjectionUnavailable(EngineError):
+    """The projection process (``Engine.open(projection="process")``) could not do what was asked.
+
+    It is down (the engine restarts it by itself, with backoff; ``status().projection`` shows
+    it), it did not start, or it did not answer in time. Queries keep being answered meanwhile,
+    from the views as the process last left them.
+
+    Attributes:
+        reason: What went wrong.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"the projection process is unavailable ({reason}); the engine restarts it by "
+            "itself: see status().projection, and ask again once it runs"
+        )
+        self.reason = reason
 
 
 class ShardUnavailable(EngineError):

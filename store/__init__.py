@@ -6,6 +6,7 @@ One LMDB environment per data directory, held exclusively by one process. See
 
 from store._codec import Codec, Upcaster
 from store._copy import BackupReport, CompactReport, backup, compact
+from store._follower import LogFollower, ProjectionLog, ReadOnlyEnv
 from store._logging import EngineLogger, get_logger
 from store._records import (
     CommandRecord,
@@ -38,8 +39,11 @@ __all__ = [
     "EventStore",
     "IdempotencyStats",
     "IdempotencyWindow",
+    "LogFollower",
     "ParkedEvent",
+    "ProjectionLog",
     "PruneResult",
+    "ReadOnlyEnv",
     "RecentCommands",
     "RecordedEvent",
     "Snapshot",

@@ -97,6 +97,12 @@ class Codec:
         for event_type in event_types:
             self.register(event_type)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A projection process gets the engine's codec: its registrations and upcasters cross
+        # (upcasters by reference, so module-level functions), its encoders are built anew.
+        types = [(event_type, self._tag_of[event_type][1]) for event_type in self._types.values()]
+        return (_rebuilt_codec, (types, dict(self._upcasters)))
+
     # ------------------------------------------------------------ registration
 
     def register(self, event_type: type[msgspec.Struct], schema_version: int = 1) -> None:
@@ -351,3 +357,14 @@ class Codec:
         # rules (Decimal from str, datetimes...); this is the rare path.
         event: msgspec.Struct = self._payload_decoders[tag].decode(self._encoder.encode(payload))
         return event
+
+
+def _rebuilt_codec(
+    types: list[tuple[type[msgspec.Struct], int]], upcasters: dict[tuple[str, int], Upcaster]
+) -> Codec:
+    codec = Codec()
+    for event_type, version in types:
+        codec.register(event_type, version)
+    for (tag, version), upcast in upcasters.items():
+        codec.register_upcaster(tag, version, upcast)
+    return codec

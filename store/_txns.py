@@ -90,7 +90,11 @@ class Transactions:
             self._check_open()
             self._before_write()
             while True:
-                txn = self.env.begin(write=True)
+                try:
+                    txn = self.env.begin(write=True)
+                except lmdb.MapResizedError:
+                    self._gate.resize(self.env, 0)  # grown by another process: adopt, retry
+                    continue
                 try:
                     result = fn(txn)
                     txn.commit()
@@ -113,16 +117,31 @@ class Transactions:
             EngineClosed: The store is closed.
         """
         gate = self._gate
-        gate.enter()
-        try:
-            self._check_open()
-            txn = self.env.begin()
+        while True:
+            gate.enter()
             try:
-                return fn(txn)
+                self._check_open()
+                try:
+                    txn = self.env.begin()
+                except lmdb.MapResizedError:
+                    # Another process (a projection process) grew the map: adopt its size below,
+                    # once this thread no longer counts as a reader.
+                    pass
+                else:
+                    try:
+                        return fn(txn)
+                    finally:
+                        txn.abort()
             finally:
-                txn.abort()
-        finally:
-            gate.leave()
+                gate.leave()
+            self._adopt_map_size()
+
+    def _adopt_map_size(self) -> None:
+        """Take the map size another process grew the environment to (``set_mapsize(0)``)."""
+        with self._write_lock:
+            self._check_open()
+            self._gate.resize(self.env, 0)
+        log.info("map_adopted", path=str(self.path), map_size=self.map_size)
 
     def _abort(self, txn: Txn) -> None:
         # py-lmdb 3.0 lets a write txn's abort wait until no other thread is inside an LMDB
@@ -193,6 +212,10 @@ class Transactions:
                 handle = self._open_db_growing(name)
                 self._view_dbs[name] = handle
         return handle
+
+    def db(self, name: str) -> Database:
+        """Return the named database ``name``, creating it once (as :meth:`open_db`)."""
+        return self.open_db(name)
 
     def _open_db_growing(self, name: str) -> Database:
         while True:

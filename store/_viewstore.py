@@ -171,6 +171,28 @@ class ViewStore(Transactions):
         log.info("views_store_opened", path=str(directory))
         return store
 
+    @classmethod
+    def attach(cls, path: str | os.PathLike[str], *, sync_interval: float = 1.0) -> ViewStore:
+        """Open the views environment the engine already checked, from a projection process.
+
+        The engine's process opened it first (:meth:`open`: the damage checks, the wipe) and
+        writes nothing to it while the projection process runs; this process is then its only
+        writer and owns the marker. Whatever an earlier projection process left unflushed (it
+        may have been killed) is flushed before the marker says clean.
+        """
+        directory = pathlib.Path(path)
+        env, _ = open_environment(
+            directory, sync=False, map_size=64 * 2**20, max_readers=126, metasync=False
+        )
+        try:
+            env.sync(force=True)
+            store = cls(directory, env, recovered="", sync_interval=sync_interval)
+        except BaseException:
+            env.close()
+            raise
+        log.info("views_store_attached", path=str(directory), pid=os.getpid())
+        return store
+
     def __enter__(self) -> Self:
         return self
 

@@ -8,14 +8,17 @@ once over a small storage seam (:class:`Storage`) and run on either backend: :cl
 read models and their queries live in :mod:`views.orders`.
 """
 
-from views._binding import bind_views
+from views._binding import bind_views, split_lmdb
+from views._followed import FollowedView
 from views._lmdb import LmdbView
 from views._memory import MemoryView
+from views._reader import ViewReader
 from views._routes import QueryRoutes
 from views._view import Backend, Index, ReadModel, Storage, Table, View
 
 __all__ = [
     "Backend",
+    "FollowedView",
     "Index",
     "LmdbView",
     "MemoryView",
@@ -24,5 +27,7 @@ __all__ = [
     "Storage",
     "Table",
     "View",
+    "ViewReader",
     "bind_views",
+    "split_lmdb",
 ]

@@ -30,7 +30,7 @@ from views._lmdb import LmdbView
 from views._memory import MemoryView
 from views._view import Backend, ReadModel, View
 
-__all__ = ["BACKENDS", "bind_views", "is_read_model"]
+__all__ = ["BACKENDS", "bind_views", "is_read_model", "split_lmdb"]
 
 BACKENDS: Final = ("memory", "lmdb")
 """The backends a view can live in."""
@@ -161,3 +161,38 @@ def bind_views(
         skip = skip_unknown or bool(getattr(item, "skip_unknown", False))
         views.append(_bind(item, backend, store, skip_unknown=skip))
     return views
+
+
+def split_lmdb(
+    items: Sequence[ReadModel | View], backends: Mapping[str, Backend] | None = None
+) -> tuple[list[ReadModel], list[ReadModel | View]]:
+    """Split ``items`` into the read models kept in LMDB and the rest, checking them all.
+
+    What a projection process takes (the LMDB read models: their rows are in a file another
+    process can write) and what stays in the engine's process (memory views, and views passed
+    already bound: they are tied to this process's objects).
+
+    Raises:
+        InvalidView: As :func:`bind_views`.
+        UnknownView: ``backends`` names no view of ``items``.
+    """
+    names = _checked(items)
+    chosen = dict(backends or {})
+    for name, backend in chosen.items():
+        if name not in names:
+            raise UnknownView(name, names)
+        if backend not in BACKENDS:
+            raise InvalidView(
+                repr(name), f"its backend must be 'memory' or 'lmdb', not {backend!r}"
+            )
+    moved: list[ReadModel] = []
+    kept: list[ReadModel | View] = []
+    for item in items:
+        if (
+            not isinstance(item, View)
+            and (chosen.get(item.name) or getattr(item, "default_backend", "memory")) == "lmdb"
+        ):
+            moved.append(item)
+        else:
+            kept.append(item)
+    return moved, kept

@@ -22,6 +22,7 @@ from domain.errors import (
     InvalidView,
     LogLocked,
     MaintenanceFailed,
+    ProjectionUnavailable,
     ShardCountMismatch,
     ShardUnavailable,
     StorageError,
@@ -135,6 +136,11 @@ def _examples() -> list[tuple[EngineError, dict[str, Any], list[str]]]:
             EngineClosed(),
             {},
             ["closed", "open a new Engine"],
+        ),
+        (
+            ProjectionUnavailable("it exited with code -9"),
+            {"reason": "it exited with code -9"},
+            ["projection process", "code -9", "status().projection"],
         ),
         (
             ShardUnavailable(2, "its process died"),

@@ -20,6 +20,10 @@ Modes:
     snapshot PATH TAG: open the engine (default views), wait for the views, then loop: execute
         one command (printing its ACK) and snapshot every memory view at once (printing
         ``SNAP <n>``), until killed.
+    viewreader PATH: open a ``views.ViewReader`` (every order view in LMDB), print ``READY``;
+        then per stdin line ``get ORDER_ID POSITION`` print ``ORDER <status> <item_count>
+        <total>`` as of at least POSITION (or ``NONE``), and per ``stats POSITION`` print
+        ``STATS <total_orders>``; ``exit`` exits.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ import structlog
 from reliability_kit import STEPS, command_for, command_id
 
 from actors import CommandResult, Engine, LogLocked
+from views import ViewReader
+from views.orders import GetOrderById, GetOrderStats
 
 _print_lock = threading.Lock()
 _MAX_ORDERS = 100_000  # per thread: far more than any test reads before it kills us
@@ -181,6 +187,28 @@ def snapshot(path: str, tag: str) -> None:
         emit("SNAP", n)
 
 
+def viewreader(path: str) -> None:
+    """Answer the parent's queries from the views environment, in this other process."""
+    everything = dict.fromkeys(
+        ("order_details", "customer_orders", "order_search", "order_stats"), "lmdb"
+    )
+    with ViewReader.open(path, view_backends=everything) as reader:  # type: ignore[arg-type]
+        emit("READY", os.getpid())
+        for line in sys.stdin:
+            words = line.split()
+            if words == ["exit"]:
+                break
+            if words[0] == "get":
+                found = reader.query(GetOrderById(words[1]), after=int(words[2]), timeout=30)
+                if found is None:
+                    emit("NONE")
+                else:
+                    emit("ORDER", found.status, found.item_count, found.total_amount)
+            elif words[0] == "stats":
+                stats = reader.query(GetOrderStats(), after=int(words[1]), timeout=30)
+                emit("STATS", stats.total_orders)
+
+
 def main() -> None:
     """Configure logging to stderr (stdout carries data only) and run the mode."""
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
@@ -201,6 +229,8 @@ def main() -> None:
         snapshot(path, *args)
     elif mode == "tryopen":
         tryopen(path)
+    elif mode == "viewreader":
+        viewreader(path)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

@@ -1,0 +1,195 @@
+"""The projection process itself: what runs in the child of ``Engine.open(projection="process")``.
+
+It follows the log read-only (:class:`~store.LogFollower`: no process lock, LMDB reader slots)
+and is the only writer of the views environment while it runs (:meth:`ViewStore.attach`). Inside
+it is the same read side as in the engine's process (:class:`~actors._readside.ReadSide`: one
+projector for the views, checkpoints committed with the rows, poison events retried then parked,
+rebuild by shadow and swap), fed differently:
+
+- the engine tells it each new head (:class:`~actors._channel.Head`); its projector reads and
+  decodes the records from the log itself (one shared :class:`~actors._tail.EventTail`);
+- each batch's new checkpoints go back to the engine (:class:`~actors._channel.Advanced`), where
+  read-your-writes queries wait for them;
+- parked events are recorded in the log's environment, which only the engine writes: parking is a
+  call to the engine, answered once it is committed, *before* the view's checkpoint passes the
+  event (a failed call leaves the view to retry later: nothing is skipped unrecorded).
+
+It stops when asked, or when the pipe breaks (the engine died): either way it flushes the views
+environment and exits. Killed, it loses nothing: the next one resumes from the checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pykka
+
+from actors._channel import Advanced, Call, Channel, Head, Ready
+from actors._messages import HeadAdvanced
+from actors._projector import ViewAdvanced
+from actors._readside import ReadSide, RebuildReport
+from actors._tail import EventTail
+from domain.errors import ProjectionUnavailable
+from store import Codec, LogFollower, ParkedEvent, RecordedEvent, ViewStore, get_logger
+from views import ReadModel
+
+__all__ = ["ChildSpec", "main"]
+
+log = get_logger(__name__)
+
+HOUSEKEEPING_PERIOD = 0.5  # seconds between two flush checks of the views environment
+CALL_TIMEOUT = 30.0  # seconds a park / unpark may wait for the engine
+
+
+class ChildSpec(NamedTuple):
+    """What a projection process needs to start (pickled to it).
+
+    Attributes:
+        path: The data directory.
+        views_dir: The views environment's directory.
+        codec: The engine's codec (event types and upcasters).
+        models: The read models it keeps (the engine's LMDB views).
+        skip_unknown: Let views skip (and count) events they cannot decode.
+        batch_size: Events per projector batch.
+    """
+
+    path: str
+    views_dir: str
+    codec: Codec
+    models: list[ReadModel]
+    skip_unknown: bool
+    batch_size: int = 2000
+
+
+class _FollowedLog:
+    """The log as the projectors need it: read from the follower, parked through the engine."""
+
+    def __init__(self, follower: LogFollower, channel: Channel) -> None:
+        self._follower = follower
+        self._channel = channel
+
+    def head(self) -> int:
+        return self._follower.head()
+
+    def read_all(
+        self, from_position: int = 1, batch_size: int = 1000
+    ) -> Iterator[list[RecordedEvent]]:
+        return self._follower.read_all(from_position, batch_size)
+
+    def park(self, parked: ParkedEvent) -> None:
+        self._channel.call("park", parked, timeout=CALL_TIMEOUT)
+
+    def parked(self, view: str | None = None) -> list[ParkedEvent]:
+        return self._follower.parked(view)
+
+    def unpark(self, view: str, position: int) -> bool:
+        return bool(self._channel.call("unpark", view, position, timeout=CALL_TIMEOUT))
+
+
+class _Uplink:
+    """Tells the engine the checkpoints each projector batch committed."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+
+    def tell(self, message: Any) -> None:
+        if isinstance(message, ViewAdvanced):
+            with contextlib.suppress(ProjectionUnavailable):  # the engine is gone: we stop too
+                self._channel.send(Advanced(dict(message.positions)))
+
+
+class _Child:
+    def __init__(self, conn: Connection, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.stop = threading.Event()
+        self.stop_call: Call | None = None
+        self.subscribers: list[pykka.ActorRef[Any]] = []
+        self.read: ReadSide | None = None
+        self.channel = Channel(conn, self.handle, on_close=self.stop.set, name="projection-wire")
+
+    def handle(self, message: Any) -> None:
+        """Reader thread: wake the projectors on a head, run calls on threads of their own."""
+        if isinstance(message, Head):
+            for ref in self.subscribers:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.tell(HeadAdvanced(message.position))
+        elif isinstance(message, Call) and message.op == "stop":
+            self.stop_call = message
+            self.stop.set()
+        elif isinstance(message, Call):
+            # Never on this thread: a rebuild may park events, a call answered on this thread.
+            threading.Thread(
+                target=self.channel.reply,
+                args=(message, lambda: self.run(message)),
+                name=f"projection-{message.op}",
+                daemon=True,
+            ).start()
+
+    def run(self, call: Call) -> Any:
+        read = self.read
+        if read is None:
+            raise ProjectionUnavailable("still starting")
+        if call.op == "rebuild":
+            return _rebuild(read, list(call.args[0]))
+        if call.op == "retry_parked":
+            return read.retry_parked(call.args[0], call.args[1])
+        if call.op == "retry_view":
+            return read.retry_view(call.args[0])
+        if call.op == "status":
+            return read.status(call.args[0])
+        raise ValueError(f"unknown call {call.op!r}")
+
+    def serve(self) -> None:
+        spec = self.spec
+        self.channel.start()
+        follower = LogFollower(spec.path, codec=spec.codec)
+        view_store = ViewStore.attach(spec.views_dir)
+        try:
+            source = _FollowedLog(follower, self.channel)
+            self.read = ReadSide.start(
+                source,
+                self.subscribers.append,
+                views=spec.models,
+                view_backends=dict.fromkeys((m.name for m in spec.models), "lmdb"),
+                skip_unknown=spec.skip_unknown,
+                view_store=view_store,
+                tail=EventTail(source),
+                advanced_to=_Uplink(self.channel),
+            )
+            try:
+                positions = {name: view.position() for name, view in self.read.views.items()}
+                self.channel.send(Ready(positions, os.getpid()))
+                log.info("projection_process_ready", views=sorted(positions), pid=os.getpid())
+                while not self.stop.wait(HOUSEKEEPING_PERIOD):
+                    view_store.sync_if_due()
+            finally:
+                self.read.close()
+        finally:
+            view_store.close()
+            follower.close()
+        if self.stop_call is not None:
+            self.channel.reply(self.stop_call, lambda: None)
+        log.info("projection_process_stopped", pid=os.getpid())
+
+
+def _rebuild(read: ReadSide, names: Sequence[str]) -> RebuildReport:
+    if set(names) == set(read.views):
+        return read.rebuild(None, progress=None)
+    reports = [read.rebuild(name, progress=None) for name in names]
+    return RebuildReport(
+        events=max(report.events for report in reports),
+        seconds=sum(report.seconds for report in reports),
+        views=tuple(names),
+    )
+
+
+def main(conn: Connection, spec: ChildSpec) -> None:
+    """Run a projection process until it is asked to stop or its engine goes away."""
+    Path(spec.views_dir).mkdir(parents=True, exist_ok=True)
+    _Child(conn, spec).serve()

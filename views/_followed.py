@@ -1,0 +1,138 @@
+"""An LMDB view another process keeps current: this process only reads it.
+
+In projection-process mode (``Engine.open(projection="process")``) the engine's process answers
+queries of its LMDB views while a projection process writes them; a :class:`~views.ViewReader`
+does the same in any other process. Both see the view through a :class:`FollowedView`: the same
+layout as :class:`~views.LmdbView` (two slots, a slot pointer, a checkpoint, see
+:mod:`views._lmdb`), read in one short read transaction per query, and a position read from the
+checkpoint the writer committed with the rows (never a cached number: the writer is elsewhere).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import lmdb
+
+from domain.errors import EngineClosed, InvalidView
+from store import RecordedEvent
+from views._lmdb_storage import SLOTS_DB, LmdbStorage
+from views._view import Backend, ReadModel, View, check_query
+
+__all__ = ["FollowedView", "ViewSource"]
+
+T = TypeVar("T")
+
+
+class ViewSource(Protocol):
+    """The views environment as a reader sees it: a :class:`~store.ViewStore` or a follower."""
+
+    def read(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn`` in a short read transaction."""
+        ...
+
+    def checkpoint(self, view: str) -> int:
+        """Return the checkpoint ``view`` (0 if none)."""
+        ...
+
+    def db(self, name: str) -> Any:
+        """Return the named database ``name``, or None if it does not exist."""
+        ...
+
+
+class FollowedView:
+    """A read model's LMDB view, read here and written by another process.
+
+    It answers ``query`` and ``position`` (see :class:`~views.View`); every method that would
+    write raises ``TypeError``: the projection process owns the view.
+
+    Args:
+        model: The read model (the same one the writing process applies).
+        source: The views environment.
+
+    Raises:
+        InvalidView: The environment holds no such view (no engine kept it in LMDB yet).
+    """
+
+    backend: Backend = "lmdb"
+    skip_unknown = False
+
+    def __init__(self, model: ReadModel, source: ViewSource) -> None:
+        self.name = model.name
+        self.tags = model.tags
+        self.query_types = model.query_types
+        self._model = model
+        self._source = source
+        self._name_key = model.name.encode()
+        self._closed = False
+        slots = source.db(SLOTS_DB)
+        dbs = (source.db(f"view:{model.name}:0"), source.db(f"view:{model.name}:1"))
+        if slots is None or dbs[0] is None or dbs[1] is None:
+            raise InvalidView(
+                repr(model.name),
+                f"is not in the views environment at {getattr(source, 'path', '?')}; open an "
+                "engine with this read model kept in LMDB (view_backends) first",
+            )
+        self._slots_db = slots
+        self._dbs = dbs
+
+    def __repr__(self) -> str:
+        return f"FollowedView({self.name!r})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineClosed(f"view {self.name!r} is closed")
+
+    def position(self) -> int:
+        """Return the checkpoint the writing process committed last (one read transaction)."""
+        self._check_open()
+        return self._source.checkpoint(self.name)
+
+    def validate(self, query: object) -> None:
+        """Raise InvalidQuery if this view does not answer ``query`` or its model refuses it."""
+        check_query(self, self._model, query)
+
+    def query(self, query: object) -> object:
+        """Answer ``query`` from the live slot, in one short read transaction."""
+        self._check_open()
+        check_query(self, self._model, query)
+        model, dbs, slots, key = self._model, self._dbs, self._slots_db, self._name_key
+
+        def answer(txn: lmdb.Transaction) -> object:
+            # The slot pointer is read in the same transaction as the rows: a rebuild's swap in
+            # the writing process is seen whole or not at all.
+            slot = 1 if txn.get(key, db=slots) == b"1" else 0
+            return model.query(LmdbStorage(txn, dbs[slot]), query)
+
+        return self._source.read(answer)
+
+    def _read_only(self, what: str) -> TypeError:
+        return TypeError(f"view {self.name!r} is written by another process; cannot {what} here")
+
+    def apply(self, events: Sequence[RecordedEvent], up_to: int) -> None:
+        """Refuse: the projection process applies events."""
+        del events, up_to
+        raise self._read_only("apply events")
+
+    def reapply(self, event: RecordedEvent) -> None:
+        """Refuse: the projection process retries parked events."""
+        del event
+        raise self._read_only("reapply an event")
+
+    def new_shadow(self) -> View:
+        """Refuse: the projection process rebuilds."""
+        raise self._read_only("make a shadow")
+
+    def adopt(self, shadow: View) -> None:
+        """Refuse: the projection process swaps rebuilt copies in."""
+        del shadow
+        raise self._read_only("adopt a shadow")
+
+    def clear(self) -> None:
+        """Refuse: the projection process clears its views."""
+        raise self._read_only("clear it")
+
+    def close(self) -> None:
+        """Stop answering (the environment belongs to its owner). Idempotent."""
+        self._closed = True
