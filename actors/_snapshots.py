@@ -33,7 +33,7 @@ from views._snapshot_file import read_snapshot_file, write_snapshot_file
 __all__ = ["SNAPSHOT_BUDGET", "Snapshottable", "ViewSnapshots"]
 
 SNAPSHOT_BUDGET = 0.05
-"""The largest share of wall time a view's background snapshots take (see the module's notes)."""
+"""The largest share of wall time the background snapshots of all views take (see the notes)."""
 
 log = get_logger(__name__)
 
