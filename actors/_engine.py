@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
-import pickle
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -24,8 +23,7 @@ from actors._gate import InFlightGate
 from actors._housekeeping import Housekeeper
 from actors._idempotency import Idempotency
 from actors._messages import CommandResult, Execute
-from actors._projection_child import ChildSpec
-from actors._projection_process import ProjectionProcess
+from actors._read_wiring import check_projection, start_read_side
 from actors._readside import ReadSide, RebuildReport
 from actors._registry import AggregateRegistry, tune_collector
 from actors._retention import Retention
@@ -35,7 +33,7 @@ from actors._status import EngineStatus
 from actors._supervision import FaultSeam, guarded, guarded_async
 from actors._tail import EventTail
 from actors._writer import LogWriter
-from domain.errors import CommandTimeout, InvalidView
+from domain.errors import CommandTimeout
 from domain.orders import ORDERS
 from store import (
     DEFAULT_IDEMPOTENCY_WINDOW,
@@ -49,8 +47,6 @@ from store import (
 )
 from store._copy import backup_open
 from store._retention import normalize_window
-from views import FollowedView, View, split_lmdb
-from views.orders import order_read_models
 
 __all__ = ["Engine", "EngineStatus"]
 
@@ -175,7 +171,7 @@ class Engine:
             ValueError: An option is out of range (e.g. a negative ``idempotency_window``).
             TypeError: ``idempotency_window`` is of another type.
         """
-        _check_projection(projection)
+        check_projection(projection)
         window = normalize_window(idempotency_window)
         checked_sagas = check_sagas(sagas)
         if tune_gc:
@@ -201,7 +197,7 @@ class Engine:
             writer = LogWriter.start(
                 write_store, max_batch=max_batch, tail=tail, codec=codec, fault_seam=fault_seam
             )
-            read = _start_read_side(
+            read = start_read_side(
                 store,
                 writer,
                 view_store,
@@ -514,97 +510,6 @@ class Engine:
                 None if idempotency.oldest is None else idempotency.oldest / 1_000_000_000
             ),
         )
-
-
-def _check_projection(projection: object) -> None:
-    if projection not in {"in-process", "process"}:
-        raise ValueError(f"projection must be 'in-process' or 'process', got {projection!r}")
-
-
-def _check_sendable(model: Any) -> None:
-    """Raise InvalidView unless ``model`` can be sent to a projection process (by reference)."""
-    if type(model).__module__ == "__main__":
-        # Pickled by reference here, but the other process's __main__ is not this one.
-        problem = f"{type(model).__qualname__} is defined in __main__"
-    else:
-        try:
-            pickle.dumps(model)
-        except Exception as error:  # noqa: BLE001 - pickle raises several types for one cause
-            problem = repr(error)
-        else:
-            return
-    raise InvalidView(
-        repr(model.name),
-        "cannot be sent to the projection process: define its class at module level in "
-        f"a module that process can import (not __main__, not inside a function): {problem}",
-    )
-
-
-def _start_read_side(
-    store: EventStore,
-    writer: pykka.ActorRef[LogWriter],
-    view_store: ViewStore,
-    tail: EventTail | None,
-    *,
-    views: Sequence[Any] | None,
-    view_backends: Mapping[str, Literal["memory", "lmdb"]] | None,
-    projection: Literal["in-process", "process"],
-    skip_unknown: bool,
-    fault_seam: FaultSeam | None,
-) -> ReadSide:
-    """Start the read side; in process mode, its LMDB views' projection process too.
-
-    Memory views (and views passed already bound) stay in this process whatever the mode: their
-    rows live in this process's memory, so no other process could answer for them.
-    """
-    moved: list[Any] = []
-    local_views, local_backends = views, view_backends
-    if projection == "process":
-        items = order_read_models() if views is None else list(views)
-        moved, local_views = split_lmdb(items, view_backends)
-        names = {model.name for model in moved}
-        local_backends = {
-            name: backend for name, backend in (view_backends or {}).items() if name not in names
-        }
-    for model in moved:
-        _check_sendable(model)
-    # Views a projection process keeps are only read here, from their checkpoints.
-    served: list[View] = [FollowedView(model, view_store) for model in moved]
-
-    def subscribe(ref: Any) -> None:
-        writer.proxy().subscribe(ref).get(timeout=30)
-
-    read = ReadSide.start(
-        store,
-        subscribe,
-        view_store=view_store,
-        tail=tail,
-        views=local_views,
-        view_backends=local_backends,
-        skip_unknown=skip_unknown,
-        fault_seam=fault_seam,
-        served=served,
-    )
-    if not moved:
-        return read
-    spec = ChildSpec(
-        path=str(store.path),
-        views_dir=str(view_store.path),
-        codec=store.codec,
-        models=moved,
-        skip_unknown=skip_unknown,
-    )
-    remote = ProjectionProcess(
-        spec, store=store, router=read.router, served={view.name: view for view in served}
-    )
-    read.remote = remote
-    try:
-        subscribe(remote)
-        remote.start()
-    except BaseException:
-        read.close()
-        raise
-    return read
 
 
 _OPEN = object()
