@@ -17,7 +17,7 @@ from typing import Any, Final, Self
 from actors import CommandResult, EngineStatus, RebuildReport
 from cluster._batcher import ShardBatcher, ShardFuture
 from cluster._layout import record_shard_count, shard_dir, shard_for
-from cluster._merge import Merger, merger_for
+from cluster._merge import Merger, merger_for, shard_query
 from cluster._ray import ShardHandle, connect, disconnect, wait_all
 from domain.errors import (
     ConsistencyTimeout,
@@ -281,8 +281,9 @@ class ShardedEngine:
                 for h in self._handles
             ]
         else:
+            asked = shard_query(query)
             refs = [
-                (h, h.call("query", query, wanted.get(h.index), shard_wait)) for h in self._handles
+                (h, h.call("query", asked, wanted.get(h.index), shard_wait)) for h in self._handles
             ]
         answers: list[Any] = []
         stale: list[ConsistencyTimeout] = []

@@ -1,19 +1,20 @@
 """Gathering the answers of every shard into the answer one engine would give.
 
-- :class:`GetOrderStats`: counts, ``by_status`` and ``revenue`` summed; ``top_products`` merged
-  (units of a product summed over the shards that list it, most units first, ties by product
-  id, the first 10).
+- :class:`GetOrderStats`: counts, ``by_status`` and ``revenue`` summed; ``top_products`` exact:
+  every shard is asked for all its products (``GetOrderStats(top=None)``, see
+  :func:`shard_query`), their units are summed per product, and the query's ``top`` are kept
+  (most units first, ties by product id). Exact because an order lives on exactly one shard: a
+  product's units over every order are the sum of its units on each shard, and a product with
+  0 units on a shard is left out there as in one engine.
 - :class:`GetCustomerOrders` and :class:`SearchOrders`: each shard sends its first
   ``page * page_size`` items (see ``Shard.query_top``); they are merged and re-sorted by the
   query's sort key with ties broken by ``created_at`` then order id, all in the sort's direction
   (a customer's orders: newest ``created_at`` first), and the page is cut from the merged list.
   ``total`` is summed over every shard and ``total_pages`` computed from it.
 
-Two limits, documented in the README: a shard lists only its own top 10 products, so a product
-just outside the top 10 of several shards can be missing from (or under-counted in) the merged
-top 10 when more than 10 products sell; and within a shard, a customer's orders are taken in
-the shard's order (creating position), which equals ``created_at`` order while its clock does
-not go backwards.
+One limit, documented in the README: within a shard, a customer's orders are taken in the
+shard's order (creating position), which equals ``created_at`` order while its clock does not
+go backwards. The price of exact products: a stats answer carries every product of each shard.
 """
 
 from __future__ import annotations
@@ -22,21 +23,37 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final
 
+import msgspec
+
 from cluster._shard import TopAnswer
-from views._order_types import STATUSES, TOP_PRODUCTS
+from views._order_types import STATUSES
 from views.orders import GetCustomerOrders, GetOrderStats, OrderStats, OrderView, Page, SearchOrders
 
-__all__ = ["Merger", "descending", "merge_pages", "merge_stats", "merger_for", "sort_key"]
+__all__ = [
+    "Merger",
+    "descending",
+    "merge_pages",
+    "merge_stats",
+    "merger_for",
+    "shard_query",
+    "sort_key",
+]
 
 Merger = Callable[[Any, Sequence[Any]], Any]
 """Merges the answers of every shard (in shard order) to a query into one answer."""
 
-_NO_TOP: Final = 0
+_NO_UNITS: Final = 0
 
 
-def merge_stats(query: object, answers: Sequence[OrderStats]) -> OrderStats:
-    """Sum the figures of every shard (see the module docstring)."""
-    del query
+def shard_query(query: object) -> object:
+    """What each shard is asked for ``query``: every product for stats (see the docstring)."""
+    if isinstance(query, GetOrderStats):
+        return msgspec.structs.replace(query, top=None)
+    return query
+
+
+def merge_stats(query: GetOrderStats, answers: Sequence[OrderStats]) -> OrderStats:
+    """Sum the figures of every shard, each with all its products (see the module docstring)."""
     by_status = dict.fromkeys(STATUSES, 0)
     revenue = Decimal(0)
     units: dict[str, int] = {}
@@ -45,8 +62,9 @@ def merge_stats(query: object, answers: Sequence[OrderStats]) -> OrderStats:
             by_status[status] = by_status.get(status, 0) + count
         revenue += answer.revenue
         for product_id, product_units in answer.top_products:
-            units[product_id] = units.get(product_id, _NO_TOP) + product_units
-    top = sorted(units.items(), key=lambda item: (-item[1], item[0]))[:TOP_PRODUCTS]
+            units[product_id] = units.get(product_id, _NO_UNITS) + product_units
+    ranked = sorted(units.items(), key=lambda item: (-item[1], item[0]))
+    top = ranked if query.top is None else ranked[: query.top]
     return OrderStats(
         total_orders=sum(answer.total_orders for answer in answers),
         by_status=by_status,

@@ -29,7 +29,6 @@ from views._order_rows import (
 )
 from views._order_types import (
     STATUSES,
-    TOP_PRODUCTS,
     GetCustomerOrders,
     GetOrderById,
     GetOrderStats,
@@ -362,14 +361,15 @@ class OrderStatsModel(_OrderRowsModel):
         counts = totals.by_status if totals else {}
         by_status = {status: counts.get(status, 0) for status in STATUSES}
         rows = list(storage.table(self._PRODUCTS, _ProductUnits).values())
-        if len(rows) > TOP_PRODUCTS:
-            # The 10th-best unit count comes from a key-less heap over plain ints (C speed); only
-            # rows at or above it (ties included) are sorted with the full key. With a Python
-            # key over every product this query cost ~100 us at 500 products.
-            cutoff = heapq.nlargest(TOP_PRODUCTS, map(_UNITS, rows))[-1]
+        limit = len(rows) if query.top is None else query.top
+        if len(rows) > limit:
+            # The limit-th best unit count comes from a key-less heap over plain ints (C speed);
+            # only rows at or above it (ties included) are sorted with the full key. With a
+            # Python key over every product this query cost ~100 us at 500 products.
+            cutoff = heapq.nlargest(limit, map(_UNITS, rows))[-1]
             rows = [row for row in rows if row.units >= cutoff]
         rows.sort(key=_top_order)
-        top = rows[:TOP_PRODUCTS]
+        top = rows[:limit]
         return OrderStats(
             total_orders=sum(by_status.values()),
             by_status=by_status,

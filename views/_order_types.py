@@ -89,7 +89,8 @@ class OrderStats(msgspec.Struct, frozen=True):
         total_orders: How many orders exist.
         by_status: Orders per status; always holds all three statuses (0 when none).
         revenue: Sum of the totals of shipped orders.
-        top_products: Up to 10 ``(product_id, units)``, most units first, ties by product id.
+        top_products: Up to ``GetOrderStats.top`` (10) ``(product_id, units)``, most units
+            first, ties by product id.
             Units count the current lines of orders that are not cancelled (pending and
             shipped): a cancelled order sold nothing, a pending one is demand. Products whose
             count is 0 are left out.
@@ -174,7 +175,14 @@ class SearchOrders(_OrderQuery, frozen=True, tag=True):
 
 
 class GetOrderStats(_OrderQuery, frozen=True, tag=True):
-    """Ask for figures over every order: answers :class:`OrderStats`."""
+    """Ask for figures over every order: answers :class:`OrderStats`.
+
+    Attributes:
+        top: How many products ``top_products`` lists, an int >= 1 (10 by default); None lists
+            every product (``cluster.ShardedEngine`` asks its shards so, to merge exactly).
+    """
+
+    top: int | None = TOP_PRODUCTS
 
 
 # ---------------------------------------------------------------- validation
@@ -246,7 +254,10 @@ def validate_query(query: object) -> None:
         _check_choice("sort_by", query.sort_by, SORT_FIELDS, optional=False)
         _check_choice("sort_order", query.sort_order, SORT_ORDERS, optional=False)
         _check_page(query.page, query.page_size)
-    elif not isinstance(query, GetOrderStats):
+    elif isinstance(query, GetOrderStats):
+        if query.top is not None:
+            _check_int("top", query.top, 1)
+    else:
         raise InvalidQuery(
             "query",
             type(query).__name__,

@@ -1,9 +1,11 @@
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import cluster_kit
+import msgspec
 import pytest
 from cluster_kit import create, workload
 
@@ -103,9 +105,32 @@ def test_searches_merge_and_resort_like_one_engine(
     assert _page(sharded.query(query)) == _page(plain.query(query))
 
 
-def test_stats_are_summed_over_every_shard(pair: tuple[Engine, ShardedEngine]) -> None:
+@pytest.mark.parametrize("top", [10, 3, None])
+def test_stats_are_summed_over_every_shard(
+    pair: tuple[Engine, ShardedEngine], top: int | None
+) -> None:
     plain, sharded = pair
-    assert sharded.query(GetOrderStats()) == plain.query(GetOrderStats())
+    query = GetOrderStats(top=top)
+    assert sharded.query(query) == plain.query(query)
+
+
+def test_top_products_merge_exactly_past_10_products(
+    sharded: ShardedEngine, tmp_path: Path
+) -> None:
+    with Engine.open(tmp_path / "plain") as plain:
+        for i in range(40):
+            # 23 products with close unit counts: each shard's own top 10 differs from the whole.
+            command = create(f"t-{i}", product=f"p-{i % 23}", price="1.00")
+            command = msgspec.structs.replace(
+                command, items=[msgspec.structs.replace(command.items[0], quantity=1 + i % 4)]
+            )
+            plain.execute(command)
+            sharded.execute(command)
+        assert plain.wait_for_views()
+        heads = sharded.heads()
+        for query in (GetOrderStats(), GetOrderStats(top=3), GetOrderStats(top=None)):
+            assert sharded.query(query, after=heads) == plain.query(query)
+        assert len(sharded.query(GetOrderStats(top=None)).top_products) == 23
 
 
 def test_bad_queries_and_bad_after_are_invalid(pair: tuple[Engine, ShardedEngine]) -> None:
