@@ -79,6 +79,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _shard_count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def _stream_id(text: str) -> str:
     # The engine's one id grammar: an id it could never have stored is bad usage (exit 2).
     problem = id_problem(text, "the id")
@@ -177,10 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve_command = command(
         "serve",
         "Serve the HTTP API (needs the http extra).",
-        _run(serve, "data", "host", "port", "verbose"),
+        _run(serve, "data", "host", "port", "verbose", "shards"),
     )
     serve_command.add_argument("--host", default="127.0.0.1", help="interface (127.0.0.1)")
     serve_command.add_argument("--port", type=_port, default=8000, help="TCP port (8000)")
+    serve_command.add_argument(
+        "--shards",
+        type=_shard_count,
+        metavar="N",
+        help="serve a sharded engine of N shards on Ray (created if new; a sharded --data is "
+        "detected without it; RAY_ADDRESS joins a cluster)",
+    )
     return parser
 
 

@@ -1,8 +1,9 @@
-"""The FastAPI app: order commands and queries over one :class:`Engine`.
+"""The FastAPI app: order commands and queries over one :class:`Engine`, or over shards.
 
 The event loop never waits on the engine: commands go through ``execute_async``, queries through
-``query_async``, and the few direct store reads (an order's version for its ETag) and
-``status()`` run on the thread pool.
+``query_async``, and the few direct reads (an order's version for its ETag, heads for
+``?after=``) and ``status()`` run on the thread pool. The engine is any ``api.ServedEngine``:
+an ``actors.Engine`` or a ``cluster.ShardedEngine`` (see ``api._seam`` for positions).
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from api._errors import install_error_handlers
 from api._openapi import build_openapi
 from api._queries import register_queries
 from api._routing import IdRoute
+from api._seam import ServedEngine, reads_for
 
 __all__ = ["create_app", "create_app_for_path"]
 
 
 def create_app(
-    engine: Engine | None = None,
+    engine: ServedEngine | None = None,
     *,
     settings: ApiSettings | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
@@ -39,10 +41,16 @@ def create_app(
     that opens and closes its own.
 
     Args:
-        engine: The engine to serve; None until a ``lifespan`` sets ``app.state.engine``.
+        engine: The engine to serve, an ``actors.Engine`` or a ``cluster.ShardedEngine``; None
+            until a ``lifespan`` sets ``app.state.engine``.
         settings: Timeouts and the body size cap.
         lifespan: An extra lifespan context (used by :func:`create_app_for_path`).
+
+    Raises:
+        TypeError: ``engine`` is neither kind of engine.
     """
+    if engine is not None:
+        reads_for(engine)  # refuses anything else now, not at the first request
     app = FastAPI(
         title="orderlog",
         version="0.1.0",

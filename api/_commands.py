@@ -93,7 +93,7 @@ def register_commands(app: FastAPI) -> None:
             shipping_address=Address(**msgspec.structs.asdict(body.shipping_address)),
             **ids,
         )
-        return answer(await run_command(request, command), 201)
+        return answer(request, await run_command(request, command), 201)
 
     @app.post(
         "/orders/{order_id}/items",
@@ -116,7 +116,7 @@ def register_commands(app: FastAPI) -> None:
             price=read_price(body.price, "$.price"),
             **ids,
         )
-        return answer(await run_command(request, command))
+        return answer(request, await run_command(request, command))
 
     @app.delete(
         "/orders/{order_id}/items/{product_id}",
@@ -136,7 +136,7 @@ def register_commands(app: FastAPI) -> None:
             product_id=product_id,
             **command_ids(idempotency_key, if_match, order_id),
         )
-        return answer(await run_command(request, command))
+        return answer(request, await run_command(request, command))
 
     @app.post("/orders/{order_id}/ship", **_route("ship_order", "Ship a pending order", _ON_ORDER))
     async def ship_order(
@@ -147,7 +147,7 @@ def register_commands(app: FastAPI) -> None:
     ) -> Response:
         validate_id(order_id, "order_id")
         command = ShipOrder(order_id=order_id, **command_ids(idempotency_key, if_match, order_id))
-        return answer(await run_command(request, command))
+        return answer(request, await run_command(request, command))
 
     @app.post(
         "/orders/{order_id}/cancel",
@@ -164,4 +164,4 @@ def register_commands(app: FastAPI) -> None:
         raw = await read_body(request, settings_of(request).max_body_bytes)
         body = decode_body(raw, CancelRequest)
         command = CancelOrder(order_id=order_id, reason=body.reason, **ids)
-        return answer(await run_command(request, command))
+        return answer(request, await run_command(request, command))

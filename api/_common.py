@@ -6,13 +6,13 @@ from typing import Any
 
 import msgspec
 from fastapi import Request, Response
-from starlette.exceptions import HTTPException
 
-from actors import CommandResult, Engine
+from actors import CommandResult
 from api._body import MAX_BODY_BYTES
 from api._errors import MsgspecResponse
 from api._params import command_id_of, expected_version_of
 from api._schemas import CommandAnswer
+from api._seam import AfterBeyondHead, Reads, ServedEngine, reads_for
 from domain.errors import EngineClosed
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ask",
     "command_ids",
     "engine_of",
+    "reads_of",
     "run_command",
     "settings_of",
 ]
@@ -41,29 +42,17 @@ class ApiSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int = MAX_BODY_BYTES
 
 
-class AfterBeyondHead(HTTPException):
-    """``?after=`` names a position the log has not reached (answered with 409).
-
-    Every position a command answers is at or below the head by then, so waiting could only be
-    for a write nobody has made yet: the read is refused at once instead of timing out.
-    """
-
-    def __init__(self, after: int, head: int) -> None:
-        super().__init__(
-            status_code=409,
-            detail=(
-                f"?after={after} is beyond the log's head ({head}): pass a position that a "
-                "command answered"
-            ),
-        )
-
-
-def engine_of(request: Request) -> Engine:
+def engine_of(request: Request) -> ServedEngine:
     """Return the app's engine, or raise ``EngineClosed`` (503) if it is not open."""
-    engine: Engine | None = getattr(request.app.state, "engine", None)
+    engine: ServedEngine | None = getattr(request.app.state, "engine", None)
     if engine is None or engine.closed:
         raise EngineClosed
     return engine
+
+
+def reads_of(request: Request) -> Reads:
+    """Return the read positions of the app's engine (see ``api._seam``)."""
+    return reads_for(engine_of(request))
 
 
 def settings_of(request: Request) -> ApiSettings:
@@ -79,25 +68,28 @@ async def run_command(request: Request, command: Any) -> CommandResult:
     return result
 
 
-async def ask(request: Request, query: Any, after: int | None) -> Any:
-    """Answer ``query`` (after ``after``, if given) without blocking the event loop.
+async def ask(request: Request, query: Any, *after: int | None) -> Any:
+    """Answer ``query`` once the read positions ``after`` are applied, never blocking the loop.
 
     Raises:
-        AfterBeyondHead: ``after`` is beyond the log's head.
+        AfterBeyondHead: A position in ``after`` is beyond its log's head.
     """
-    engine = engine_of(request)
-    if after is not None and after > (head := engine.store.head()):
-        raise AfterBeyondHead(after, head)
     timeout = settings_of(request).read_timeout
-    return await engine.query_async(query, after=after, timeout=timeout)
+    engine = engine_of(request)
+    wanted = await reads_for(engine).after(after, timeout)
+    return await engine.query_async(query, after=wanted, timeout=timeout)
 
 
-def answer(result: CommandResult, status_code: int = 200) -> Response:
-    """Answer an accepted command: ``{order_id, version, position}`` and the version as ETag."""
+def answer(request: Request, result: CommandResult, status_code: int = 200) -> Response:
+    """Answer an accepted command: ``{order_id, version, position}`` and the version as ETag.
+
+    ``position`` is the command's read position (see ``api._seam``): pass it as ``?after=``.
+    """
     headers = {"ETag": f'"{result.version}"'}
     if status_code == 201:  # noqa: PLR2004 - HTTP status codes read best as numbers
         headers["Location"] = f"/orders/{result.aggregate_id}"
-    body = CommandAnswer(result.aggregate_id, result.version, result.position)
+    position = reads_of(request).position(result)
+    body = CommandAnswer(result.aggregate_id, result.version, position)
     return MsgspecResponse(body, status_code=status_code, headers=headers)
 
 

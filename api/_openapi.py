@@ -37,8 +37,8 @@ _ERROR_TEXT: Final = {
         "the field and the rule)"
     ),
     503: (
-        "Try again: the engine is closed or busy, a commit failed or the command timed out "
-        "(retry with the same Idempotency-Key: it never applies twice)"
+        "Try again: the engine is closed or busy, a commit failed, the command timed out or "
+        "a shard is unavailable (retry with the same Idempotency-Key: it never applies twice)"
     ),
 }
 

@@ -80,7 +80,8 @@ After = Annotated[
         description=(
             "Read your writes: answer once the view has applied this position (a position a "
             "command answered). Beyond the log's head: 409; not reached in time: 503 with the "
-            "answer as of now."
+            "answer as of now. On a sharded server a position names its shard "
+            "(position * shards + shard) and waits for that shard only."
         ),
     ),
 ]

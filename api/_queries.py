@@ -6,9 +6,8 @@ from typing import Any
 
 import msgspec
 from fastapi import FastAPI, Request, Response
-from starlette.concurrency import run_in_threadpool
 
-from api._common import ask, engine_of
+from api._common import ask, reads_of, settings_of
 from api._errors import MsgspecResponse
 from api._numbers import read_amount
 from api._openapi import responses
@@ -35,9 +34,7 @@ from api._schemas import (
     StatusAnswer,
     json_content,
 )
-from domain.errors import AggregateNotFound, ConsistencyTimeout, InvalidCommand
-from domain.orders import ORDERS
-from store import EventStore
+from domain.errors import AggregateNotFound, ConsistencyTimeout
 from views.orders import (
     GetCustomerOrders,
     GetOrderById,
@@ -52,19 +49,6 @@ __all__ = ["register_queries"]
 
 _READ_ERRORS = (409, 422, 503)  # 409: ?after= beyond the head; 422: a bad parameter
 _PATH_READ_ERRORS = (404, *_READ_ERRORS)  # 404: no such order, or an unroutable path id
-
-
-def _order_head(store: EventStore, order_id: str) -> tuple[int, int]:
-    """Return the order's version and the position of its last event ((0, 0) if none)."""
-    try:
-        version = store.stream_version(order_id, stream_type=ORDERS.stream_type)
-    except InvalidCommand:  # an id no order can have (NUL, too long): it does not exist
-        return 0, 0
-    if version == 0:
-        return 0, 0
-    # Events come from version `version` on: the first is the one that made this version.
-    events = store.read_stream(order_id, version, stream_type=ORDERS.stream_type)
-    return version, events[0].position
 
 
 def _route(
@@ -132,13 +116,13 @@ def register_queries(app: FastAPI) -> None:
     )
     async def get_order(request: Request, order_id: OrderId, after: After = None) -> Response:
         read_id(order_id, "order_id")
-        engine = engine_of(request)
-        version, position = await run_in_threadpool(_order_head, engine.store, order_id)
+        timeout = settings_of(request).read_timeout
+        version, position = await reads_of(request).order_head(order_id, timeout)
         if version == 0:
             raise AggregateNotFound(order_id, "order")
         # Wait for the view to hold at least the version we report: the ETag never claims a
         # newer state than the body shows (a newer body only causes a harmless 409 later).
-        view = await ask(request, GetOrderById(order_id), max(after or 0, position))
+        view = await ask(request, GetOrderById(order_id), after, position)
         if view is None:  # pragma: no cover - the view applied the order's events above
             raise AggregateNotFound(order_id, "order")
         details = OrderDetails(**msgspec.structs.asdict(view), version=version)
@@ -186,7 +170,5 @@ def register_queries(app: FastAPI) -> None:
         **_route("get_status", "Health: head, views and their lag", StatusAnswer, (503,)),
     )
     async def status(request: Request) -> Response:
-        current = await run_in_threadpool(engine_of(request).status)
-        healthy = all(not view.error and not view.parked for view in current.views.values())
-        answer = StatusAnswer(**msgspec.structs.asdict(current), healthy=healthy)
-        return MsgspecResponse(answer)
+        timeout = settings_of(request).read_timeout
+        return MsgspecResponse(await reads_of(request).status(timeout))

@@ -185,8 +185,9 @@ class CommandAnswer(msgspec.Struct, frozen=True):
     Attributes:
         order_id: The order the command was aimed at.
         version: The order's version after the command (also sent as the ``ETag``).
-        position: Global log position of the command's event: pass it as ``?after=`` to a read
-            to see your own write.
+        position: The command's read position: pass it as ``?after=`` to a read to see your own
+            write. On one engine, the global log position of its last event; on a sharded
+            server, ``p * shards + shard`` with ``p`` the position in that shard's log.
     """
 
     order_id: str
@@ -201,13 +202,17 @@ class OrderDetails(OrderView, frozen=True, gc=False):
 
 
 class StatusAnswer(EngineStatus, frozen=True):
-    """Body of ``GET /status``: every field of ``EngineStatus``, plus ``healthy``.
+    """Body of ``GET /status``: every field of ``EngineStatus``, plus ``healthy`` and ``shards``.
 
     ``healthy`` is false when a view has an error (stalled on a corrupt record, or retrying after
-    its storage failed) or has parked events.
+    its storage failed) or has parked events. On a sharded server (``serve --shards N``) the
+    fields sum every shard's (``head``: the events in every shard's log; lags and delays: the
+    worst shard's), ``healthy`` holds for every shard, and ``shards`` maps each shard's index
+    to its own status; on one engine ``shards`` is null.
     """
 
     healthy: bool = True
+    shards: dict[str, EngineStatus] | None = None
 
 
 class ErrorAnswer(msgspec.Struct, frozen=True):

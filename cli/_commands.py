@@ -20,7 +20,7 @@ import lmdb
 import msgspec
 
 from actors import CorruptLog, Engine, EngineError
-from cli._cluster import is_sharded, sharded_rebuild, sharded_status
+from cli._cluster import is_sharded, open_sharded, sharded_rebuild, sharded_status
 from domain.orders import ORDERS
 from store import EventStore, RecordedEvent
 
@@ -59,8 +59,9 @@ def open_engine(data: Path, **options: Any) -> Engine:
         raise CliError(f"--data {data} is not a directory")
     if is_sharded(data):
         raise CliError(
-            f"--data {data} is a sharded data directory: only status and rebuild work on it "
-            "(serve and events over shards are not built yet)"
+            f"--data {data} is a sharded data directory: status, rebuild and serve work on it "
+            "(events reads one log: run it on a shard's directory, shard-<i>, while no engine "
+            "holds it)"
         )
     try:
         return Engine.open(data, **options)
@@ -228,8 +229,24 @@ def _listen(host: str, port: int) -> socket.socket:
     return listener
 
 
-def serve(data: Path, *, host: str, port: int, verbose: bool) -> int:
-    """Serve the HTTP API on ``host:port`` until interrupted (Ctrl+C or SIGTERM)."""
+def _served(data: Path, shards: int | None) -> Any:
+    """Open the engine ``serve`` serves: sharded if asked or if ``data`` is sharded."""
+    if shards is not None or is_sharded(data):
+        return open_sharded(data, shards)
+    return open_engine(data)
+
+
+def serve(data: Path, *, host: str, port: int, verbose: bool, shards: int | None = None) -> int:
+    """Serve the HTTP API on ``host:port`` until interrupted (Ctrl+C or SIGTERM).
+
+    Args:
+        data: The data directory: one engine's, or a sharded engine's (detected).
+        host: The interface to listen on.
+        port: The TCP port (0: any free one).
+        verbose: Log at INFO level.
+        shards: Serve a sharded engine of this many shards (created if new; must match the
+            recorded count otherwise); None serves what ``data`` holds.
+    """
     try:
         import uvicorn  # noqa: PLC0415 - the http extra is optional
 
@@ -242,15 +259,16 @@ def serve(data: Path, *, host: str, port: int, verbose: bool) -> int:
         return 1
     # Open the engine and bind the port first: a locked data directory or a busy port is one
     # clear line here, not a traceback from the server's startup.
-    with open_engine(data) as engine, _listen(host, port) as listener:
+    with _served(data, shards) as engine, _listen(host, port) as listener:
         bound_host, bound_port = listener.getsockname()[:2]
+        what = f"{data} ({engine.shards} shards)" if is_sharded(data) else str(data)
         config = uvicorn_config(
             create_app(engine),
             log_level="info" if verbose else "warning",
             log_config=_uvicorn_logging(),
         )
         sys.stderr.write(
-            f"serving {data} on http://{bound_host}:{bound_port} (API docs at /docs); "
+            f"serving {what} on http://{bound_host}:{bound_port} (API docs at /docs); "
             "Ctrl+C stops\n"
         )
         sys.stderr.flush()

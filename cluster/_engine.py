@@ -10,7 +10,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -319,9 +319,48 @@ class ShardedEngine:
 
     # ------------------------------------------------------------ operations
 
-    def heads(self, *, timeout: float = 10.0) -> dict[int, int]:
-        """Return each shard's last committed position (a mapping ``query(after=...)`` takes)."""
-        return {shard: status.head for shard, status in self.status(timeout=timeout).items()}
+    def heads(self, *, of: Collection[int] | None = None, timeout: float = 10.0) -> dict[int, int]:
+        """Return each shard's last committed position (a mapping ``query(after=...)`` takes).
+
+        Args:
+            of: Only these shards (default: every shard); a shard that is down fails only the
+                calls that ask it.
+            timeout: Seconds to wait for the shards.
+
+        Raises:
+            ShardUnavailable: A shard asked did not answer within ``timeout``.
+        """
+        self._check_open()
+        handles = self._handles if of is None else [self._handles[self._index(i)] for i in of]
+        return wait_all(handles, "head", timeout=timeout)
+
+    def stream_head(
+        self, aggregate_id: str, *, stream_type: str = "order", timeout: float = 10.0
+    ) -> tuple[int, int]:
+        """Return a stream's version and its last event's position in its shard's log.
+
+        Args:
+            aggregate_id: The stream (aggregate) id; it is looked up on its own shard.
+            stream_type: The aggregate type's ``stream_type`` (orders by default).
+            timeout: Seconds to wait for the shard.
+
+        Returns:
+            ``(version, position)``, ``(0, 0)`` if the stream has no event.
+
+        Raises:
+            ShardUnavailable: The shard did not answer within ``timeout``.
+        """
+        self._check_open()
+        handle = self._handles[self.shard_of(aggregate_id)]
+        answer: tuple[int, int] = handle.get(
+            handle.call("stream_head", aggregate_id, stream_type), timeout
+        )
+        return answer
+
+    def _index(self, shard: int) -> int:
+        if not _is_int(shard) or not 0 <= shard < self.shards:
+            raise ValueError(f"no shard {shard!r}: shards are 0 to {self.shards - 1}")
+        return shard
 
     def status(self, *, timeout: float = 10.0) -> dict[int, EngineStatus]:
         """Return each shard's ``EngineStatus``, by shard.

@@ -26,7 +26,7 @@ import pykka
 import ray
 
 from actors import CommandResult, Engine, EngineStatus, RebuildReport
-from domain.errors import CommandTimeout, ConsistencyTimeout, EngineError
+from domain.errors import CommandTimeout, ConsistencyTimeout, EngineError, InvalidCommand
 from views._order_types import MAX_PAGE_SIZE
 from views.orders import GetCustomerOrders, OrderView, Page, SearchOrders
 
@@ -235,6 +235,31 @@ class Shard:
         if stale is not None:
             return Failure(ConsistencyTimeout(stale.view, stale.wanted, stale.reached, answer))
         return answer
+
+    @ray.method(concurrency_group="read")
+    def head(self) -> int | Failure:
+        """Return the last committed position of this shard's log."""
+        try:
+            return self._engine_now().store.head()
+        except Exception as error:  # noqa: BLE001 - the caller raises it
+            return Failure(error)
+
+    @ray.method(concurrency_group="read")
+    def stream_head(self, aggregate_id: str, stream_type: str) -> tuple[int, int] | Failure:
+        """Return a stream's version and the position of its last event ((0, 0) if none)."""
+        try:
+            store = self._engine_now().store
+            try:
+                version = store.stream_version(aggregate_id, stream_type=stream_type)
+            except InvalidCommand:  # an id no stream can have (NUL, too long): it has none
+                return 0, 0
+            if version == 0:
+                return 0, 0
+            # Events come from version `version` on: the first made this version.
+            events = store.read_stream(aggregate_id, version, stream_type=stream_type)
+            return version, events[0].position
+        except Exception as error:  # noqa: BLE001 - the caller raises it
+            return Failure(error)
 
     @ray.method(concurrency_group="read")
     def status(self) -> EngineStatus | Failure:
