@@ -17,9 +17,12 @@ Modes:
     tryopen PATH: try to open the engine; print ``LOCKED <pid>`` or ``OPENED``.
     rebuild PATH: open the engine (default views), wait for the views, print ``READY <head>``,
         then rebuild every view printing ``PROG <done> <total>`` as it goes, until killed.
-    snapshot PATH TAG: open the engine (default views), wait for the views, then loop: execute
-        one command (printing its ACK) and snapshot every memory view at once (printing
-        ``SNAP <n>``), until killed.
+    snapshot PATH TAG ROUNDS STAGE: open the engine (default views), wait for the views, then
+        loop: execute one command (printing its ACK) and snapshot every memory view at once
+        (printing ``SNAP <n>``). The snapshot after the ROUNDS-th one stops inside the real file
+        write at STAGE (``write``: half the bytes written; ``fsync``: all written, not yet
+        fsynced nor renamed; ``dirsync``: renamed, directory not yet fsynced), prints
+        ``STALL <stage>`` and waits to be killed.
     viewreader PATH: open a ``views.ViewReader`` (every order view in LMDB), print ``READY``;
         then per stdin line ``get ORDER_ID POSITION`` print ``ORDER <status> <item_count>
         <total>`` as of at least POSITION (or ``NONE``), and per ``stats POSITION`` print
@@ -38,6 +41,7 @@ import lmdb
 import structlog
 from reliability_kit import STEPS, command_for, command_id
 
+import views._snapshot_file as snapshot_file
 from actors import CommandResult, Engine, LogLocked
 from views import ViewReader
 from views.orders import GetOrderById, GetOrderStats
@@ -170,8 +174,48 @@ def rebuild(path: str) -> None:
     sys.stdin.read()
 
 
-def snapshot(path: str, tag: str) -> None:
-    """Alternate one acknowledged command and a snapshot of every memory view, until killed."""
+class _StallingOs:
+    """Fault injection around the real ``os`` of the snapshot writer: once armed, it stops the
+    write at one stage (printing ``STALL``) until the parent kills the process.
+
+    It replaces ``os`` in ``views._snapshot_file`` only, so the snapshot file code runs as it is
+    and every other call passes through.
+    """
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.armed = threading.Event()
+        self._fsyncs = 0
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def _stall(self) -> None:
+        emit("STALL", self.stage)
+        threading.Event().wait()  # forever: the parent kills us here
+
+    def write(self, fd: int, data: Any) -> int:
+        if self.armed.is_set() and self.stage == "write":
+            with self._lock:
+                os.write(fd, data[: max(1, len(data) // 2)])
+                self._stall()
+        return os.write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        if self.armed.is_set():
+            with self._lock:
+                self._fsyncs += 1
+                # The file's fsync comes first, the directory's (after the rename) second.
+                if (self.stage, self._fsyncs) in (("fsync", 1), ("dirsync", 2)):
+                    self._stall()
+        os.fsync(fd)
+
+
+def snapshot(path: str, tag: str, rounds: str, stage: str) -> None:
+    """Alternate one acknowledged command and a snapshot of every memory view; stall in one."""
+    stalling = _StallingOs(stage)
+    snapshot_file.os = stalling  # type: ignore[attr-defined,assignment]
     engine = Engine.open(path)
     engine.wait_for_views(timeout=120)
     snapshots = engine._read.snapshots
@@ -183,6 +227,8 @@ def snapshot(path: str, tag: str) -> None:
         result = engine.execute(command_for(cid))
         emit("ACK", cid, result.aggregate_id, result.version, result.position)
         engine.wait_for_views(result.position, timeout=60)
+        if n == int(rounds):
+            stalling.armed.set()
         snapshots._save(names)
         emit("SNAP", n)
 
