@@ -17,10 +17,10 @@ from typing import Any, Final, Self
 from actors import CommandResult, EngineStatus, RebuildReport
 from cluster._batcher import ShardBatcher, ShardFuture
 from cluster._layout import record_shard_count, shard_dir, shard_for
-from cluster._merge import Merger, merger_for, shard_query
-from cluster._ray import ShardHandle, connect, disconnect, wait_all
+from cluster._merge import Merger, merger_for
+from cluster._ray import ShardHandle, checked_resources, connect, disconnect, wait_all
+from cluster._scatter import scatter_gather
 from domain.errors import (
-    ConsistencyTimeout,
     EngineClosed,
     EngineError,
     InvalidCommand,
@@ -79,6 +79,7 @@ class ShardedEngine:
         durability: str = "sync",
         ray_address: str | None = None,
         shard_cpus: float = 0.0,
+        shard_resources: Mapping[int, Mapping[str, float]] | None = None,
         batch_commands: int = 1000,
         batch_window: float = 0.001,
         batches_in_flight: int = 4,
@@ -96,6 +97,11 @@ class ShardedEngine:
             ray_address: ``"auto"`` or ``host:port`` of a Ray cluster to join; None uses the
                 Ray instance this process already has, or starts a local one (stopped at close).
             shard_cpus: CPUs Ray reserves per shard (0 lets any number share a node).
+            shard_resources: Pins shards to nodes: for a shard index, the Ray custom resources
+                its actor needs, e.g. ``{1: {"node-b": 0.01}}`` for a node started with
+                ``ray start --resources='{"node-b": 1}'``. A restarted shard waits for a node
+                that has them (the same machine coming back, or another holding its data
+                directory); shards left out go anywhere.
             batch_commands: Most commands per Ray call.
             batch_window: Seconds a batch waits for more commands while others are in flight.
             batches_in_flight: Most batches in flight per shard.
@@ -113,6 +119,7 @@ class ShardedEngine:
         """
         if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
             raise ValueError(f"shards must be an int >= 1, not {shards!r}")
+        resources = checked_resources(shard_resources, shards)
         record_shard_count(path, shards)
         deciders = engine_options.get("deciders") or [ORDERS]
         by_type = {ct: decider for decider in deciders for ct in decider.command_types}
@@ -125,7 +132,8 @@ class ShardedEngine:
                     str(shard_dir(path, i).resolve()),
                     durability,
                     dict(engine_options),
-                    shard_cpus,
+                    num_cpus=shard_cpus,
+                    resources=resources.get(i, {}),
                 )
                 for i in range(shards)
             )
@@ -273,31 +281,9 @@ class ShardedEngine:
                 type(query).__name__,
                 "an order query, or a type given to ShardedEngine.open(mergers=...)",
             )
-        deadline = time.monotonic() + timeout
-        if isinstance(query, GetCustomerOrders | SearchOrders):
-            k = query.page * query.page_size
-            refs = [
-                (h, h.call("query_top", query, k, wanted.get(h.index), shard_wait))
-                for h in self._handles
-            ]
-        else:
-            asked = shard_query(query)
-            refs = [
-                (h, h.call("query", asked, wanted.get(h.index), shard_wait)) for h in self._handles
-            ]
-        answers: list[Any] = []
-        stale: list[ConsistencyTimeout] = []
-        for handle, ref in refs:
-            try:
-                answers.append(handle.get(ref, deadline - time.monotonic(), shown=timeout))
-            except ConsistencyTimeout as error:
-                stale.append(error)
-                answers.append(error.stale_result)
-        merged = merge(query, answers)
-        if stale:
-            first = stale[0]
-            raise ConsistencyTimeout(first.view, first.wanted, first.reached, merged)
-        return merged
+        return scatter_gather(
+            self._handles, query, merge, wanted=wanted, timeout=timeout, shard_wait=shard_wait
+        )
 
     async def query_async(self, query: Any, *, after: Any = None, timeout: float = 5.0) -> Any:
         """Like :meth:`query`, without ever blocking the event loop (it runs on a thread)."""

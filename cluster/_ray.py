@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, cast
 
 import ray
@@ -18,7 +18,15 @@ import ray.exceptions
 from cluster._shard import CONCURRENCY_GROUPS, Failure, Shard
 from domain.errors import ShardUnavailable
 
-__all__ = ["ShardHandle", "connect", "disconnect", "failure_of", "unwrap", "wait_all"]
+__all__ = [
+    "ShardHandle",
+    "checked_resources",
+    "connect",
+    "disconnect",
+    "failure_of",
+    "unwrap",
+    "wait_all",
+]
 
 
 # One Ray actor class for every shard: a process each, restarted for ever after a crash. A call
@@ -65,6 +73,7 @@ class ShardHandle:
         durability: ``"sync"`` or ``"async"``.
         options: Its ``Engine.open`` options.
         num_cpus: CPUs Ray reserves for it (0: place it anywhere; shards are mostly I/O bound).
+        resources: Custom resources it needs (pins it to the nodes that have them).
     """
 
     def __init__(
@@ -73,10 +82,12 @@ class ShardHandle:
         path: str,
         durability: str,
         options: dict[str, Any],
+        *,
         num_cpus: float,
+        resources: dict[str, float],
     ) -> None:
         self.index = index
-        actor_class = _SHARD_CLASS.options(num_cpus=num_cpus)
+        actor_class = _SHARD_CLASS.options(num_cpus=num_cpus, resources=resources)
         self._actor: Any = actor_class.remote(index, path, durability, options)
 
     def call(self, method: str, *args: Any) -> ray.ObjectRef[Any]:
@@ -142,6 +153,30 @@ def wait_all(
         handle.index: handle.get(ref, deadline - time.monotonic(), shown=timeout)
         for handle, ref in refs
     }
+
+
+def checked_resources(
+    resources: Mapping[int, Mapping[str, float]] | None, shards: int
+) -> dict[int, dict[str, float]]:
+    """Check ``ShardedEngine.open``'s ``shard_resources`` against the shard count.
+
+    Raises:
+        ValueError: A shard index out of range, or an amount that is not a number > 0.
+    """
+    checked: dict[int, dict[str, float]] = {}
+    for shard, needs in (resources or {}).items():
+        if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < shards:
+            raise ValueError(f"shard_resources names shard {shard!r}: shards are 0 to {shards - 1}")
+        if not all(isinstance(name, str) and _is_amount(amount) for name, amount in needs.items()):
+            raise ValueError(
+                f"shard_resources[{shard}] must map resource names to amounts > 0, not {needs!r}"
+            )
+        checked[shard] = dict(needs)
+    return checked
+
+
+def _is_amount(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 def _first_line(error: BaseException) -> str:

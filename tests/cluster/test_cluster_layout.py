@@ -52,3 +52,16 @@ def test_a_damaged_layout_record_is_a_storage_error(tmp_path: Path) -> None:
 def test_a_bad_shard_count_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="shards"):
         ShardedEngine.open(tmp_path, shards=0)
+
+
+@pytest.mark.parametrize(
+    "pins",
+    [{2: {"node-a": 1}}, {-1: {"node-a": 1}}, {0: {"node-a": 0}}, {0: {"node-a": True}}],
+    ids=str,
+)
+def test_bad_shard_resources_are_refused_before_anything_starts(
+    tmp_path: Path, pins: dict[int, dict[str, float]]
+) -> None:
+    with pytest.raises(ValueError, match="shard_resources"):
+        ShardedEngine.open(tmp_path / "sharded", shards=2, shard_resources=pins)
+    assert not (tmp_path / "sharded").exists()
