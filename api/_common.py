@@ -68,15 +68,21 @@ async def run_command(request: Request, command: Any) -> CommandResult:
     return result
 
 
-async def ask(request: Request, query: Any, *after: int | None) -> Any:
-    """Answer ``query`` once the read positions ``after`` are applied, never blocking the loop.
+async def ask(request: Request, query: Any, after: int | None, known: int | None = None) -> Any:
+    """Answer ``query`` once ``after`` (and ``known``) are applied, never blocking the loop.
+
+    Args:
+        request: The request (its app's engine and settings).
+        query: The query.
+        after: The client's ``?after=`` read position.
+        known: A read position the server read itself (an order's last event).
 
     Raises:
-        AfterBeyondHead: A position in ``after`` is beyond its log's head.
+        AfterBeyondHead: ``after`` is beyond its log's head.
     """
     timeout = settings_of(request).read_timeout
     engine = engine_of(request)
-    wanted = await reads_for(engine).after(after, timeout)
+    wanted = await reads_for(engine).after(after, timeout, known=known)
     return await engine.query_async(query, after=wanted, timeout=timeout)
 
 

@@ -17,7 +17,7 @@ the engine's positions into the API's and back:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
@@ -106,11 +106,16 @@ class Reads(Protocol):
         """The read position to answer for an accepted command."""
         ...
 
-    async def after(self, positions: Sequence[int | None], timeout: float) -> Any:
+    async def after(self, given: int | None, timeout: float, *, known: int | None = None) -> Any:
         """Turn read positions into the engine's ``after=`` (None: no wait).
 
+        Args:
+            given: The client's ``?after=``, checked against its log's head.
+            timeout: Seconds to wait for a head.
+            known: A position the server read itself (committed: not checked).
+
         Raises:
-            AfterBeyondHead: A position is beyond its log's head.
+            AfterBeyondHead: ``given`` is beyond its log's head.
         """
         ...
 
@@ -133,19 +138,19 @@ class LogReads:
         """The command's log position."""
         return result.position
 
-    async def after(self, positions: Sequence[int | None], timeout: float) -> int | None:
-        """The largest position (it covers every earlier one), checked against the head."""
+    async def after(
+        self, given: int | None, timeout: float, *, known: int | None = None
+    ) -> int | None:
+        """The larger position (it covers every earlier one); ``given`` checked against the head."""
         del timeout  # the head is a read of the local store: no wait
-        given = [p for p in positions if p is not None]
-        if not given:
-            return None
-        wanted = max(given)
-        if wanted > (head := self._engine.store.head()):
+        if given is not None and given > (head := self._engine.store.head()):
             raise AfterBeyondHead(
-                f"?after={wanted} is beyond the log's head ({head}): pass a position that a "
+                f"?after={given} is beyond the log's head ({head}): pass a position that a "
                 "command answered"
             )
-        return wanted
+        if given is None or known is None:
+            return known if given is None else given
+        return max(given, known)
 
     async def order_head(self, order_id: str, timeout: float) -> tuple[int, int]:
         """Read the order's stream head from the store (on the thread pool)."""
@@ -183,28 +188,26 @@ class ShardReads:
         """The command's position in its shard's log, with the shard folded in."""
         return result.position * self._shards + result.shard
 
-    async def after(self, positions: Sequence[int | None], timeout: float) -> dict[int, int] | None:
-        """A ``{shard: position}`` mapping, each checked against its shard's head."""
+    async def after(
+        self, given: int | None, timeout: float, *, known: int | None = None
+    ) -> dict[int, int] | None:
+        """A ``{shard: position}`` mapping; ``given`` checked against its shard's head."""
         wanted: dict[int, int] = {}
-        given: dict[int, int] = {}
-        for read_position in positions:
-            if read_position is None:
-                continue
-            position, shard = divmod(read_position, self._shards)
-            if position >= wanted.get(shard, 0):
-                wanted[shard] = position
-                given[shard] = read_position
-        if not wanted:
-            return None
-        heads = await run_in_threadpool(
-            partial(self._engine.heads, of=sorted(wanted), timeout=timeout)
-        )
-        for shard, position in wanted.items():
-            if position > heads[shard]:
-                raise AfterBeyondHead(
-                    f"?after={given[shard]} is position {position} of shard {shard}, beyond "
-                    f"that shard's head ({heads[shard]}): pass a position that a command answered"
-                )
+        if known is not None:
+            position, shard = divmod(known, self._shards)
+            wanted[shard] = position
+        if given is None:
+            return wanted or None
+        position, shard = divmod(given, self._shards)
+        if position == 0:  # nothing to wait for (nor to check)
+            return wanted or None
+        heads = await run_in_threadpool(partial(self._engine.heads, of=[shard], timeout=timeout))
+        if position > heads[shard]:
+            raise AfterBeyondHead(
+                f"?after={given} is position {position} of shard {shard}, beyond that "
+                f"shard's head ({heads[shard]}): pass a position that a command answered"
+            )
+        wanted[shard] = max(wanted.get(shard, 0), position)
         return wanted
 
     async def order_head(self, order_id: str, timeout: float) -> tuple[int, int]:

@@ -97,6 +97,7 @@ def test_a_position_beyond_its_shards_head_is_a_409(sharded: ShardedEngine) -> N
     with serving(create_app(sharded)) as url, httpx.Client(base_url=url, timeout=30) as client:
         position = _create(client, order_id)["position"]
         assert client.get("/stats", params={"after": position}).status_code == 200
+        assert client.get("/stats", params={"after": 0}).status_code == 200  # waits for nothing
         # Position 1 of shard 0, whose log is empty: a write nobody has made.
         response = client.get("/stats", params={"after": SHARDS})
         assert response.status_code == 409
