@@ -10,7 +10,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -19,12 +19,13 @@ from cluster._batcher import ShardBatcher, ShardFuture
 from cluster._layout import record_shard_count, shard_dir, shard_for
 from cluster._merge import Merger, merger_for
 from cluster._ray import ShardHandle, checked_resources, connect, disconnect, wait_all
-from cluster._scatter import scatter_gather
+from cluster._scatter import is_int, positions_of, scatter_gather
 from domain.errors import (
     EngineClosed,
     EngineError,
     InvalidCommand,
     InvalidQuery,
+    InvalidSaga,
 )
 from domain.orders import ORDERS
 from store import get_logger
@@ -36,7 +37,6 @@ log = get_logger(__name__)
 
 _ORDER_QUERIES: Final = (GetOrderById, GetCustomerOrders, SearchOrders)
 _SHARD_SHARE: Final = 0.8  # of a query's timeout a shard may wait for `after`: the rest is the hop
-_AFTER_ALLOWED: Final = "None, a CommandResult, or a {shard: position} mapping like heads()"
 
 
 class ShardedEngine:
@@ -64,6 +64,7 @@ class ShardedEngine:
         ]
         self._deciders: dict[type, Any] = parts["deciders"]
         self._mergers: Mapping[type, Merger] = parts["mergers"]
+        self._routes: Mapping[type, Callable[[Any], str]] = parts["routes"]
         self._started_ray: bool = parts["started_ray"]
         self._closed = False
         self._close_lock = threading.Lock()
@@ -85,6 +86,7 @@ class ShardedEngine:
         batches_in_flight: int = 4,
         start_timeout: float = 120.0,
         mergers: Mapping[type, Merger] | None = None,
+        routes: Mapping[type, Callable[[Any], str]] | None = None,
         **engine_options: Any,
     ) -> ShardedEngine:
         """Open (creating if needed) a sharded engine over the data directory ``path``.
@@ -108,6 +110,10 @@ class ShardedEngine:
             start_timeout: Seconds to wait for every shard to open its engine.
             mergers: For query types of your own read models: a function merging the answers
                 of every shard into one (order queries have theirs).
+            routes: For query types of your own read models that are about one aggregate: a
+                function returning that aggregate's id (e.g. ``{GetStockLevel: lambda q:
+                q.sku}``); such a query goes to that aggregate's shard alone, like
+                ``GetOrderById``, and needs no merger.
             engine_options: Further ``Engine.open`` options, applied to every shard. They must
                 be importable in the workers (nothing defined in ``__main__``).
 
@@ -116,7 +122,15 @@ class ShardedEngine:
                 any shard starts).
             LogLocked: Another engine holds one of the shards' directories.
             ShardUnavailable: A shard did not open within ``start_timeout``.
+            InvalidSaga: ``sagas=`` was given: each shard would run them over its own log and
+                send their commands to its own engine, not to the target aggregate's shard.
         """
+        for saga in engine_options.get("sagas") or ():
+            raise InvalidSaga(
+                str(getattr(saga, "name", saga)),
+                "sagas do not run on a ShardedEngine yet (each shard would issue their commands "
+                "to itself, whatever shard owns the target aggregate); run them on an Engine",
+            )
         if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
             raise ValueError(f"shards must be an int >= 1, not {shards!r}")
         resources = checked_resources(shard_resources, shards)
@@ -154,6 +168,7 @@ class ShardedEngine:
             batches_in_flight=batches_in_flight,
             deciders=by_type,
             mergers=dict(mergers or {}),
+            routes=dict(routes or {}),
             started_ray=started,
         )
 
@@ -266,12 +281,20 @@ class ShardedEngine:
             ShardUnavailable: A shard the query needs is down or did not answer in time.
         """
         self._check_open()
-        wanted = self._positions(after)
+        wanted = positions_of(after, self.shards)
         if isinstance(query, _ORDER_QUERIES) or type(query).__name__ == "GetOrderStats":
             validate_query(query)
         shard_wait = timeout * _SHARD_SHARE
-        if isinstance(query, GetOrderById):
-            handle = self._handles[self.shard_of(query.order_id)]
+        route = self._routes.get(type(query))
+        if isinstance(query, GetOrderById) or route is not None:
+            aggregate_id = query.order_id if route is None else route(query)
+            if not isinstance(aggregate_id, str):
+                raise InvalidQuery(
+                    "query",
+                    type(query).__name__,
+                    f"a routes= function returning the aggregate id as a str, not {aggregate_id!r}",
+                )
+            handle = self._handles[self.shard_of(aggregate_id)]
             ref = handle.call("query", query, wanted.get(handle.index), shard_wait)
             return handle.get(ref, timeout)
         merge = merger_for(query, self._mergers)
@@ -279,7 +302,7 @@ class ShardedEngine:
             raise InvalidQuery(
                 "query",
                 type(query).__name__,
-                "an order query, or a type given to ShardedEngine.open(mergers=...)",
+                "an order query, or a type given to ShardedEngine.open(mergers= or routes=)",
             )
         return scatter_gather(
             self._handles, query, merge, wanted=wanted, timeout=timeout, shard_wait=shard_wait
@@ -288,20 +311,6 @@ class ShardedEngine:
     async def query_async(self, query: Any, *, after: Any = None, timeout: float = 5.0) -> Any:
         """Like :meth:`query`, without ever blocking the event loop (it runs on a thread)."""
         return await asyncio.to_thread(self.query, query, after=after, timeout=timeout)
-
-    def _positions(self, after: Any) -> dict[int, int]:
-        if after is None:
-            return {}
-        if isinstance(after, CommandResult):
-            return {after.shard: after.position}
-        if isinstance(after, Mapping):
-            positions: dict[int, int] = {}
-            for shard, position in after.items():
-                if not _is_int(shard) or not 0 <= shard < self.shards or not _is_int(position):
-                    raise InvalidQuery("after", dict(after), _AFTER_ALLOWED)
-                positions[shard] = position
-            return positions
-        raise InvalidQuery("after", after, _AFTER_ALLOWED)
 
     # ------------------------------------------------------------ operations
 
@@ -344,7 +353,7 @@ class ShardedEngine:
         return answer
 
     def _index(self, shard: int) -> int:
-        if not _is_int(shard) or not 0 <= shard < self.shards:
+        if not is_int(shard) or not 0 <= shard < self.shards:
             raise ValueError(f"no shard {shard!r}: shards are 0 to {self.shards - 1}")
         return shard
 
@@ -381,10 +390,6 @@ class ShardedEngine:
 
 
 _OPEN = object()
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _kill_all(handles: Sequence[ShardHandle]) -> None:

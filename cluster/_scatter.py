@@ -1,17 +1,23 @@
-"""Asking every shard one query at once and merging their answers within one deadline."""
+"""Asking every shard one query at once and merging their answers within one deadline.
+
+Also the shard positions a query waits for (``after=``).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
+from actors import CommandResult
 from cluster._merge import Merger, shard_query
 from cluster._ray import ShardHandle
-from domain.errors import ConsistencyTimeout
+from domain.errors import ConsistencyTimeout, InvalidQuery
 from views.orders import GetCustomerOrders, SearchOrders
 
-__all__ = ["scatter_gather"]
+__all__ = ["is_int", "positions_of", "scatter_gather"]
+
+_AFTER_ALLOWED: Final = "None, a CommandResult, or a {shard: position} mapping like heads()"
 
 
 def scatter_gather(
@@ -61,3 +67,28 @@ def scatter_gather(
         first = stale[0]
         raise ConsistencyTimeout(first.view, first.wanted, first.reached, merged)
     return merged
+
+
+def is_int(value: object) -> bool:
+    """Whether ``value`` is an int and not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def positions_of(after: Any, shards: int) -> dict[int, int]:
+    """The position each shard must reach for ``after`` (None, a result, or a mapping).
+
+    Raises:
+        InvalidQuery: ``after`` is none of those, or names a shard that does not exist.
+    """
+    if after is None:
+        return {}
+    if isinstance(after, CommandResult):
+        return {after.shard: after.position}
+    if isinstance(after, Mapping):
+        positions: dict[int, int] = {}
+        for shard, position in after.items():
+            if not is_int(shard) or not 0 <= shard < shards or not is_int(position):
+                raise InvalidQuery("after", dict(after), _AFTER_ALLOWED)
+            positions[shard] = position
+        return positions
+    raise InvalidQuery("after", after, _AFTER_ALLOWED)

@@ -1,4 +1,5 @@
-"""A user's own domain and read model on shards: queries merged by the mergers a user gives."""
+"""A user's own domain and read model on shards: queries routed to one shard by the routes a
+user gives, or merged over every shard by the mergers a user gives; sagas refused."""
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -9,7 +10,8 @@ import pytest
 
 from actors import CommandResult, Engine
 from cluster import ShardedEngine
-from domain.errors import InvalidQuery
+from domain.errors import ConsistencyTimeout, InvalidQuery, InvalidSaga
+from examples.inventory.fulfilment import FULFILMENT
 from examples.inventory.levels import STOCK_LEVELS, GetStockLevel, LowStock, StockLevel
 from examples.inventory.sales import SALES
 from examples.inventory.schema import inventory_codec
@@ -20,12 +22,9 @@ ray_local = cluster_kit.ray_local
 SKUS = [f"sku-{i:02d}" for i in range(12)]
 
 
-def one_level(query: GetStockLevel, answers: Sequence[StockLevel | None]) -> StockLevel | None:
-    """A product lives on one shard: the one answer that is not None (or None)."""
-    del query
-    found = [answer for answer in answers if answer is not None]
-    assert len(found) <= 1, found
-    return found[0] if found else None
+def sku_of(query: GetStockLevel) -> str:
+    """A stock level is about one product, the aggregate its sku names."""
+    return query.sku
 
 
 def low_stock(query: LowStock, answers: Sequence[list[StockLevel]]) -> list[StockLevel]:
@@ -60,7 +59,8 @@ def pair(
     sharded = ShardedEngine.open(
         root / "sharded",
         shards=2,
-        mergers={GetStockLevel: one_level, LowStock: low_stock},
+        mergers={LowStock: low_stock},
+        routes={GetStockLevel: sku_of},
         **options,
     )
     try:
@@ -95,6 +95,30 @@ def test_a_users_query_merged_over_shards_answers_like_one_engine(
         expected = plain.query(query)
         assert sharded.query(query, after=heads, timeout=30) == expected
     assert len(sharded.query(LowStock(threshold=100, limit=100), after=heads, timeout=30)) == 12
+
+
+def test_a_routed_query_asks_its_aggregates_shard_alone(
+    pair: tuple[Engine, ShardedEngine, dict[int, int]],
+) -> None:
+    plain, sharded, heads = pair
+    for sku in SKUS[:4]:
+        mine = sharded.shard_of(sku)
+        # A position no other shard will reach: a scatter would time out waiting for it.
+        unreachable = {shard: 10**9 for shard in heads if shard != mine}
+        found = sharded.query(
+            GetStockLevel(sku), after={**unreachable, mine: heads[mine]}, timeout=5
+        )
+        assert found == plain.query(GetStockLevel(sku))
+    with pytest.raises(ConsistencyTimeout):
+        sharded.query(LowStock(), after={0: 10**9, 1: heads[1]}, timeout=1)
+
+
+def test_sagas_are_refused_before_any_shard_starts(tmp_path: Path) -> None:
+    with pytest.raises(InvalidSaga, match="ShardedEngine"):
+        ShardedEngine.open(
+            tmp_path / "sharded", shards=2, deciders=[STOCK, SALES], sagas=[FULFILMENT]
+        )
+    assert not (tmp_path / "sharded").exists()
 
 
 def test_a_users_query_type_without_a_merger_is_refused(
