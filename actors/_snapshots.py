@@ -28,6 +28,7 @@ from typing import Protocol, runtime_checkable
 
 from store import get_logger
 from views import View
+from views._chunked import Parts
 from views._snapshot_file import read_snapshot_file, write_snapshot_file
 
 __all__ = ["SNAPSHOT_BUDGET", "Snapshottable", "ViewSnapshots"]
@@ -48,8 +49,8 @@ class Snapshottable(Protocol):
         """The view's checkpoint."""
         ...
 
-    def snapshot(self) -> tuple[int, bytes]:
-        """Return (position, framed state) of a consistent state."""
+    def snapshot_parts(self) -> tuple[int, Parts]:
+        """Return (position, framed state in parts) of a consistent state."""
         ...
 
     def restore(self, data: bytes) -> int | None:
@@ -166,7 +167,7 @@ class ViewSnapshots:
             view = self._views[name]
             started = self._clock()
             try:
-                position, data = view.snapshot()
+                position, data = view.snapshot_parts()
                 if position <= self._saved[name]:
                     continue
                 write_snapshot_file(self._directory, name, data)
@@ -179,7 +180,7 @@ class ViewSnapshots:
                 "view_snapshot_written",
                 view=name,
                 position=position,
-                bytes=len(data),
+                bytes=sum(len(part) for part in data),
                 seconds=round(self._clock() - started, 4),
             )
 

@@ -24,8 +24,9 @@ import msgspec
 
 from domain.errors import EngineClosed
 from store import RecordedEvent, get_logger
+from views._chunked import Parts
 from views._memory_codec import IndexEntries, TableRows, decode_rows, decode_state, encode_state
-from views._snapshot_file import decode_snapshot, encode_snapshot
+from views._snapshot_file import decode_snapshot, frame_snapshot
 from views._view import Backend, ReadModel, View, check_query, check_up_to
 
 __all__ = ["MemoryView"]
@@ -237,10 +238,16 @@ class MemoryView:
         return version
 
     def snapshot(self) -> tuple[int, bytes]:
-        """Return ``(position, snapshot)``: the state at ``position``, framed for the file.
+        """Return ``(position, snapshot)``: :meth:`snapshot_parts` joined into one bytes."""
+        position, parts = self.snapshot_parts()
+        return position, b"".join(parts)
+
+    def snapshot_parts(self) -> tuple[int, Parts]:
+        """Return ``(position, parts)``: the state at ``position``, framed for the file, in parts.
 
         The lock is held only to copy the state (shallowly: rows are immutable); encoding runs
-        after, so applies and queries wait for the copy alone (see the module's notes).
+        after, a slice at a time, so applies and queries wait for the copy alone (see the
+        module's notes and :mod:`views._chunked`).
 
         Raises:
             EngineClosed: The view is closed.
@@ -254,7 +261,7 @@ class MemoryView:
             self._check_open()  # a close swaps in an empty state: never snapshot that one
             position, tables, indexes = self._state.copy()
         payload = encode_state(tables, indexes)
-        return position, encode_snapshot(self.name, version, position, payload)
+        return position, frame_snapshot(self.name, version, position, payload)
 
     def restore(self, data: bytes) -> int | None:
         """Load a snapshot of this view into this empty view; return its position.

@@ -21,6 +21,8 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from views._chunked import Parts, array_header, encode_map, map_header
+
 __all__ = [
     "IndexEntries",
     "SnapshotRowsError",
@@ -74,14 +76,26 @@ _encoder: Final = msgspec.msgpack.Encoder(decimal_format="string")
 _payload_decoder: Final = msgspec.msgpack.Decoder(_Payload)
 
 
-def encode_state(tables: Mapping[str, TableRows], indexes: Mapping[str, IndexEntries]) -> bytes:
-    """Return the payload for ``tables`` and ``indexes`` (to frame with ``encode_snapshot``).
+def encode_state(tables: Mapping[str, TableRows], indexes: Mapping[str, IndexEntries]) -> Parts:
+    """Return the payload for ``tables`` and ``indexes``, in parts (see :mod:`views._chunked`).
 
     The rows are encoded as they are (no copy): a rows dict must not change during the call.
+    Big tables and indexes are encoded a slice at a time, letting other threads run between
+    slices; joined, the parts are the bytes of one ``encode((tables, indexes))`` call.
     """
-    # Encoding the rows inline gives the same bytes as wrapping each table's encoding in a Raw,
-    # without encoding (and copying) every table twice.
-    return _encoder.encode((tables, indexes))
+    encode = _encoder.encode
+    parts: Parts = [array_header(2), map_header(len(tables))]
+    for name, rows in tables.items():
+        parts.append(encode(name))
+        if isinstance(rows, msgspec.Raw):  # a restored table not decoded yet: as it came
+            parts.append(memoryview(rows))
+        else:
+            parts.extend(encode_map(rows, encode))
+    parts.append(map_header(len(indexes)))
+    for name, groups in indexes.items():
+        parts.append(encode(name))
+        parts.extend(encode_map(groups, encode))
+    return parts
 
 
 def decode_state(payload: bytes) -> tuple[dict[str, msgspec.Raw], dict[str, IndexEntries]]:

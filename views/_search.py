@@ -26,11 +26,12 @@ import msgspec
 
 from domain.errors import EngineClosed
 from store import RecordedEvent, get_logger
+from views._chunked import Parts, array_header, encode_array
 from views._order_rows import ORDER_TAGS, OrderRow
 from views._order_types import OrderView, Page, SearchOrders, validate_query
 from views._search_index import SearchIndex, build_owners, finish
 from views._search_postings import decode_grams, encode_grams
-from views._snapshot_file import decode_snapshot, encode_snapshot
+from views._snapshot_file import decode_snapshot, frame_snapshot
 from views._view import Backend, View, check_query_type, check_up_to
 
 __all__ = ["SearchView"]
@@ -222,17 +223,24 @@ class SearchView:
             self._index, self._position = SearchIndex(), 0
 
     def snapshot(self) -> tuple[int, bytes]:
-        """Return ``(position, framed bytes)`` of the current state, for :meth:`restore`.
+        """Return ``(position, framed bytes)`` of the current state, for :meth:`restore`."""
+        position, parts = self.snapshot_parts()
+        return position, b"".join(parts)
 
-        The lock is held only to copy the row references and texts; encoding runs outside it.
+    def snapshot_parts(self) -> tuple[int, Parts]:
+        """Return ``(position, parts)``: :meth:`snapshot`'s bytes in parts, never joined.
+
+        The lock is held only to copy the row references and texts; encoding runs outside it,
+        the rows a slice at a time (see :mod:`views._chunked`).
         """
         self._check_open()
         with self._gate, self._lock:
             position = self._position
             rows, texts, grams = self._index.export()
-        payload = _Payload(rows=rows, texts=texts, grams=encode_grams(grams, len(texts)))
-        data = encode_snapshot(self.name, _MODEL_VERSION, position, _encode(payload))
-        return position, data
+        # _Payload's fields, array-like: the rows in slices, then the texts and the postings.
+        payload: Parts = [array_header(3), *encode_array(rows, _encode)]
+        payload += [_encode(texts), _encode(encode_grams(grams, len(texts)))]
+        return position, frame_snapshot(self.name, _MODEL_VERSION, position, payload)
 
     def restore(self, data: bytes) -> int | None:
         """Load a :meth:`snapshot` into this empty view; return its position.

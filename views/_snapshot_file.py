@@ -25,12 +25,14 @@ from typing import Final
 import msgspec
 
 from store import get_logger
+from views._chunked import Parts
 
 __all__ = [
     "SNAPSHOT_FORMAT",
     "SnapshotHeader",
     "decode_snapshot",
     "encode_snapshot",
+    "frame_snapshot",
     "read_snapshot_file",
     "snapshot_path",
     "write_snapshot_file",
@@ -68,23 +70,36 @@ _header_decoder: Final = msgspec.msgpack.Decoder(SnapshotHeader)
 _encode: Final = msgspec.msgpack.encode
 
 
-def _checksum(format_: int, view: str, model_version: int, position: int, payload: bytes) -> int:
-    fields = _encode((format_, view, model_version, position, len(payload)))
-    return zlib.crc32(payload, zlib.crc32(fields))
+def _checksum(
+    format_: int, view: str, model_version: int, position: int, payload: Parts, *, length: int
+) -> int:
+    crc = zlib.crc32(_encode((format_, view, model_version, position, length)))
+    for part in payload:  # zlib releases the GIL over a big part
+        crc = zlib.crc32(part, crc)
+    return crc
 
 
 def encode_snapshot(view: str, model_version: int, position: int, payload: bytes) -> bytes:
     """Frame ``payload`` (the encoded state at ``position``) with its header."""
+    return b"".join(frame_snapshot(view, model_version, position, [payload]))
+
+
+def frame_snapshot(view: str, model_version: int, position: int, payload: Parts) -> Parts:
+    """Frame ``payload`` (the encoded state at ``position``, in parts) with its header.
+
+    The parts are not copied: joined, the result is :func:`encode_snapshot`'s bytes.
+    """
+    length = sum(len(part) for part in payload)  # every part is bytes, or a view of bytes
     header = SnapshotHeader(
         format=SNAPSHOT_FORMAT,
         view=view,
         model_version=model_version,
         position=position,
-        length=len(payload),
-        crc=_checksum(SNAPSHOT_FORMAT, view, model_version, position, payload),
+        length=length,
+        crc=_checksum(SNAPSHOT_FORMAT, view, model_version, position, payload, length=length),
     )
     raw = _encode(header)
-    return MAGIC + len(raw).to_bytes(4, "big") + raw + payload
+    return [MAGIC + len(raw).to_bytes(4, "big") + raw, *payload]
 
 
 def decode_snapshot(data: bytes, view: str, model_version: int) -> tuple[int, bytes] | None:
@@ -114,7 +129,12 @@ def decode_snapshot(data: bytes, view: str, model_version: int) -> tuple[int, by
                     f"this is version {model_version}"
                 )
             elif header.length != len(payload) or header.crc != _checksum(
-                header.format, header.view, header.model_version, header.position, payload
+                header.format,
+                header.view,
+                header.model_version,
+                header.position,
+                [payload],
+                length=len(payload),
             ):
                 reason = "torn or corrupted snapshot"
             else:
@@ -128,17 +148,22 @@ def snapshot_path(directory: pathlib.Path, view: str) -> pathlib.Path:
     return directory / f"{view.encode().hex()}.snapshot"
 
 
-def write_snapshot_file(directory: pathlib.Path, view: str, data: bytes) -> pathlib.Path:
-    """Write ``data`` as ``view``'s snapshot atomically and durably; return the file's path."""
+def write_snapshot_file(directory: pathlib.Path, view: str, data: bytes | Parts) -> pathlib.Path:
+    """Write ``data`` (bytes, or parts in order) as ``view``'s snapshot atomically and durably.
+
+    Returns:
+        The snapshot file's path.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     final = snapshot_path(directory, view)
     temporary = final.with_name(final.name + ".tmp")  # <hex>.snapshot.tmp, as documented
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        view_of_data = memoryview(data)
-        while view_of_data:
-            written = os.write(fd, view_of_data)
-            view_of_data = view_of_data[written:]
+        for part in [data] if isinstance(data, bytes) else data:
+            remaining = memoryview(part)
+            while remaining:
+                written = os.write(fd, remaining)  # releases the GIL
+                remaining = remaining[written:]
         os.fsync(fd)
     finally:
         os.close(fd)

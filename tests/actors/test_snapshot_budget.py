@@ -7,6 +7,7 @@ from readside_kit import WrappedView, wait_until
 
 from actors._snapshots import ViewSnapshots
 from views import View
+from views._chunked import Parts
 from views._memory import MemoryView
 from views._snapshot_file import read_snapshot_file
 from views.orders import OrderStatsModel
@@ -32,11 +33,11 @@ class SlowSnapshotView(WrappedView):
         self.cost = cost
         self.fail = False
 
-    def snapshot(self) -> tuple[int, bytes]:
+    def snapshot_parts(self) -> tuple[int, Parts]:
         self.clock.now += self.cost
         if self.fail:
             raise RuntimeError("injected snapshot failure")
-        return self.memory.snapshot()
+        return self.memory.snapshot_parts()
 
     def restore(self, data: bytes) -> int | None:
         return self.memory.restore(data)

@@ -15,6 +15,7 @@ from views_kit import OrderLog, encoded, random_log, reference, sample_queries
 import views._memory
 from domain.errors import EngineClosed
 from store import RecordedEvent
+from views._chunked import Parts
 from views._memory import MemoryView
 from views._memory_codec import SnapshotRowsError, encode_state
 from views._snapshot_file import (
@@ -206,7 +207,7 @@ def test_events_applied_while_a_snapshot_encodes_are_not_in_it(
     # Encoding runs outside the lock: apply the tail right in that window, deterministically.
     view = _fed(model, RECORDS[:60], 60)
 
-    def encode_after_the_tail(*state: Any) -> bytes:
+    def encode_after_the_tail(*state: Any) -> Parts:
         view.apply(RECORDS[60:], HEAD)
         return encode_state(*state)
 
