@@ -98,7 +98,9 @@ def encode_state(tables: Mapping[str, TableRows], indexes: Mapping[str, IndexEnt
     return parts
 
 
-def decode_state(payload: bytes) -> tuple[dict[str, msgspec.Raw], dict[str, IndexEntries]]:
+def decode_state(
+    payload: bytes | memoryview,
+) -> tuple[dict[str, msgspec.Raw], dict[str, IndexEntries]]:
     """Return ``(tables, indexes)``: the tables still raw (see :func:`decode_rows`).
 
     Raises:
