@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_command = command(
         "serve",
         "Serve the HTTP API (needs the http extra).",
-        _run(serve, "data", "host", "port", "verbose", "shards"),
+        _run(serve, "data", "host", "port", "verbose", "shards", "projection"),
     )
     serve_command.add_argument("--host", default="127.0.0.1", help="interface (127.0.0.1)")
     serve_command.add_argument("--port", type=_port, default=8000, help="TCP port (8000)")
@@ -194,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="serve a sharded engine of N shards on Ray (created if new; a sharded --data is "
         "detected without it; RAY_ADDRESS joins a cluster)",
+    )
+    serve_command.add_argument(
+        "--projection",
+        choices=("in-process", "process"),
+        default="in-process",
+        help="where the LMDB views are projected: in this process (default) or in a projection "
+        "process of their own (Engine.open(projection=...); one engine only)",
     )
     return parser
 

@@ -229,14 +229,24 @@ def _listen(host: str, port: int) -> socket.socket:
     return listener
 
 
-def _served(data: Path, shards: int | None) -> Any:
+def _served(data: Path, shards: int | None, projection: str) -> Any:
     """Open the engine ``serve`` serves: sharded if asked or if ``data`` is sharded."""
     if shards is not None or is_sharded(data):
+        if projection != "in-process":
+            raise CliError("--projection applies to one engine, not to a sharded --data")
         return open_sharded(data, shards)
-    return open_engine(data)
+    return open_engine(data, projection=projection)
 
 
-def serve(data: Path, *, host: str, port: int, verbose: bool, shards: int | None = None) -> int:
+def serve(
+    data: Path,
+    *,
+    host: str,
+    port: int,
+    verbose: bool,
+    shards: int | None = None,
+    projection: str = "in-process",
+) -> int:
     """Serve the HTTP API on ``host:port`` until interrupted (Ctrl+C or SIGTERM).
 
     Args:
@@ -246,6 +256,7 @@ def serve(data: Path, *, host: str, port: int, verbose: bool, shards: int | None
         verbose: Log at INFO level.
         shards: Serve a sharded engine of this many shards (created if new; must match the
             recorded count otherwise); None serves what ``data`` holds.
+        projection: ``"in-process"`` or ``"process"``, as ``Engine.open(projection=...)``.
     """
     try:
         import uvicorn  # noqa: PLC0415 - the http extra is optional
@@ -259,7 +270,7 @@ def serve(data: Path, *, host: str, port: int, verbose: bool, shards: int | None
         return 1
     # Open the engine and bind the port first: a locked data directory or a busy port is one
     # clear line here, not a traceback from the server's startup.
-    with _served(data, shards) as engine, _listen(host, port) as listener:
+    with _served(data, shards, projection) as engine, _listen(host, port) as listener:
         bound_host, bound_port = listener.getsockname()[:2]
         what = f"{data} ({engine.shards} shards)" if is_sharded(data) else str(data)
         config = uvicorn_config(

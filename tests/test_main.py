@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -352,10 +353,11 @@ def test_a_directory_held_by_this_process_is_one_line_naming_it(tmp_path: Path) 
     assert f"process {os.getpid()}" in line
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+@contextmanager
+def serving(data: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run ``main.py serve`` on ``data`` (any free port); yield the process and its base URL."""
     child = subprocess.Popen(  # noqa: S603 - our own interpreter running our own code
-        [sys.executable, str(MAIN), "serve", "--port", "0", "--data", str(tmp_path / "data")],
+        [sys.executable, str(MAIN), "serve", "--port", "0", "--data", str(data), *extra],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -373,6 +375,48 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
         for stream in (child.stdout, child.stderr):
             assert stream is not None
             stream.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    with serving(tmp_path / "data") as served:
+        yield served
+
+
+def test_serve_with_a_projection_process_reads_its_writes(tmp_path: Path) -> None:
+    with serving(tmp_path / "data", "--projection", "process") as (child, url):
+        order = {
+            "customer_id": "alice",
+            "items": [{"product_id": "widget", "quantity": 2, "price": "9.99"}],
+            "shipping_address": {
+                "street": "1 Main St",
+                "city": "Springfield",
+                "postal_code": "12345",
+                "country": "US",
+            },
+        }
+        created = httpx.post(f"{url}/orders", json=order, timeout=30)
+        assert created.status_code == 201, created.text
+        answer = created.json()
+        found = httpx.get(
+            f"{url}/orders/{answer['order_id']}",
+            params={"after": answer["position"]},
+            timeout=30,
+        )
+        assert found.status_code == 200, found.text
+        assert found.json()["total_amount"] == "19.98"
+        projection = httpx.get(f"{url}/status", timeout=30).json()["projection"]
+        assert projection["state"] == "running"
+        assert projection["pid"] not in (0, child.pid)
+        assert "order_details" in projection["views"]
+
+
+def test_serve_refuses_a_projection_process_over_shards(tmp_path: Path) -> None:
+    data = tmp_path / "sharded"
+    data.mkdir()
+    (data / "cluster.json").write_text('{"shards": 2}')
+    line = one_error_line(run("serve", "--projection", "process", "--data", data))
+    assert "--projection applies to one engine" in line
 
 
 def test_serve_answers_http_and_stops_cleanly_on_sigint(
