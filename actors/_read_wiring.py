@@ -21,7 +21,7 @@ from actors._supervision import FaultSeam
 from actors._tail import EventTail
 from actors._writer import LogWriter
 from domain.errors import InvalidView
-from store import EventStore, ViewStore
+from store import Codec, EventStore, ViewStore
 from views import FollowedView, View, split_lmdb
 from views.orders import order_read_models
 
@@ -53,6 +53,30 @@ def _check_sendable(model: Any) -> None:
     )
 
 
+def _check_codec_sendable(codec: Codec, view: str) -> None:
+    """Raise InvalidView unless the projection process can rebuild ``codec`` (by reference).
+
+    The child decodes the log with the same event types and upcasters: one it cannot import
+    would fail there at every restart, so it is refused here, at open, with the fix to make.
+    """
+    parts: list[Any] = [*codec.event_types, *codec.upcasters]
+    local = [part for part in parts if getattr(part, "__module__", None) == "__main__"]
+    if local:
+        problem = f"{getattr(local[0], '__qualname__', local[0])!r} is defined in __main__"
+    else:
+        try:
+            pickle.dumps(codec)
+        except Exception as error:  # noqa: BLE001 - pickle raises several types for one cause
+            problem = repr(error)
+        else:
+            return
+    raise InvalidView(
+        view,
+        "its events cannot be decoded in the projection process: define the codec's event types "
+        f"and upcasters at module level in a module that process can import: {problem}",
+    )
+
+
 def start_read_side(
     store: EventStore,
     writer: pykka.ActorRef[LogWriter],
@@ -81,6 +105,8 @@ def start_read_side(
         }
     for model in moved:
         _check_sendable(model)
+    if moved:
+        _check_codec_sendable(store.codec, moved[0].name)
     # Views a projection process keeps are only read here, from their checkpoints.
     served: list[View] = [FollowedView(model, view_store) for model in moved]
 

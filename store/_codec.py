@@ -103,6 +103,16 @@ class Codec:
         types = [(event_type, self._tag_of[event_type][1]) for event_type in self._types.values()]
         return (_rebuilt_codec, (types, dict(self._upcasters)))
 
+    @property
+    def event_types(self) -> tuple[type[msgspec.Struct], ...]:
+        """The registered event types (the current shape of each tag)."""
+        return tuple(self._types.values())
+
+    @property
+    def upcasters(self) -> tuple[Upcaster, ...]:
+        """The registered upcasters."""
+        return tuple(self._upcasters.values())
+
     # ------------------------------------------------------------ registration
 
     def register(self, event_type: type[msgspec.Struct], schema_version: int = 1) -> None:

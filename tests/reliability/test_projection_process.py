@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from projection_kit import POISON, CountEvents, PoisonCounter
 from reliability_kit import (
@@ -34,6 +35,7 @@ from reliability_kit import (
 from actors import Engine, ProjectionUnavailable
 from domain.errors import InvalidView
 from domain.orders import ORDERS, CreateOrder, OrderItem, OrderState
+from store import Codec
 from views import ViewReader
 from views.orders import GetOrderById, GetOrderStats, order_read_models
 
@@ -252,6 +254,19 @@ def test_a_read_model_the_projection_process_cannot_import_is_refused_at_open(
     path = tmp_path / "data"
     with pytest.raises(InvalidView, match="cannot be sent to the projection process"):
         Engine.open(path, projection="process", views=[*order_read_models(), Local()])
+    with Engine.open(path, projection="process") as engine:  # nothing was left open
+        assert engine.status().projection is not None
+
+
+def test_a_codec_the_projection_process_cannot_import_is_refused_at_open(tmp_path: Path) -> None:
+    class LocalHappened(msgspec.Struct, frozen=True, tag="LocalHappened"):  # in a function
+        note: str
+
+    codec = Codec(ORDERS.event_types)
+    codec.register(LocalHappened)
+    path = tmp_path / "data"
+    with pytest.raises(InvalidView, match="cannot be decoded in the projection process"):
+        Engine.open(path, projection="process", codec=codec)
     with Engine.open(path, projection="process") as engine:  # nothing was left open
         assert engine.status().projection is not None
 
