@@ -5,7 +5,8 @@ One ``multiprocessing`` pipe per projection process, both ways:
 - engine -> projection: :class:`Head` (the log's new head, coalesced: at most one in flight
   per wake-up), and :class:`Call` (rebuild, retry a view or a parked event, status, stop);
 - projection -> engine: :class:`Ready` (started, with its views' positions), :class:`Advanced`
-  (views committed new checkpoints: read-your-writes waiters wake on it), and :class:`Call`
+  (views committed new checkpoints: read-your-writes waiters wake on it), :class:`Rebuilding`
+  (a rebuild's progress, per batch), and :class:`Call`
   (park / unpark an event: parked events live in the log's environment, which only the engine
   writes);
 - :class:`Reply` answers a :class:`Call` either way, by id.
@@ -27,7 +28,7 @@ from typing import Any, NamedTuple
 from domain.errors import ProjectionUnavailable
 from store import get_logger
 
-__all__ = ["Advanced", "Call", "Channel", "Head", "Ready", "Reply"]
+__all__ = ["Advanced", "Call", "Channel", "Head", "Ready", "Rebuilding", "Reply"]
 
 log = get_logger(__name__)
 
@@ -49,6 +50,13 @@ class Advanced(NamedTuple):
     """Projection -> engine: views committed these checkpoints (view name -> position)."""
 
     positions: dict[str, int]
+
+
+class Rebuilding(NamedTuple):
+    """Projection -> engine: a rebuild has replayed ``done`` of the log's ``total`` events."""
+
+    done: int
+    total: int
 
 
 class Call(NamedTuple):

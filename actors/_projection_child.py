@@ -23,14 +23,14 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pykka
 
-from actors._channel import Advanced, Call, Channel, Head, Ready
+from actors._channel import Advanced, Call, Channel, Head, Ready, Rebuilding
 from actors._messages import HeadAdvanced
 from actors._projector import ViewAdvanced
 from actors._readside import ReadSide, RebuildReport
@@ -136,7 +136,7 @@ class _Child:
         if read is None:
             raise ProjectionUnavailable("still starting")
         if call.op == "rebuild":
-            return _rebuild(read, list(call.args[0]))
+            return _rebuild(read, list(call.args[0]), self._progress)
         if call.op == "retry_parked":
             return read.retry_parked(call.args[0], call.args[1])
         if call.op == "retry_view":
@@ -144,6 +144,11 @@ class _Child:
         if call.op == "status":
             return read.status(call.args[0])
         raise ValueError(f"unknown call {call.op!r}")
+
+    def _progress(self, done: int, total: int) -> None:
+        # One message per replayed batch (2,000 events): the engine's caller sees the bar move.
+        with contextlib.suppress(ProjectionUnavailable):
+            self.channel.send(Rebuilding(done, total))
 
     def serve(self) -> None:
         spec = self.spec
@@ -178,10 +183,12 @@ class _Child:
         log.info("projection_process_stopped", pid=os.getpid())
 
 
-def _rebuild(read: ReadSide, names: Sequence[str]) -> RebuildReport:
+def _rebuild(
+    read: ReadSide, names: Sequence[str], progress: Callable[[int, int], None]
+) -> RebuildReport:
     if set(names) == set(read.views):
-        return read.rebuild(None, progress=None)
-    reports = [read.rebuild(name, progress=None) for name in names]
+        return read.rebuild(None, progress=progress)
+    reports = [read.rebuild(name, progress=progress) for name in names]
     return RebuildReport(
         events=max(report.events for report in reports),
         seconds=sum(report.seconds for report in reports),

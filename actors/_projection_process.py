@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
@@ -37,7 +37,7 @@ import msgspec
 import pykka
 
 from actors._backoff import Backoff
-from actors._channel import Advanced, Call, Channel, Head, Ready
+from actors._channel import Advanced, Call, Channel, Head, Ready, Rebuilding
 from actors._messages import HeadAdvanced, Teller
 from actors._progress import ViewStatus
 from actors._projection_child import ChildSpec
@@ -106,6 +106,9 @@ class ProjectionProcess:
         self._store = store
         self._router = router
         self._served = dict(served)
+        # The progress callback of the rebuild in flight (one at a time: the read side's lock).
+        self._rebuild_progress: Callable[[int, int], None] | None = None
+        self._rebuild_lock = threading.Lock()
         self._backoff = backoff
         self._process: subprocess.Popen[bytes] | None = None
         self._channel: Channel | None = None
@@ -273,6 +276,10 @@ class ProjectionProcess:
         if isinstance(message, Advanced):
             with contextlib.suppress(pykka.ActorDeadError):
                 self._router.tell(ViewAdvanced(dict(message.positions)))
+        elif isinstance(message, Rebuilding):
+            progress = self._rebuild_progress
+            if progress is not None:
+                progress(message.done, message.total)
         elif isinstance(message, Call) and message.op == "park":
             channel.reply(message, lambda: self._store.park(message.args[0]))
         elif isinstance(message, Call) and message.op == "unpark":
@@ -286,9 +293,20 @@ class ProjectionProcess:
             raise ProjectionUnavailable(f"it is {self._state}")
         return channel.call(op, *args, timeout=timeout)
 
-    def rebuild(self, names: list[str]) -> RebuildReport:
-        """Rebuild ``names`` (views of the process) there; return its report."""
-        report: RebuildReport = self._call("rebuild", names, timeout=3600.0)
+    def rebuild(
+        self, names: list[str], progress: Callable[[int, int], None] | None = None
+    ) -> RebuildReport:
+        """Rebuild ``names`` (views of the process) there; return its report.
+
+        ``progress(done, total)`` is called as the process reports its batches (on the
+        channel's thread: keep it short).
+        """
+        with self._rebuild_lock:  # one rebuild at a time: one progress callback
+            self._rebuild_progress = progress
+            try:
+                report: RebuildReport = self._call("rebuild", names, timeout=3600.0)
+            finally:
+                self._rebuild_progress = None
         return report
 
     def retry_parked(self, view: str, position: int) -> bool:

@@ -339,9 +339,16 @@ class ReadSide:
         started = time.perf_counter()
         there = [view for view in names if view in remote.names]
         here = [view for view in names if view not in remote.names]
-        reports = [remote.rebuild(there)]
+        scans = 2 if here else 1  # one scan there, then one here: one bar over both
+
+        def scaled(first: int) -> Callable[[int, int], None] | None:
+            if progress is None:
+                return None
+            return lambda done, total: progress(first * total + done, scans * total)
+
+        reports = [remote.rebuild(there, scaled(0))]
         if here:
-            reports.append(self._rebuild_here(here, None))
+            reports.append(self._rebuild_here(here, scaled(1)))
         head = self._store.head()
         if progress is not None:
             progress(head, head)

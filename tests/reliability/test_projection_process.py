@@ -30,12 +30,13 @@ from reliability_kit import (
     command_for,
     command_id,
     view_answers,
+    write_orders,
 )
 
 from actors import Engine, ProjectionUnavailable
 from domain.errors import InvalidView
 from domain.orders import ORDERS, CreateOrder, OrderItem, OrderState
-from store import Codec
+from store import Codec, EventStore
 from views import ViewReader
 from views.orders import GetOrderById, GetOrderStats, order_read_models
 
@@ -269,6 +270,23 @@ def test_a_codec_the_projection_process_cannot_import_is_refused_at_open(tmp_pat
         Engine.open(path, projection="process", codec=codec)
     with Engine.open(path, projection="process") as engine:  # nothing was left open
         assert engine.status().projection is not None
+
+
+def test_a_rebuild_reports_the_projection_process_progress_as_it_goes(tmp_path: Path) -> None:
+    path = tmp_path / "data"
+    with EventStore.open(path, codec=Codec(ORDERS.event_types), durability="async") as store:
+        head = write_orders(store, "big", 1500)  # several batches of 2,000 events
+    seen: list[tuple[int, int]] = []
+    with Engine.open(path, projection="process") as engine:
+        assert engine.wait_for_views(timeout=120)
+        report = engine.rebuild(progress=lambda done, total: seen.append((done, total)))
+        assert report.events == head
+    fractions = [done / total for done, total in seen]
+    # The LMDB views are rebuilt there (the first half of the bar), the memory views here.
+    assert any(0 < fraction < 0.5 for fraction in fractions), seen  # from the child, per batch
+    assert any(0.5 < fraction < 1 for fraction in fractions), seen
+    assert fractions == sorted(fractions)
+    assert seen[-1] == (head, head)
 
 
 def test_the_log_map_grown_by_the_engine_is_adopted_by_the_projection_process(
