@@ -9,21 +9,20 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
 import pykka
 
-from actors._admission import admit, codec_for, fingerprint
-from actors._aggregate import utc_now
+from actors._admission import admit, fingerprint
+from actors._assembly import assemble, take_apart
 from actors._dispatch import Dispatcher
 from actors._future import DispatcherFuture, bridge
 from actors._gate import InFlightGate
 from actors._housekeeping import Housekeeper
 from actors._idempotency import Idempotency
 from actors._messages import CommandResult, Execute
-from actors._read_wiring import check_projection, start_read_side
+from actors._read_wiring import check_projection
 from actors._readside import ReadSide, RebuildReport
 from actors._registry import AggregateRegistry, tune_collector
 from actors._retention import Retention
@@ -31,7 +30,6 @@ from actors._saga_spec import check_sagas
 from actors._sagas import Sagas
 from actors._status import EngineStatus
 from actors._supervision import FaultSeam, guarded, guarded_async
-from actors._tail import EventTail
 from actors._writer import LogWriter
 from domain.errors import CommandTimeout
 from domain.orders import ORDERS
@@ -177,92 +175,39 @@ class Engine:
         if tune_gc:
             tune_collector()
         deciders = list(deciders) if deciders is not None else [ORDERS]
-        codec = codec_for(deciders, codec)
-        Path(path).mkdir(parents=True, exist_ok=True)
-        store = EventStore.open(path, codec=codec, durability=durability, map_size=map_size)
-        view_store: ViewStore | None = None
-        dispatcher: Dispatcher | None = None
-        writer: pykka.ActorRef[LogWriter] | None = None
-        read: ReadSide | None = None
+        parts = assemble(
+            path,
+            deciders=deciders,
+            codec=codec,
+            durability=durability,
+            map_size=map_size,
+            views=views,
+            view_backends=view_backends,
+            projection=projection,
+            skip_unknown_events=skip_unknown_events,
+            sagas=checked_sagas,
+            window=window,
+            workers=workers,
+            max_batch=max_batch,
+            max_live_aggregates=max_live_aggregates,
+            snapshot_every=snapshot_every,
+            clock=clock,
+            store_wrapper=store_wrapper,
+            tune_gc=tune_gc,
+            fault_seam=fault_seam,
+        )
         try:
-            store.drop_legacy_views()
-            view_store = ViewStore.open(Path(path) / VIEWS_DIR, head=store.head())
-            write_store = store_wrapper(store) if store_wrapper is not None else store
-            # Daemon workers: a program that exits without closing the engine must not hang on
-            # them; the atexit hook below still drains and closes every open engine.
-            dispatcher = Dispatcher(workers=workers, name="aggregates", daemon=True)
-            # Committed events reach every projector and saga decoded once (none without either).
-            followed = views is None or len(views) > 0 or len(checked_sagas) > 0
-            tail = EventTail(store) if followed else None
-            writer = LogWriter.start(
-                write_store, max_batch=max_batch, tail=tail, codec=codec, fault_seam=fault_seam
-            )
-            read = start_read_side(
-                store,
-                writer,
-                view_store,
-                tail,
-                views=views,
-                view_backends=view_backends,
-                projection=projection,
-                skip_unknown=skip_unknown_events,
-                fault_seam=fault_seam,
-            )
-            routes: dict[type, AggregateRegistry] = {}
-            registries = []
-            for decider in deciders:
-                registry = AggregateRegistry(
-                    decider=decider,
-                    store=write_store,
-                    writer=writer,
-                    dispatcher=dispatcher,
-                    max_live=max_live_aggregates,
-                    snapshot_every=snapshot_every,
-                    clock=clock or utc_now,
-                    tune_gc=tune_gc,
-                    fault_seam=fault_seam,
-                )
-                registries.append(registry)
-                for command_type in decider.command_types:
-                    routes[command_type] = registry
-            engine = cls(
-                _OPEN,
-                store=store,
-                view_store=view_store,
-                dispatcher=dispatcher,
-                writer=writer,
-                routes=routes,
-                registries=registries,
-                read=read,
-                max_in_flight=max_in_flight,
-                idle_timeout=idle_timeout,
-                idempotency=Idempotency(write_store),
-                retention=Retention(
-                    store,
-                    window=window,
-                    clock=clock or utc_now,
-                    schemas={d.stream_type: d.state_schema_version for d in deciders},
-                ),
-                sagas=Sagas(checked_sagas, store, tail=tail, fault_seam=fault_seam),
-            )
+            engine = cls(_OPEN, max_in_flight=max_in_flight, idle_timeout=idle_timeout, **parts)
         except BaseException:
-            if read is not None:
-                read.close()
-            if writer is not None:
-                writer.stop(timeout=10)
-            if dispatcher is not None:
-                dispatcher.shutdown(timeout=10)
-            if view_store is not None:
-                view_store.close()
-            store.close()
+            take_apart(parts)
             raise
         try:
             # Last: a saga may issue a command at once, through the engine's own door.
-            engine._sagas.start(writer, engine.submit)
+            engine._sagas.start(engine._writer, engine.submit)
         except BaseException:
             engine.close()
             raise
-        log.info("engine_opened", path=str(path), durability=durability, head=store.head())
+        log.info("engine_opened", path=str(path), durability=durability, head=engine.store.head())
         return engine
 
     def close(self, timeout: float = 30.0) -> None:
@@ -514,7 +459,6 @@ class Engine:
 
 _OPEN = object()
 
-VIEWS_DIR = "views"
 """The views environment and snapshots live in this subdirectory of the data directory."""
 
 # Engines still open at interpreter exit are closed (drained, synced) by an atexit hook: with
