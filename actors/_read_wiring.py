@@ -9,7 +9,7 @@ checkpoints (:class:`views.FollowedView`).
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import pykka
@@ -34,23 +34,31 @@ def check_projection(projection: object) -> None:
         raise ValueError(f"projection must be 'in-process' or 'process', got {projection!r}")
 
 
+def _unsendable(obj: Any, classes: Iterable[Any]) -> str | None:
+    """Why ``obj`` cannot be sent to a projection process by reference, or None if it can.
+
+    ``classes`` are what ``obj`` is pickled by reference to (its class, a codec's event types
+    and upcasters): one defined in ``__main__`` pickles here but means another thing there.
+    """
+    local = next((c for c in classes if getattr(c, "__module__", None) == "__main__"), None)
+    if local is not None:
+        return f"{getattr(local, '__qualname__', local)} is defined in __main__"
+    try:
+        pickle.dumps(obj)
+    except Exception as error:  # noqa: BLE001 - pickle raises several types for one cause
+        return repr(error)
+    return None
+
+
 def _check_sendable(model: Any) -> None:
     """Raise InvalidView unless ``model`` can be sent to a projection process (by reference)."""
-    if type(model).__module__ == "__main__":
-        # Pickled by reference here, but the other process's __main__ is not this one.
-        problem = f"{type(model).__qualname__} is defined in __main__"
-    else:
-        try:
-            pickle.dumps(model)
-        except Exception as error:  # noqa: BLE001 - pickle raises several types for one cause
-            problem = repr(error)
-        else:
-            return
-    raise InvalidView(
-        repr(model.name),
-        "cannot be sent to the projection process: define its class at module level in "
-        f"a module that process can import (not __main__, not inside a function): {problem}",
-    )
+    problem = _unsendable(model, [type(model)])
+    if problem is not None:
+        raise InvalidView(
+            repr(model.name),
+            "cannot be sent to the projection process: define its class at module level in "
+            f"a module that process can import (not __main__, not inside a function): {problem}",
+        )
 
 
 def _check_codec_sendable(codec: Codec, view: str) -> None:
@@ -59,22 +67,13 @@ def _check_codec_sendable(codec: Codec, view: str) -> None:
     The child decodes the log with the same event types and upcasters: one it cannot import
     would fail there at every restart, so it is refused here, at open, with the fix to make.
     """
-    parts: list[Any] = [*codec.event_types, *codec.upcasters]
-    local = [part for part in parts if getattr(part, "__module__", None) == "__main__"]
-    if local:
-        problem = f"{getattr(local[0], '__qualname__', local[0])!r} is defined in __main__"
-    else:
-        try:
-            pickle.dumps(codec)
-        except Exception as error:  # noqa: BLE001 - pickle raises several types for one cause
-            problem = repr(error)
-        else:
-            return
-    raise InvalidView(
-        view,
-        "its events cannot be decoded in the projection process: define the codec's event types "
-        f"and upcasters at module level in a module that process can import: {problem}",
-    )
+    problem = _unsendable(codec, [*codec.event_types, *codec.upcasters])
+    if problem is not None:
+        raise InvalidView(
+            view,
+            "its events cannot be decoded in the projection process: define the codec's event "
+            f"types and upcasters at module level in a module that process can import: {problem}",
+        )
 
 
 def start_read_side(

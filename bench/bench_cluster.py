@@ -19,7 +19,6 @@ beat one engine (the issue's aim: 1.6x), 4 shards share the same 2 cores.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ from _common import (
     Figure,
     configure_logging,
     figure,
+    median_by_key,
     percentiles_us,
     progress,
     write_json,
@@ -68,30 +68,34 @@ def _time_queries(
     return out
 
 
+def _drive(
+    engine: Any, commands: Sequence[Any], queries: int, caught_up: Callable[[], object]
+) -> dict[str, float]:
+    """Submit every command, await them, wait with ``caught_up``, then time the queries."""
+    began = time.perf_counter()
+    futures = [engine.submit(command) for command in commands]
+    results = [future.get(timeout=300) for future in futures]
+    seconds = time.perf_counter() - began
+    caught_up()
+    ids = sorted({result.aggregate_id for result in results})
+    return {"commands_per_s": len(commands) / seconds, **_time_queries(engine.query, ids, queries)}
+
+
 def _run_plain(path: Path, commands: Sequence[Any], queries: int) -> dict[str, float]:
     with Engine.open(path) as engine:
-        began = time.perf_counter()
-        futures = [engine.submit(command) for command in commands]
-        results = [future.get(timeout=300) for future in futures]
-        seconds = time.perf_counter() - began
-        engine.wait_for_views(timeout=300)
-        ids = sorted({result.aggregate_id for result in results})
-        timed = _time_queries(engine.query, ids, queries)
-    return {"commands_per_s": len(commands) / seconds, **timed}
+        return _drive(engine, commands, queries, lambda: engine.wait_for_views(timeout=300))
 
 
 def _run_sharded(
     path: Path, shards: int, commands: Sequence[Any], queries: int
 ) -> dict[str, float]:
     with ShardedEngine.open(path, shards=shards) as engine:
-        began = time.perf_counter()
-        futures = [engine.submit(command) for command in commands]
-        results = [future.get(timeout=300) for future in futures]
-        seconds = time.perf_counter() - began
-        engine.query(GetOrderStats(), after=engine.heads(), timeout=300)
-        ids = sorted({result.aggregate_id for result in results})
-        timed = _time_queries(engine.query, ids, queries)
-    return {"commands_per_s": len(commands) / seconds, **timed}
+        return _drive(
+            engine,
+            commands,
+            queries,
+            lambda: engine.query(GetOrderStats(), after=engine.heads(), timeout=300),
+        )
 
 
 def chart(rows: dict[str, dict[str, float]], target: Path) -> Path:
@@ -146,20 +150,12 @@ def measure(
     return samples
 
 
-def medians(samples: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
-    """The median of every key of every row."""
-    return {
-        name: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
-        for name, runs in samples.items()
-    }
-
-
 def run(quick: bool = False) -> BenchResult:
     """The report's entry: 1, 2 and 4 shards against one engine, as figures (medians)."""
     started = time.perf_counter()
     orders, rounds = (300, 1) if quick else (2000, 3)
     samples = measure(orders, 8, [1, 2, 4], 50 if quick else 200, rounds)
-    rows = medians(samples)
+    rows = {name: median_by_key(runs) for name, runs in samples.items()}
     base = rows["engine"]
     figures: list[Figure] = []
     for name, row in rows.items():
@@ -213,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     counts = [int(text) for text in args.shards.split(",")]
     samples = measure(args.orders, args.adds, counts, args.queries, args.rounds)
-    rows = medians(samples)
+    rows = {name: median_by_key(runs) for name, runs in samples.items()}
     base = rows["engine"]
     print(
         f"{args.orders * (args.adds + 2)} commands, {args.orders} orders, views on, durability "

@@ -21,7 +21,6 @@ Run: ``python bench/bench_snapshot_every.py [--quick] [--json FILE]``.
 from __future__ import annotations
 
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -30,8 +29,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
-from _common import BenchResult, Figure, bench_main, configure_logging, figure, percentiles_us
+from _common import (
+    BenchResult,
+    Figure,
+    bench_main,
+    configure_logging,
+    figure,
+    median_by_key,
+    percentiles_us,
+)
 from _common import progress as say
+from _workload import round_robin
 
 from actors import Engine
 from domain.orders import (
@@ -84,14 +92,9 @@ def long_streams(orders: int, length: int, tag: str) -> list[list[OrderCommand]]
     return scripts
 
 
-def _interleaved(scripts: Sequence[Sequence[OrderCommand]]) -> list[OrderCommand]:
-    width = max(map(len, scripts))
-    return [script[i] for i in range(width) for script in scripts if i < len(script)]
-
-
 def _one(every: int, orders: int, length: int) -> dict[str, float]:
     scripts = long_streams(orders, length, f"o{every}")
-    commands = _interleaved(scripts)
+    commands = list(round_robin(scripts))
     with tempfile.TemporaryDirectory(prefix="bench-snap-") as tmp:
         path = Path(tmp)
         with Engine.open(path, snapshot_every=every) as engine:
@@ -136,10 +139,7 @@ def run(quick: bool = False) -> BenchResult:
         for every in CANDIDATES:
             say(f"snapshot_every={every}: round {round_ + 1}/{rounds}, {orders} x {length}")
             samples[every].append(_one(every, orders, length))
-    rows = {
-        every: {key: statistics.median(s[key] for s in runs) for key in runs[0]}
-        for every, runs in samples.items()
-    }
+    rows = {every: median_by_key(runs) for every, runs in samples.items()}
     base = rows[0]
     figures: list[Figure] = []
     for every, row in rows.items():
