@@ -17,8 +17,8 @@ import lmdb
 
 from domain.errors import EngineClosed, InvalidView
 from store import RecordedEvent
-from views._lmdb_storage import SLOTS_DB, LmdbStorage
-from views._view import Backend, ReadModel, View, check_query
+from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db, LmdbStorage
+from views._view import Backend, ReadModel, View, check_query, model_version
 
 __all__ = ["FollowedView", "ViewSource"]
 
@@ -65,6 +65,8 @@ class FollowedView:
         self._model = model
         self._source = source
         self._name_key = model.name.encode()
+        self._version = model_version(model)
+        self._versions_db: Db | None = None
         self._closed = False
         slots = source.db(SLOTS_DB)
         dbs = (source.db(f"view:{model.name}:0"), source.db(f"view:{model.name}:1"))
@@ -84,9 +86,33 @@ class FollowedView:
         if self._closed:
             raise EngineClosed(f"view {self.name!r} is closed")
 
+    def _versions(self) -> Db | None:
+        # Looked up (outside any transaction) until it exists: a writer creates it at open.
+        if self._versions_db is None:
+            self._versions_db = self._source.db(VERSIONS_DB)
+        return self._versions_db
+
+    def _stored_version(self, txn: lmdb.Transaction, versions: Db | None) -> int:
+        raw = None if versions is None else txn.get(self._name_key, db=versions)
+        return 1 if raw is None else int(raw)
+
+    def _other_version(self, stored: int) -> InvalidView:
+        return InvalidView(
+            repr(self.name),
+            f"its rows were written by read-model version {stored}, this is version "
+            f"{self._version}; the writing process replays the view when it opens with this "
+            "version: ask again after that",
+        )
+
     def position(self) -> int:
-        """Return the checkpoint the writing process committed last (one read transaction)."""
+        """Return the checkpoint the writing process committed last (one read transaction).
+
+        0 while the rows are another read-model version's: ``after=`` waits for the writer.
+        """
         self._check_open()
+        versions = self._versions()
+        if self._source.read(lambda txn: self._stored_version(txn, versions)) != self._version:
+            return 0
         return self._source.checkpoint(self.name)
 
     def validate(self, query: object) -> None:
@@ -98,10 +124,14 @@ class FollowedView:
         self._check_open()
         check_query(self, self._model, query)
         model, dbs, slots, key = self._model, self._dbs, self._slots_db, self._name_key
+        versions = self._versions()
 
         def answer(txn: lmdb.Transaction) -> object:
             # The slot pointer is read in the same transaction as the rows: a rebuild's swap in
             # the writing process is seen whole or not at all.
+            stored = self._stored_version(txn, versions)
+            if stored != self._version:
+                raise self._other_version(stored)  # its rows would be misread
             slot = 1 if txn.get(key, db=slots) == b"1" else 0
             return model.query(LmdbStorage(txn, dbs[slot]), query)
 

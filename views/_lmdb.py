@@ -8,6 +8,9 @@ the shared database ``view:_slots`` records which slot is live. The live slot's 
 the store checkpoint ``<name>``; a shadow (a rebuild in progress) fills the other slot under the
 checkpoint ``<name>:shadow``. Adopting a shadow flips the slot pointer, moves the checkpoint and
 empties the old slot in one write transaction, so a reader sees either the old or the new view.
+The shared database ``view:_versions`` records the read-model ``version`` that wrote each view's
+rows (none recorded: version 1, the only one before the record existed); a view opened by another
+version is emptied and replays the log from 0, since its rows would be misread.
 
 Keys inside a slot: ``b"t" + table + b"\\0" + key`` for table rows (msgpack-encoded values) and
 ``b"i" + index + b"\\0" + group + b"\\0" + position (8 bytes, big-endian)`` for index entries, so a
@@ -31,8 +34,8 @@ import lmdb
 
 from domain.errors import EngineClosed
 from store import RecordedEvent, ViewStore, get_logger
-from views._lmdb_storage import SLOTS_DB, Db, LmdbStorage, commit, compute
-from views._view import Backend, ReadModel, View, check_query, check_up_to
+from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db, LmdbStorage, commit, compute
+from views._view import Backend, ReadModel, View, check_query, check_up_to, model_version
 
 __all__ = ["LmdbView"]
 
@@ -71,15 +74,21 @@ class LmdbView:
         self._model = model
         self._store = store
         self._slots_db: Db = store.open_db(SLOTS_DB)
+        self._versions_db: Db = store.open_db(VERSIONS_DB)
         self._slot_dbs: tuple[Db, Db] = (
             store.open_db(f"view:{model.name}:0"),
             store.open_db(f"view:{model.name}:1"),
         )
         self._name_key = model.name.encode()
+        self._version = model_version(model)
         self._closed = False
         if shadow_slot is None:
-            self._slot = store.read(self._live_slot)
             self._checkpoint_key = model.name
+            # Rows another read-model version wrote would be misread: start this one afresh.
+            stored = store.read(self._stored_version)
+            if stored != self._version:
+                self._adopt_version(stored)
+            self._slot = store.read(self._live_slot)
         else:  # a shadow writes to a fixed slot, never the live one
             self._slot = shadow_slot
             self._checkpoint_key = f"{model.name}:shadow"
@@ -111,6 +120,33 @@ class LmdbView:
 
     def _live_slot(self, txn: lmdb.Transaction) -> int:
         return 1 if txn.get(self._name_key, db=self._slots_db) == b"1" else 0
+
+    def _stored_version(self, txn: lmdb.Transaction) -> int:
+        raw = txn.get(self._name_key, db=self._versions_db)
+        return 1 if raw is None else int(raw)
+
+    def _adopt_version(self, stored: int) -> None:
+        """Empty both slots, reset both checkpoints and record this version: one transaction."""
+        dropped = self._store.checkpoint(self._checkpoint_key)
+        shadow_key = f"{self.name}:shadow"
+
+        def reset(txn: lmdb.Transaction) -> None:
+            for db in self._slot_dbs:
+                txn.drop(db, delete=False)
+            self._store.set_checkpoint(self._checkpoint_key, 0, txn)
+            self._store.set_checkpoint(shadow_key, 0, txn)
+            txn.put(self._name_key, str(self._version).encode(), db=self._versions_db)
+
+        self._store.write(reset)
+        if dropped:
+            _log.warning(
+                "view_version_changed",
+                view=self.name,
+                stored_version=stored,
+                version=self._version,
+                dropped_position=dropped,
+                action="replaying the log from 0",
+            )
 
     def _check_open(self) -> None:
         if self._closed:

@@ -18,7 +18,7 @@ import msgspec
 from store import RecordedEvent, ViewStore
 from views._view import Storage
 
-__all__ = ["SLOTS_DB", "Db", "LmdbStorage", "commit", "compute"]
+__all__ = ["SLOTS_DB", "VERSIONS_DB", "Db", "LmdbStorage", "commit", "compute"]
 
 V = TypeVar("V")
 
@@ -26,6 +26,7 @@ V = TypeVar("V")
 Db = Any
 
 SLOTS_DB: Final = "view:_slots"
+VERSIONS_DB: Final = "view:_versions"  # the read-model version that wrote each view's rows
 _MAX_PLAIN_KEY: Final = 400  # LMDB's default key limit is 511 bytes; leave room for prefixes
 _DECODERS: dict[type, msgspec.msgpack.Decoder[Any]] = {}
 _encode = msgspec.msgpack.encode

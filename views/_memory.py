@@ -27,7 +27,7 @@ from store import RecordedEvent, get_logger
 from views._chunked import Parts
 from views._memory_codec import IndexEntries, TableRows, decode_rows, decode_state, encode_state
 from views._snapshot_file import decode_snapshot, frame_snapshot
-from views._view import Backend, ReadModel, View, check_query, check_up_to
+from views._view import Backend, ReadModel, View, check_query, check_up_to, model_version
 
 __all__ = ["MemoryView"]
 
@@ -232,10 +232,7 @@ class MemoryView:
         Raises:
             TypeError: The read model's ``version`` is not an int.
         """
-        version = getattr(self._model, "version", 1)
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise TypeError(f"read model {self.name!r}: version must be an int, not {version!r}")
-        return version
+        return model_version(self._model)
 
     def snapshot(self) -> tuple[int, bytes]:
         """Return ``(position, snapshot)``: :meth:`snapshot_parts` joined into one bytes."""

@@ -62,6 +62,8 @@ class _OrderRowsModel:
     """Shared by the views that keep one :class:`OrderRow` per order."""
 
     tags: frozenset[str] | None = ORDER_TAGS
+    # 2: order lines keep their price as text (RowLine): rows of version 1 are not read back.
+    version: int = 2
     # In memory unless said otherwise: rebuilt from the log at open (from a snapshot, then the
     # tail); search scans every order and stats are small, both fastest as plain objects.
     default_backend: Backend = "memory"

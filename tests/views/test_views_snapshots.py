@@ -259,9 +259,15 @@ def _assert_discarded(view: MemoryView, data: bytes) -> None:
 
 
 def test_a_snapshot_of_another_model_version_is_discarded(snapshot: bytes) -> None:
-    view = MemoryView(_Versioned(CustomerOrdersModel(), version=2))
-    assert view.model_version == 2
+    view = MemoryView(_Versioned(CustomerOrdersModel(), version=3))
+    assert view.model_version == 3
     _assert_discarded(view, snapshot)
+
+
+def test_a_snapshot_of_order_rows_version_1_is_discarded() -> None:
+    # Version 1 kept an order's lines as OrderItem maps with Decimal prices: never misread.
+    old = _fed(_Versioned(CustomerOrdersModel(), version=1), RECORDS, HEAD).snapshot()[1]
+    _assert_discarded(MemoryView(CustomerOrdersModel()), old)
 
 
 def test_a_snapshot_of_another_view_is_discarded(snapshot: bytes) -> None:
@@ -300,7 +306,7 @@ def test_a_well_framed_payload_that_is_not_a_state_is_discarded() -> None:
     view = MemoryView(CustomerOrdersModel())
     for payload in (b"", b"\xc1", msgspec.msgpack.encode({"tables": 1})):
         with capture_logs() as logs:
-            assert view.restore(encode_snapshot(view.name, 1, 12, payload)) is None
+            assert view.restore(encode_snapshot(view.name, view.model_version, 12, payload)) is None
         assert [e["reason"].split(":")[0] for e in logs] == ["payload"]
         assert _is_empty_at_zero(view)
 
@@ -456,7 +462,8 @@ def test_a_closed_view_neither_snapshots_nor_restores(filled: tuple[ReadModel, b
 
 
 def test_the_model_version_defaults_to_1_and_must_be_an_int() -> None:
-    assert MemoryView(OrderSearchModel()).model_version == 1
+    assert MemoryView(_Counting()).model_version == 1
+    assert MemoryView(OrderSearchModel()).model_version == 2  # 2: lines keep prices as text
     assert MemoryView(_Versioned(OrderSearchModel(), version=7)).model_version == 7
     for wrong in ("2", True, 1.0):
         view = MemoryView(_Versioned(OrderSearchModel(), version=wrong))
