@@ -35,6 +35,7 @@ import lmdb
 from domain.errors import EngineClosed
 from store import RecordedEvent, ViewStore, get_logger
 from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db, LmdbStorage, commit, compute
+from views._row_cache import RowCache
 from views._view import Backend, ReadModel, View, check_query, check_up_to, model_version
 
 __all__ = ["LmdbView"]
@@ -81,6 +82,7 @@ class LmdbView:
         )
         self._name_key = model.name.encode()
         self._version = model_version(model)
+        self._cache = RowCache()  # this slot's committed rows, decoded: see views._row_cache
         self._closed = False
         if shadow_slot is None:
             self._checkpoint_key = model.name
@@ -171,23 +173,50 @@ class LmdbView:
         target = max(current, up_to)
         if not fresh and target == current:
             return
-        db, key, store = self._slot_dbs[self._slot], self._checkpoint_key, self._store
-        writes = compute(store, db, self._model.apply, fresh)
+        db, key, store, cache = (
+            self._slot_dbs[self._slot],
+            self._checkpoint_key,
+            self._store,
+            self._cache,
+        )
+        changes = compute(store, db, self._model.apply, fresh, cache)
 
         def run(txn: lmdb.Transaction) -> None:
             # Re-run from scratch by store.write after a map growth: it only writes through txn.
-            commit(txn, db, writes)
+            commit(txn, db, changes.writes)
             store.set_checkpoint(key, target, txn)  # with the rows: one transaction
 
-        store.write(run)
+        try:
+            store.write(run)
+        except BaseException:
+            self._unknown_outcome()
+            raise
+        changes.keep_into(cache)
         self._position = target
+
+    def _unknown_outcome(self) -> None:
+        """After a failed write: trust LMDB alone again, rows and checkpoint.
+
+        The failure may have come after the commit (a sync, a map growth's retry): the kept rows
+        and the cached position may both be behind what LMDB holds.
+        """
+        self._cache.clear()
+        try:
+            self._position = self._store.checkpoint(self._checkpoint_key)
+        except Exception as error:  # noqa: BLE001 - the write's own error is the one to raise
+            _log.warning("view_checkpoint_unreadable", view=self.name, error=repr(error))
 
     def reapply(self, event: RecordedEvent) -> None:
         """Apply one (parked) event in its own transaction, without moving the checkpoint."""
         self._check_open()
-        db = self._slot_dbs[self._slot]
-        writes = compute(self._store, db, self._model.apply, [event])
-        self._store.write(lambda txn: commit(txn, db, writes))
+        db, cache = self._slot_dbs[self._slot], self._cache
+        changes = compute(self._store, db, self._model.apply, [event], cache)
+        try:
+            self._store.write(lambda txn: commit(txn, db, changes.writes))
+        except BaseException:
+            self._unknown_outcome()
+            raise
+        changes.keep_into(cache)
 
     def validate(self, query: object) -> None:
         """Raise InvalidQuery if this view does not answer ``query`` or its read model refuses it.
@@ -260,6 +289,7 @@ class LmdbView:
             store.set_checkpoint(shadow_key, 0, txn)
             txn.drop(old_db, delete=False)
 
+        self._cache.clear()  # another slot's rows from now on
         store.write(flip)
         self._slot, self._position = new_slot, position
         shadow.close()
@@ -274,6 +304,7 @@ class LmdbView:
             txn.drop(db, delete=False)
             store.set_checkpoint(self._checkpoint_key, 0, txn)
 
+        self._cache.clear()
         store.write(empty)
         self._position = 0
         _log.info("view_cleared", view=self.name, backend=self.backend)

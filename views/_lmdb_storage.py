@@ -16,9 +16,18 @@ import lmdb
 import msgspec
 
 from store import RecordedEvent, ViewStore
+from views._row_cache import RowCache, cacheable
 from views._view import Storage
 
-__all__ = ["SLOTS_DB", "VERSIONS_DB", "Db", "LmdbStorage", "commit", "compute"]
+__all__ = [
+    "SLOTS_DB",
+    "VERSIONS_DB",
+    "BatchChanges",
+    "Db",
+    "LmdbStorage",
+    "commit",
+    "compute",
+]
 
 V = TypeVar("V")
 
@@ -163,12 +172,24 @@ class _BatchTable(Generic[V]):
     """A table of one ``apply`` batch: reads a snapshot, buffers its writes as encoded values.
 
     Rows read or written stay decoded in ``_rows``, so the events of one order in a batch decode
-    its row once. Written rows are encoded every ``_BUFFERED_ROWS`` rows (not at the end: rows
-    encoded while still in the CPU's cache encode about twice as fast) into the batch's writes,
-    which later reads see.
+    its row once; every row written stays in ``_written`` until the batch ends, and rows the view
+    keeps decoded from earlier batches (``kept``, see :mod:`views._row_cache`) are read without
+    LMDB. Written rows are encoded every ``_BUFFERED_ROWS`` rows (not at the end: rows encoded
+    while still in the CPU's cache encode about twice as fast) into the batch's writes.
     """
 
-    __slots__ = ("_db", "_decode", "_dirty", "_prefix", "_rows", "_txn", "_writes")
+    __slots__ = (
+        "_db",
+        "_decode",
+        "_dirty",
+        "_kept",
+        "_prefix",
+        "_rows",
+        "_txn",
+        "_writes",
+        "_written",
+        "keeps",
+    )
 
     def __init__(
         self,
@@ -177,28 +198,44 @@ class _BatchTable(Generic[V]):
         writes: _Writes,
         prefix: bytes,
         decoder: msgspec.msgpack.Decoder[V],
+        *,
+        kept: dict[str, Any] | None,
     ) -> None:
         self._txn = txn
         self._db = db
         self._writes = writes
         self._prefix = prefix
         self._decode = decoder.decode
-        self._rows: dict[str, V | None] = {}  # None: no row (absent, or deleted in this batch)
+        # Committed rows the view keeps decoded (read only here); None: rows of this type are
+        # not kept (see views._row_cache.cacheable).
+        self._kept: dict[str, Any] = {} if kept is None else kept
+        self.keeps = kept is not None
+        self._rows: dict[str, Any] = {}  # None: no row (absent, or deleted in this batch)
         self._dirty: set[str] = set()
+        self._written: dict[str, V | None] = {}  # every row this batch wrote, as written last
+
+    def keep_into(self, cache: RowCache, name: str) -> None:
+        """Tell ``cache`` what this batch leaves committed (call once its commit succeeded)."""
+        cache.keep(name, self._rows, self._written)
 
     def get(self, key: str) -> V | None:
         rows = self._rows
         value = rows.get(key, _MISSING)
         if value is _MISSING:
-            full = self._prefix + _key(key)
-            raw = self._writes.get(full, _MISSING)
-            if raw is _MISSING:
-                raw = self._txn.get(full, db=self._db)
-            value = rows[key] = None if raw is None else self._decode(cast("bytes", raw))
+            # Newest first: this batch's writes, the committed rows the view keeps decoded (see
+            # views._row_cache), and only then LMDB.
+            value = self._written.get(key, _MISSING)
+            if value is _MISSING:
+                value = self._kept.get(key, _MISSING)
+            if value is _MISSING:
+                raw = self._txn.get(self._prefix + _key(key), db=self._db)
+                value = None if raw is None else self._decode(cast("bytes", raw))
+            rows[key] = value
         return cast("V | None", value)
 
     def put(self, key: str, value: V) -> None:
         self._rows[key] = value
+        self._written[key] = value
         dirty = self._dirty
         dirty.add(key)
         if len(dirty) >= _BUFFERED_ROWS:
@@ -206,6 +243,7 @@ class _BatchTable(Generic[V]):
 
     def delete(self, key: str) -> None:
         self._rows[key] = None
+        self._written[key] = None
         dirty = self._dirty
         dirty.add(key)
         if len(dirty) >= _BUFFERED_ROWS:
@@ -254,6 +292,25 @@ class _BatchIndex:
             yield cast("bytes", raw).decode()
 
 
+class BatchChanges:
+    """What one batch computed: the encoded writes, and its decoded rows for the row cache."""
+
+    __slots__ = ("_tables", "writes")
+
+    def __init__(self, writes: _Writes, tables: dict[str, _BatchTable[Any]]) -> None:
+        self.writes = writes
+        self._tables = tables
+
+    def keep_into(self, cache: RowCache | None) -> None:
+        """Record the batch's rows in ``cache``; call only once its writes are committed."""
+        if cache is not None:
+            for name, table in self._tables.items():
+                table.keep_into(cache, name)
+
+
+_NOTHING = BatchChanges({}, {})
+
+
 class _BatchStorage:
     """The :class:`~views._view.Storage` of one ``apply`` batch: reads, and buffers writes.
 
@@ -263,11 +320,12 @@ class _BatchStorage:
     view contract): the snapshot is what that write transaction starts from.
     """
 
-    __slots__ = ("_db", "_tables", "_txn", "_writes")
+    __slots__ = ("_cache", "_db", "_tables", "_txn", "_writes")
 
-    def __init__(self, txn: lmdb.Transaction, db: Db) -> None:
+    def __init__(self, txn: lmdb.Transaction, db: Db, cache: RowCache | None) -> None:
         self._txn = txn
         self._db = db
+        self._cache = cache
         self._writes: _Writes = {}
         self._tables: dict[str, _BatchTable[Any]] = {}  # one per name: one buffer per table
 
@@ -275,18 +333,24 @@ class _BatchStorage:
         table = self._tables.get(name)
         if table is None:
             prefix = b"t" + name.encode() + b"\x00"
-            table = _BatchTable(self._txn, self._db, self._writes, prefix, _decoder(row_type))
+            cache = self._cache
+            kept = cache.table(name) if cache is not None and cacheable(row_type) else None
+            table = _BatchTable(
+                self._txn, self._db, self._writes, prefix, _decoder(row_type), kept=kept
+            )
             self._tables[name] = table
         return table
 
     def index(self, name: str) -> _BatchIndex:
         return _BatchIndex(self._txn, self._db, self._writes, b"i" + name.encode() + b"\x00")
 
-    def finish(self) -> _Writes:
+    def finish(self) -> BatchChanges:
         """Return every change of the batch (the read transaction may end after this)."""
         for table in self._tables.values():
             table.flush()
-        return self._writes
+        # Only the tables whose rows may be kept: the others' rows could still change.
+        tables = {name: table for name, table in self._tables.items() if table.keeps}
+        return BatchChanges(self._writes, tables)
 
 
 def compute(
@@ -294,16 +358,26 @@ def compute(
     db: Db,
     apply: Callable[[Storage, RecordedEvent], None],
     records: Sequence[RecordedEvent],
-) -> _Writes:
-    """Run ``apply`` over ``records`` against a read snapshot; return the changes to write."""
+    cache: RowCache | None = None,
+) -> BatchChanges:
+    """Run ``apply`` over ``records`` against a read snapshot; return the changes to write.
 
-    def run(txn: lmdb.Transaction) -> _Writes:
-        storage = _BatchStorage(txn, db)
+    Args:
+        store: The views store.
+        db: The view's slot.
+        apply: The read model's ``apply``.
+        records: The batch.
+        cache: The slot's committed rows kept decoded (see :mod:`views._row_cache`), read here;
+            the caller records the batch in it once the batch is committed.
+    """
+
+    def run(txn: lmdb.Transaction) -> BatchChanges:
+        storage = _BatchStorage(txn, db, cache)
         for record in records:
             apply(storage, record)
         return storage.finish()
 
-    return store.read(run) if records else {}
+    return store.read(run) if records else _NOTHING
 
 
 def commit(txn: lmdb.Transaction, db: Db, writes: _Writes) -> None:

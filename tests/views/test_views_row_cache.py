@@ -1,0 +1,153 @@
+"""The decoded rows an LMDB view keeps across batches: never ahead of, nor apart from, LMDB."""
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from views_kit import EPOCH, OrderLog, open_store, random_log, reference, sample_queries
+
+from domain.orders import OrderShipped
+from store import RecordedEvent, ViewStore
+from views import LmdbView, View
+from views._order_rows import OrderRow
+from views._row_cache import RowCache, cacheable
+from views._view import Storage
+from views.orders import CustomerOrdersModel, OrderDetailsModel, OrderStatsModel
+
+MODELS = (OrderDetailsModel, CustomerOrdersModel, OrderStatsModel)
+
+
+@pytest.fixture
+def log() -> OrderLog:
+    return random_log(seed=23, commands=160)
+
+
+def _check(views: Sequence[View], log: OrderLog) -> None:
+    by_type = {t: v for v in views for t in v.query_types}
+    for query in sample_queries(log):
+        if type(query) in by_type:
+            assert by_type[type(query)].query(query) == reference(log, query), query
+
+
+def _poison(log: OrderLog) -> RecordedEvent:
+    return msgspec.structs.replace(
+        log.records[0],
+        position=len(log.records) + 1,
+        event=OrderShipped(order_id="never-created", shipped_at=EPOCH),
+    )
+
+
+def test_the_cache_keeps_written_rows_over_read_ones_and_halves_when_full() -> None:
+    cache = RowCache(limit=4)
+    cache.keep("t", {"a": 1, "b": 2}, {"b": 3, "c": None})
+    assert cache.table("t") == {"a": 1, "b": 3, "c": None}
+    cache.keep("t", {}, {"d": 4, "e": 5})
+    assert cache.table("t") == {"d": 4, "e": 5}  # over the limit: the older half went
+    assert len(cache) == 2
+    cache.clear()
+    assert len(cache) == 0
+
+
+def test_only_rows_that_cannot_change_are_kept() -> None:
+    class Frozen(msgspec.Struct, frozen=True):
+        n: int
+
+    class Mutable(msgspec.Struct):
+        n: int
+
+    assert cacheable(Frozen)
+    assert cacheable(int)
+    assert cacheable(str)
+    assert not cacheable(Mutable)
+    assert not cacheable(dict)
+    assert not cacheable(list)
+    assert cacheable(OrderRow)
+
+
+def test_a_batch_that_raises_leaves_nothing_of_it_in_the_cache(
+    tmp_path: Path, log: OrderLog
+) -> None:
+    with open_store(tmp_path / "v") as store:
+        views = [LmdbView(model(), store) for model in MODELS]
+        for view in views:
+            view.apply(log.records[:80], 80)
+            with pytest.raises(ValueError, match="never-created"):
+                view.apply([*log.records[80:], _poison(log)], len(log.records) + 1)
+            # The next batch computes from what was committed (position 80), not from the
+            # rows the failed batch had folded.
+            view.apply(log.records[80:], len(log.records))
+        _check(views, log)
+
+
+def _failing_once(store: ViewStore, *, after_commit: bool) -> Callable[..., Any]:
+    real = store.write
+    calls = {"n": 0}
+
+    def write(fn: Callable[[Any], Any]) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            if after_commit:
+                real(fn)  # committed, yet reported as failed: the outcome is unknown
+            raise OSError("injected write failure")
+        return real(fn)
+
+    return write
+
+
+@pytest.mark.parametrize("after_commit", [False, True])
+def test_a_failed_commit_empties_the_cache(
+    tmp_path: Path, log: OrderLog, monkeypatch: pytest.MonkeyPatch, after_commit: bool
+) -> None:
+    with open_store(tmp_path / "v") as store:
+        view = LmdbView(OrderDetailsModel(), store)
+        view.apply(log.records[:80], 80)
+        monkeypatch.setattr(store, "write", _failing_once(store, after_commit=after_commit))
+        with pytest.raises(OSError, match="injected"):
+            view.apply(log.records[80:120], 120)
+        # Read back from LMDB: moved only if the batch was committed.
+        assert view.position() == (120 if after_commit else 80)
+        monkeypatch.undo()
+        # The projector goes on from the view's position: LMDB alone says what the rows are.
+        view.apply(log.records[view.position() :], len(log.records))
+        _check([view], log)
+
+
+class _Basket(msgspec.Struct):
+    """A mutable row: never kept, since a model may change it in place and then fail."""
+
+    events: list[int]
+
+
+class _Mutating:
+    """Counts events per order in a mutable row, changing the row it read in place."""
+
+    name = "mutating"
+    tags: frozenset[str] | None = None
+    query_types: tuple[type, ...] = (str,)
+
+    def apply(self, storage: Storage, record: RecordedEvent) -> None:
+        table = storage.table("basket", _Basket)
+        row = table.get("all") or _Basket(events=[])
+        row.events.append(record.position)  # in place, before the check below may raise
+        if isinstance(record.event, OrderShipped) and record.event.order_id == "never-created":
+            raise ValueError("poison")
+        table.put("all", row)
+
+    def query(self, storage: Storage, query: object) -> object:
+        del query
+        row = storage.table("basket", _Basket).get("all")
+        return None if row is None else row.events
+
+
+def test_a_row_changed_in_place_by_a_failing_batch_is_read_again_from_lmdb(
+    tmp_path: Path, log: OrderLog
+) -> None:
+    with open_store(tmp_path / "v") as store:
+        view = LmdbView(_Mutating(), store)
+        view.apply(log.records[:10], 10)
+        with pytest.raises(ValueError, match="poison"):
+            view.apply([_poison(log)], len(log.records) + 1)
+        view.apply(log.records[10:20], 20)
+        assert view.query("all") == [record.position for record in log.records[:20]]

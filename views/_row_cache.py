@@ -1,0 +1,77 @@
+"""The decoded rows an LMDB view last committed, kept across its apply batches.
+
+Why: under load, a row read from LMDB costs far more than its decoding. py-lmdb lets go of the
+GIL around every ``get``, and getting it back queues the projector behind the aggregates and the
+log writer: measured at 1k orders x 20 commands in flight, a ``get`` took 35 us of the
+projector's time against 0.8 us in a rebuild (where nothing else runs), and those waits were
+about 40% of the projector's samples. Most events touch an order touched a moment before, so
+the rows of recent orders are kept decoded here and the batch reads them without asking LMDB.
+
+Sound because one thread writes a view's slot (the view contract): what was committed is what
+the next batch's read snapshot holds. A batch changes the cache only once its write transaction
+has committed; a batch that raised, or whose commit failed, leaves it as it was. Only rows of
+immutable types are kept (frozen msgspec Structs and plain scalars): a read model that mutated a
+row it had read, then failed, would otherwise leave a cached row the log never produced.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+__all__ = ["KEPT_ROWS", "RowCache", "cacheable"]
+
+KEPT_ROWS: Final = 4096  # rows kept per table; the oldest half goes when it is full
+_SCALARS: Final = (int, float, str, bytes, bool)
+
+
+def cacheable(row_type: type) -> bool:
+    """Return True if rows of ``row_type`` cannot change once decoded, so they may be shared."""
+    if isinstance(row_type, type) and issubclass(row_type, msgspec.Struct):
+        return bool(row_type.__struct_config__.frozen)
+    return row_type in _SCALARS
+
+
+class RowCache:
+    """Decoded committed rows per table of one view slot (``None``: known to be absent).
+
+    Args:
+        limit: Rows kept per table.
+    """
+
+    __slots__ = ("_limit", "_tables")
+
+    def __init__(self, limit: int = KEPT_ROWS) -> None:
+        self._limit = limit
+        self._tables: dict[str, dict[str, Any]] = {}
+
+    def table(self, name: str) -> dict[str, Any]:
+        """Return the kept rows of table ``name`` (read them, never write: see :meth:`keep`)."""
+        rows = self._tables.get(name)
+        if rows is None:
+            rows = self._tables[name] = {}
+        return rows
+
+    def keep(self, name: str, read: dict[str, Any], written: dict[str, Any]) -> None:
+        """Record a committed batch of table ``name``.
+
+        Args:
+            name: The table.
+            read: Rows the batch read (or wrote) and still holds decoded, as committed.
+            written: Every row the batch wrote, as it wrote it last (None: deleted).
+        """
+        kept = self.table(name)
+        kept.update(read)
+        kept.update(written)
+        if len(kept) > self._limit:
+            # Dicts keep insertion order: drop the older half at once (amortized O(1) per row).
+            keep_from = len(kept) - self._limit // 2
+            self._tables[name] = dict(list(kept.items())[keep_from:])
+
+    def clear(self) -> None:
+        """Forget every row (the slot was emptied, swapped or its state is unknown)."""
+        self._tables.clear()
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self._tables.values())
