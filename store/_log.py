@@ -44,6 +44,7 @@ __all__ = [
     "MAX_KEY_BYTES",
     "MAX_STREAM_KEY_BYTES",
     "append_in_txn",
+    "last_command_key",
     "last_position",
     "lookup_command_in_txn",
     "position_key",
@@ -51,6 +52,7 @@ __all__ = [
     "stream_key",
     "stream_positions",
     "stream_version_in_txn",
+    "top_command_key",
 ]
 
 # LMDB's default maximum key size is 511 bytes. A command id is a key of its own.
@@ -138,6 +140,24 @@ def stream_version_in_txn(txn: Txn, heads_db: Database, key: bytes) -> int:
     """Return the head version of the stream whose :func:`stream_key` is ``key`` (0: none)."""
     raw = txn.get(key, db=heads_db)
     return 0 if raw is None else int.from_bytes(raw, "big")
+
+
+def last_command_key(txn: Txn, commands_db: Database) -> bytes:
+    """Return the greatest key of the idempotency table (``b""`` when it is empty)."""
+    cursor = txn.cursor(db=commands_db)
+    return bytes(cursor.key()) if cursor.last() else b""
+
+
+def top_command_key(appends: Sequence[StreamAppend]) -> bytes:
+    """Return the greatest command-id key ``appends`` could record (``b""`` for none)."""
+    top = b""
+    for append in appends:
+        try:
+            key = append.command_id.encode()
+        except UnicodeEncodeError:
+            continue  # refused by the append itself: never recorded
+        top = max(top, key)
+    return top
 
 
 def lookup_command_in_txn(txn: Txn, commands_db: Database, command_id: str) -> CommandRecord | None:
