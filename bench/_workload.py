@@ -8,7 +8,10 @@ default 18 adds, 1,000 orders make 1,000 creates, 18,000 add-items and 1,000 shi
 Each product id has exactly one price (:func:`price_of`), so adding a product that is already in
 the order never breaks the same-price rule. Order ids and command ids are derived from the seed,
 so two calls with the same arguments return equal command lists. They are time-ordered
-(version 7) in construction order, like the engine's default ids (``domain.ids.new_id``).
+(version 7) like the engine's default ids (``domain.ids.new_id``). :func:`order_workload` issues
+command ids in the order the commands are sent, as a client making each command when it sends
+it gets them from ``new_id`` (ids in script order, then interleaved, would make most ids of a
+round-robin workload older than the newest one recorded: no client sends that way).
 
 Two orderings of the same commands:
 
@@ -24,6 +27,8 @@ import uuid
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Final
+
+import msgspec
 
 from domain.orders import (
     AddOrderItem,
@@ -183,8 +188,12 @@ def order_workload(
     """
     scripts = order_scripts(orders, adds_per_order, seed)
     if interleave:
-        return list(round_robin(scripts))
-    return [command for script in scripts for command in script]
+        ordered = list(round_robin(scripts))
+    else:
+        ordered = [command for script in scripts for command in script]
+    # Command ids in sending order (see the module's docstring); order ids stay as made.
+    ids = _Ids(random.Random(seed + 1))
+    return [msgspec.structs.replace(command, command_id=ids()) for command in ordered]
 
 
 def workload_mix(commands: Sequence[OrderCommand]) -> dict[str, int]:

@@ -8,6 +8,7 @@ import queue
 import sys
 import threading
 import time
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -392,6 +393,22 @@ def test_start_uses_the_class_dispatcher(dispatcher: Dispatcher) -> None:
 
     assert ref.ask("where?", block=False).get(timeout=TIMEOUT).startswith("test-dispatch-")
     assert ref.stop(timeout=TIMEOUT)
+
+
+def test_actors_get_distinct_uuid_urns_and_refs_that_tell_them_apart(
+    dispatcher: Dispatcher,
+) -> None:
+    class Echo(DispatcherActor):
+        def on_receive(self, message: Any) -> Any:
+            return message
+
+    refs = [Echo.start_on(dispatcher) for _ in range(50)]
+    urns = [ref.actor_urn for ref in refs]
+    assert len(set(urns)) == len(urns)
+    assert all(uuid.UUID(urn.removeprefix("urn:uuid:")).urn == urn for urn in urns)
+    assert refs[0] != refs[1]
+    assert refs[3].ask("hi", block=False).get(timeout=TIMEOUT) == "hi"
+    assert all(ref.stop(timeout=TIMEOUT) for ref in refs)
 
 
 @pytest.mark.usefixtures("eager_switching")
