@@ -20,6 +20,7 @@ import lmdb
 
 from domain.errors import EngineError
 from store import _checkpoints, _log, _retention, _snapshots, _upgrade
+from store._bounds import KeyBounds
 from store._codec import Codec
 from store._env import ProcessLock, open_environment
 from store._logging import get_logger
@@ -90,8 +91,8 @@ class EventStore(Transactions):
         self._lock = lock
         _upgrade.upgrade_layout(self, self._dbs, codec)
         self._head = self.read(lambda txn: _log.last_position(txn, self._dbs["log"]))
-        # An upper bound of the idempotency table's keys: see lookup_command.
-        self._top_command = self.read(lambda txn: _log.last_command_key(txn, self._dbs["commands"]))
+        # Bounds of the idempotency and heads tables' keys: lookups above them need no read.
+        self._bounds = KeyBounds(self.read, self._dbs)
 
     @classmethod
     def open(
@@ -181,6 +182,8 @@ class EventStore(Transactions):
                 long).
         """
         key = _log.stream_key(stream_type, stream_id)
+        if self._new_stream(key):
+            return 0
         return self.read(lambda txn: _log.stream_version_in_txn(txn, self._dbs["heads"], key))
 
     def append_batch(self, appends: Sequence[StreamAppend]) -> list[Committed | EngineError]:
@@ -214,9 +217,8 @@ class EventStore(Transactions):
             outcome.append(_log.append_in_txn(txn, dbs, codec, appends, self._head, now))
 
         # Raised before the write, never after: whatever becomes of the transaction (even a
-        # failure reported after its commit), the bound covers every key it may record.
-        top = _log.top_command_key(appends)
-        self._top_command = max(self._top_command, top)
+        # failure reported after its commit), the bounds cover every key it may write.
+        self._bounds.raise_for(appends)
         self.write(run)
         results, head = outcome[0]
         self._head = head
@@ -232,6 +234,8 @@ class EventStore(Transactions):
             CorruptLog: A record cannot be decoded; ``.position`` names it.
         """
         key = _log.stream_key(stream_type, stream_id)
+        if self._new_stream(key):
+            return []
         dbs = self._dbs
 
         def fetch(txn: Txn) -> tuple[list[bytes], list[bytes]]:
@@ -279,20 +283,27 @@ class EventStore(Transactions):
         values = self.read(lambda txn: _log.read_log_values(txn, log_db, start, limit, head))
         return [(start + offset, value) for offset, value in enumerate(values)]
 
+    def _new_stream(self, key: bytes) -> bool:
+        """Return True if the stream of ``key`` has no event yet: its reads need no LMDB.
+
+        Checks that the store is open first, as a read would.
+        """
+        if self._bounds.stream_is_new(key):
+            self._check_open()
+            return True
+        return False
+
     def lookup_command(self, command_id: str) -> CommandRecord | None:
         """Return what ``command_id`` committed, or None if it was never recorded.
 
         An id above every key the table may hold (time-ordered ids, as ``domain.ids.new_id``
-        makes, nearly always are) is answered without reading LMDB: py-lmdb lets go of the GIL
-        around each call, and under load taking it back cost the engine's door tens of
-        microseconds per command. The bound is raised before each append's write and only
-        ever grows (pruning leaves it), so it is never below a recorded key.
+        makes, nearly always are) is answered without reading LMDB (see :mod:`store._bounds`).
         """
         try:
             key = command_id.encode()
         except UnicodeEncodeError:
             key = b""  # invalid: the lookup below refuses it as it always did
-        if key > self._top_command and len(key) <= _log.MAX_KEY_BYTES:
+        if self._bounds.command_is_new(key) and len(key) <= _log.MAX_KEY_BYTES:
             self._check_open()
             return None
         db = self._dbs["commands"]
@@ -308,6 +319,7 @@ class EventStore(Transactions):
         """
         db = self._dbs["snapshots"]
         key = _log.stream_key(snapshot.stream_type, snapshot.stream_id)
+        self._bounds.raise_for_snapshot(key)  # before the write: see store._bounds
         self.write(lambda txn: _snapshots.save_snapshot_in_txn(txn, db, key, snapshot))
 
     def load_snapshot(self, stream_id: str, *, stream_type: str) -> Snapshot | None:
@@ -318,6 +330,8 @@ class EventStore(Transactions):
         """
         db = self._dbs["snapshots"]
         key = _log.stream_key(stream_type, stream_id)
+        if self._new_stream(key):
+            return None
         return self.read(
             lambda txn: _snapshots.load_snapshot_in_txn(txn, db, key, stream_id, stream_type)
         )

@@ -191,7 +191,7 @@ class LmdbView:
         except BaseException:
             self._unknown_outcome()
             raise
-        changes.keep_into(cache)
+        changes.keep_into()
         self._position = target
 
     def _unknown_outcome(self) -> None:
@@ -216,7 +216,7 @@ class LmdbView:
         except BaseException:
             self._unknown_outcome()
             raise
-        changes.keep_into(cache)
+        changes.keep_into()
 
     def validate(self, query: object) -> None:
         """Raise InvalidQuery if this view does not answer ``query`` or its read model refuses it.

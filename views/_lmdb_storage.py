@@ -60,6 +60,17 @@ def _items(entries: Iterator[tuple[Any, Any]]) -> Iterator[tuple[bytes, bytes]]:
     return cast("Iterator[tuple[bytes, bytes]]", entries)
 
 
+def _last_key(txn: lmdb.Transaction, db: Db, prefix: bytes) -> bytes:
+    """Return the greatest key under ``prefix`` (``b""``: none); ``prefix`` ends with NUL."""
+    cursor = txn.cursor(db=db)
+    # The first key after every "prefix ..." key is at or after the prefix with its NUL as 0x01.
+    found = cursor.prev() if cursor.set_range(prefix[:-1] + b"\x01") else cursor.last()
+    if not found:
+        return b""
+    key = bytes(cursor.key())
+    return key if key.startswith(prefix) else b""
+
+
 def _decoder(row_type: type[V]) -> msgspec.msgpack.Decoder[V]:
     decoder = _DECODERS.get(row_type)
     if decoder is None:
@@ -183,12 +194,15 @@ class _BatchTable(Generic[V]):
         "_decode",
         "_dirty",
         "_kept",
+        "_name",
         "_prefix",
         "_rows",
+        "_top",
+        "_top_written",
         "_txn",
         "_writes",
         "_written",
-        "keeps",
+        "cache",
     )
 
     def __init__(
@@ -199,24 +213,43 @@ class _BatchTable(Generic[V]):
         prefix: bytes,
         decoder: msgspec.msgpack.Decoder[V],
         *,
-        kept: dict[str, Any] | None,
+        cache: RowCache | None,
+        name: str,
     ) -> None:
         self._txn = txn
         self._db = db
         self._writes = writes
         self._prefix = prefix
         self._decode = decoder.decode
-        # Committed rows the view keeps decoded (read only here); None: rows of this type are
-        # not kept (see views._row_cache.cacheable).
-        self._kept: dict[str, Any] = {} if kept is None else kept
-        self.keeps = kept is not None
+        self._name = name
+        # The slot's row cache, None if it has none or rows of this type are not kept (see
+        # views._row_cache.cacheable): its committed rows, decoded (read only here), and the
+        # bound of the table's keys (a key above it is absent: no LMDB get either).
+        self.cache = cache
+        self._kept: dict[str, Any] = {} if cache is None else cache.table(name)
+        self._top: bytes | None = None if cache is None else cache.top(name)
+        self._top_written = b""
         self._rows: dict[str, Any] = {}  # None: no row (absent, or deleted in this batch)
         self._dirty: set[str] = set()
         self._written: dict[str, V | None] = {}  # every row this batch wrote, as written last
 
-    def keep_into(self, cache: RowCache, name: str) -> None:
-        """Tell ``cache`` what this batch leaves committed (call once its commit succeeded)."""
-        cache.keep(name, self._rows, self._written)
+    def keep_into(self) -> None:
+        """Tell the cache what this batch leaves committed (call once its commit succeeded)."""
+        if self.cache is not None:
+            self.cache.keep(self._name, self._rows, self._written, self._top_written)
+
+    def _absent(self, full: bytes) -> bool:
+        """Return True if ``full`` is above every key the committed table holds."""
+        top = self._top
+        if top is None:
+            if self.cache is None:
+                return False
+            # Read once per slot (then raised by each committed batch): the read snapshot is
+            # the committed table, since only this view's thread writes it.
+            top = self._top = self.cache.set_top(
+                self._name, _last_key(self._txn, self._db, self._prefix)
+            )
+        return full > top
 
     def get(self, key: str) -> V | None:
         rows = self._rows
@@ -228,8 +261,12 @@ class _BatchTable(Generic[V]):
             if value is _MISSING:
                 value = self._kept.get(key, _MISSING)
             if value is _MISSING:
-                raw = self._txn.get(self._prefix + _key(key), db=self._db)
-                value = None if raw is None else self._decode(cast("bytes", raw))
+                full = self._prefix + _key(key)
+                if self._absent(full):
+                    value = None  # a new key (time-ordered ids mostly are): no LMDB get
+                else:
+                    raw = self._txn.get(full, db=self._db)
+                    value = None if raw is None else self._decode(cast("bytes", raw))
             rows[key] = value
         return cast("V | None", value)
 
@@ -260,9 +297,13 @@ class _BatchTable(Generic[V]):
     def flush(self) -> None:
         """Encode the rows changed since the last flush into the batch's writes."""
         writes, prefix, rows = self._writes, self._prefix, self._rows
+        top = self._top_written
         for key in self._dirty:
             value = rows[key]
-            writes[prefix + _key(key)] = None if value is None else _encode(value)
+            full = prefix + _key(key)
+            writes[full] = None if value is None else _encode(value)
+            top = max(top, full)
+        self._top_written = top
         self._dirty.clear()
         if len(rows) > _CACHED_ROWS:
             rows.clear()
@@ -297,18 +338,17 @@ class BatchChanges:
 
     __slots__ = ("_tables", "writes")
 
-    def __init__(self, writes: _Writes, tables: dict[str, _BatchTable[Any]]) -> None:
+    def __init__(self, writes: _Writes, tables: list[_BatchTable[Any]]) -> None:
         self.writes = writes
         self._tables = tables
 
-    def keep_into(self, cache: RowCache | None) -> None:
-        """Record the batch's rows in ``cache``; call only once its writes are committed."""
-        if cache is not None:
-            for name, table in self._tables.items():
-                table.keep_into(cache, name)
+    def keep_into(self) -> None:
+        """Record the batch's rows in the slot's cache; call only once its writes are committed."""
+        for table in self._tables:
+            table.keep_into()
 
 
-_NOTHING = BatchChanges({}, {})
+_NOTHING = BatchChanges({}, [])
 
 
 class _BatchStorage:
@@ -333,10 +373,15 @@ class _BatchStorage:
         table = self._tables.get(name)
         if table is None:
             prefix = b"t" + name.encode() + b"\x00"
-            cache = self._cache
-            kept = cache.table(name) if cache is not None and cacheable(row_type) else None
+            cache = self._cache if cacheable(row_type) else None
             table = _BatchTable(
-                self._txn, self._db, self._writes, prefix, _decoder(row_type), kept=kept
+                self._txn,
+                self._db,
+                self._writes,
+                prefix,
+                _decoder(row_type),
+                cache=cache,
+                name=name,
             )
             self._tables[name] = table
         return table
@@ -349,7 +394,7 @@ class _BatchStorage:
         for table in self._tables.values():
             table.flush()
         # Only the tables whose rows may be kept: the others' rows could still change.
-        tables = {name: table for name, table in self._tables.items() if table.keeps}
+        tables = [table for table in self._tables.values() if table.cache is not None]
         return BatchChanges(self._writes, tables)
 
 

@@ -22,7 +22,7 @@ import msgspec
 
 __all__ = ["KEPT_ROWS", "RowCache", "cacheable"]
 
-KEPT_ROWS: Final = 4096  # rows kept per table; the oldest half goes when it is full
+KEPT_ROWS: Final = 16384  # rows kept per table; the oldest half goes when it is full
 _SCALARS: Final = (int, float, str, bytes, bool)
 
 
@@ -40,11 +40,21 @@ class RowCache:
         limit: Rows kept per table.
     """
 
-    __slots__ = ("_limit", "_tables")
+    __slots__ = ("_limit", "_tables", "_tops")
 
     def __init__(self, limit: int = KEPT_ROWS) -> None:
         self._limit = limit
         self._tables: dict[str, dict[str, Any]] = {}
+        self._tops: dict[str, bytes] = {}  # per table: no committed key is above it
+
+    def top(self, name: str) -> bytes | None:
+        """Return a bound of table ``name``'s committed keys, None while unknown."""
+        return self._tops.get(name)
+
+    def set_top(self, name: str, top: bytes) -> bytes:
+        """Record ``top``, the greatest committed key of table ``name`` read from LMDB."""
+        self._tops[name] = top
+        return top
 
     def table(self, name: str) -> dict[str, Any]:
         """Return the kept rows of table ``name`` (read them, never write: see :meth:`keep`)."""
@@ -53,14 +63,20 @@ class RowCache:
             rows = self._tables[name] = {}
         return rows
 
-    def keep(self, name: str, read: dict[str, Any], written: dict[str, Any]) -> None:
+    def keep(
+        self, name: str, read: dict[str, Any], written: dict[str, Any], top_written: bytes
+    ) -> None:
         """Record a committed batch of table ``name``.
 
         Args:
             name: The table.
             read: Rows the batch read (or wrote) and still holds decoded, as committed.
             written: Every row the batch wrote, as it wrote it last (None: deleted).
+            top_written: The greatest full key the batch wrote (``b""``: none).
         """
+        top = self._tops.get(name)
+        if top is not None and top_written > top:
+            self._tops[name] = top_written  # unknown stays unknown: LMDB has them all
         kept = self.table(name)
         kept.update(read)
         kept.update(written)
@@ -70,8 +86,9 @@ class RowCache:
             self._tables[name] = dict(list(kept.items())[keep_from:])
 
     def clear(self) -> None:
-        """Forget every row (the slot was emptied, swapped or its state is unknown)."""
+        """Forget every row and bound (the slot was emptied, swapped or its state is unknown)."""
         self._tables.clear()
+        self._tops.clear()
 
     def __len__(self) -> int:
         return sum(len(rows) for rows in self._tables.values())

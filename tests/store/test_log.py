@@ -2,10 +2,8 @@ from __future__ import annotations
 
 import pathlib
 import tempfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, NoReturn
 
 import lmdb
 import pytest
@@ -480,59 +478,3 @@ def test_replaying_a_stream_through_evolve_equals_the_state_built_incrementally(
             assert replayed == state
         finally:
             store.close()
-
-
-# ---------------------------------------------------------------- lookups above every key
-# lookup_command answers an id above every key the table may hold without reading LMDB; the
-# bound must never fall below a recorded key, whatever the order of ids, reopens or failures.
-
-_IDS = st.text(alphabet="abcz019-.é", min_size=1, max_size=6)
-
-
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-@given(steps=st.lists(st.tuples(st.lists(_IDS, max_size=4), st.booleans()), max_size=12))
-def test_lookups_agree_with_every_recorded_id_whatever_their_order(
-    codec: Codec, steps: list[tuple[list[str], bool]]
-) -> None:
-    recorded: set[str] = set()
-    asked: set[str] = set()
-    with tempfile.TemporaryDirectory() as tmp:
-        store = EventStore.open(tmp, codec=codec, durability="async")
-        try:
-            for number, (ids, reopen) in enumerate(steps):
-                appends = [append(f"s{number}-{i}", 0, 1, cid, b"f") for i, cid in enumerate(ids)]
-                store.append_batch(appends)
-                recorded.update(ids)
-                asked.update(ids)
-                asked.update(cid + "~" for cid in ids)  # just above a recorded id
-                if reopen:
-                    store.close()
-                    store = EventStore.open(tmp, codec=codec, durability="async")
-                for cid in asked:
-                    assert (store.lookup_command(cid) is not None) == (cid in recorded), cid
-        finally:
-            store.close()
-
-
-def test_a_write_reported_failed_after_its_commit_still_finds_its_commands(
-    store: EventStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store.append_batch([append("a", 0, 1, "cmd-1", b"f")])
-    real = store.write
-
-    def committed_then_failed(fn: Callable[[Any], object]) -> NoReturn:
-        real(fn)
-        raise lmdb.Error("injected: failed after the commit")
-
-    monkeypatch.setattr(store, "write", committed_then_failed)
-    with pytest.raises(lmdb.Error, match="injected"):
-        store.append_batch([append("b", 0, 1, "cmd-9", b"f")])
-    monkeypatch.undo()
-    record = store.lookup_command("cmd-9")  # the bound covered it before the write began
-    assert record is not None
-    assert record.stream_id == "b"
-    assert store.lookup_command("cmd-99") is None
