@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -113,6 +113,11 @@ class Projector(Supervised, pykka.ThreadingActor):
         batch_size: Events per catch-up batch.
         tail: The shared decoded events (default: decode from the store itself).
         on_batch: Called with the views that advanced after each batch (snapshot scheduling).
+        waiting: Returns how many queries wait in the router; when given, a batch that
+            nobody waits for is not told to the router (its thread is not woken for nothing:
+            measured, each wake-up under load delays the command path). The router checks the
+            view again after parking a query, so a batch and a parking that race are never
+            both missed.
         backoff: When a view whose storage failed is tried again (default:
             :data:`~actors._backoff.VIEW_RETRY`).
         fault_seam: Called before each message is handled (tests raise there); None in use.
@@ -132,10 +137,12 @@ class Projector(Supervised, pykka.ThreadingActor):
         batch_size: int = 2000,
         tail: EventTail | None = None,
         on_batch: Any = None,
+        waiting: Callable[[], int] | None = None,
         backoff: Backoff | None = None,
         fault_seam: FaultSeam | None = None,
     ) -> None:
         super().__init__()
+        self._waiting = waiting
         self._store = store
         self._read: Reader = tail.read if tail is not None else store_reader(store)
         self._progress = {progress.view.name: progress for progress in progresses}
@@ -226,7 +233,8 @@ class Projector(Supervised, pykka.ThreadingActor):
             else:
                 progress.behind_since = None
         if advanced:
-            if self._router is not None:
+            # Positions are set before `waiting` is read; the router parks, then reads them.
+            if self._router is not None and (self._waiting is None or self._waiting()):
                 self._router.tell(ViewAdvanced(advanced))
             if self._on_batch is not None:
                 self._on_batch(advanced)

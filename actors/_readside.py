@@ -147,6 +147,8 @@ class ReadSide:
                 router if advanced_to is None else advanced_to,
                 tail=tail,
                 on_batch=snapshots.on_batch if snapshots is not None else None,
+                # Only the local router's parked queries can be known here.
+                waiting=parked.__len__ if advanced_to is None else None,
                 fault_seam=fault_seam,
             )
             subscribe(ref)

@@ -121,6 +121,10 @@ class QueryRouter(Supervised, pykka.ThreadingActor):
             return
         self._asks[ask.ticket] = ask
         heapq.heappush(self._waiting[view.name], (ask.after, ask.ticket))
+        # A projector tells the router only while some query waits (see Projector's `waiting`):
+        # one that advanced the view after the check above, but before the ask was parked, saw
+        # nobody waiting. Reading the position again after parking closes that gap.
+        self._wake(view.name, view.position())
 
     def _answer(self, view: View, ask: Ask) -> None:
         try:

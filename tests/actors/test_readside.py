@@ -279,3 +279,63 @@ def test_a_long_search_never_delays_point_queries_nor_the_views(tmp_path: Path) 
             stuck.release.set()
             searcher.join(WAIT)
         assert answers[0].total in {1, 2}
+
+
+class _StaleAtFirstLook(WrappedView):
+    """Reads one position behind until the router has looked once: the projector advanced the
+    view between the router's check and its parking of the query, seeing nobody waiting."""
+
+    def __init__(self, inner: View) -> None:
+        super().__init__(inner)
+        self.armed = False
+
+    def position(self) -> int:
+        real = self.inner.position()
+        if not self.armed:
+            return real
+        if threading.current_thread().name.startswith("QueryRouter"):
+            self.armed = False  # the router's first look is the stale one; the next is true
+        return real - 1
+
+
+def test_a_query_parked_just_after_its_batch_advanced_the_view_is_answered(
+    tmp_path: Path,
+) -> None:
+    view = _StaleAtFirstLook(order_views(None)[0])
+    with Engine.open(tmp_path / "data", views=[view], durability="async") as engine:
+        done = engine.execute(create("A-1"), timeout=WAIT)
+        assert engine.wait_for_views(done.position, timeout=WAIT)
+        view.armed = True
+        # No batch comes after this one: only the router's second look can answer it.
+        found = engine.query(GetOrderById("A-1"), after=done.position, timeout=WAIT)
+        assert found is not None
+        assert not view.armed
+        assert engine.status().queries_waiting == 0
+
+
+def test_read_your_writes_holds_for_every_thread_while_nobody_else_waits(tmp_path: Path) -> None:
+    # The projector tells the router of a batch only while a query waits; a query parked just
+    # after a batch that nobody waited for must still be answered (the router checks the view
+    # again after parking it). Each thread's last query has no later batch to rescue it.
+    errors: list[BaseException] = []
+
+    def client(number: int) -> None:
+        try:
+            for step in range(150):
+                done = engine.execute(create(f"T{number}-{step:04d}"), timeout=WAIT)
+                found = engine.query(
+                    GetOrderById(done.aggregate_id), after=done.position, timeout=WAIT
+                )
+                assert found is not None
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    with Engine.open(tmp_path / "data", durability="async") as engine:
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT * 10)
+        assert not any(thread.is_alive() for thread in threads)
+        assert errors == []
+        assert engine.status().queries_waiting == 0
