@@ -98,6 +98,11 @@ class ViewAdvanced(msgspec.Struct, frozen=True):
     positions: dict[str, int]
 
 
+# See Projector._yield_to_commands.
+_SMALL_BACKLOG = 16  # events behind the head: at most this many, the projector yields first
+_YIELD_SECONDS = 0.0001
+
+
 class Projector(Supervised, pykka.ThreadingActor):
     """Keeps every view current with the log.
 
@@ -183,6 +188,7 @@ class Projector(Supervised, pykka.ThreadingActor):
             self._head_advanced(message.head)
         elif isinstance(message, CatchUp):
             self._scheduled = False
+            self._yield_to_commands()
             self._step()
         elif isinstance(message, RetryDue) and message.view == _RESUME:
             self._scheduled = False
@@ -199,6 +205,23 @@ class Projector(Supervised, pykka.ThreadingActor):
         elif isinstance(message, RetryParked):
             return self._retry(message.view, message.position)
         return None
+
+    def _yield_to_commands(self) -> None:
+        """Let the command path take the GIL first when only a few events are new.
+
+        The writer wakes this thread and the committing callers at once; whichever takes the GIL
+        first makes the other wait. One command at a time, durable, the views' work ahead of the
+        caller's next command made its p50 1.45x that of ``views=[]`` (824 vs 570 us); a short
+        sleep first lets the caller send it, and the views are applied while its commit waits on
+        fsync (the GIL free then): 1.06x with 100 us, 1.05x with 200 us, 1.21x with 50 us
+        (alternating runs, medians of 4). With a backlog (a load in flight) the views go at
+        once: sleeping then would only slow them, and commands/s, for nothing.
+        """
+        behind = self._head - min(
+            (p.view.position() for p in self._progress.values() if p.runnable), default=self._head
+        )
+        if 0 < behind <= _SMALL_BACKLOG:
+            time.sleep(_YIELD_SECONDS)
 
     def _head_advanced(self, head: int) -> None:
         if head > self._head:
