@@ -35,7 +35,7 @@ import lmdb
 from domain.errors import EngineClosed
 from store import RecordedEvent, ViewStore, get_logger
 from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db, LmdbStorage, commit, compute
-from views._row_cache import RowCache
+from views._row_cache import CachedStorage, NeedsLmdb, RowCache
 from views._view import Backend, ReadModel, View, check_query, check_up_to, model_version
 
 __all__ = ["LmdbView"]
@@ -233,6 +233,11 @@ class LmdbView:
         if self.is_shadow:
             db = dbs[self._slot]
             return self._store.read(lambda txn: model.query(LmdbStorage(txn, db), query))
+        try:
+            # The rows this view keeps decoded answer most point queries: no transaction.
+            return model.query(CachedStorage(self._cache), query)
+        except NeedsLmdb:
+            pass
         # Read the live slot inside the same transaction, so a concurrent adopt is either wholly
         # visible or not at all.
         return self._store.read(

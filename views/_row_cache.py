@@ -20,8 +20,9 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ["KEPT_ROWS", "RowCache", "cacheable"]
+__all__ = ["KEPT_ROWS", "CachedStorage", "NeedsLmdb", "RowCache", "cacheable"]
 
+_MISSING: Final = object()
 KEPT_ROWS: Final = 16384  # rows kept per table; the oldest half goes when it is full
 _SCALARS: Final = (int, float, str, bytes, bool)
 
@@ -55,6 +56,10 @@ class RowCache:
         """Record ``top``, the greatest committed key of table ``name`` read from LMDB."""
         self._tops[name] = top
         return top
+
+    def rows_of(self, name: str) -> dict[str, Any] | None:
+        """Return the kept rows of table ``name`` without creating them (readers' side)."""
+        return self._tables.get(name)
 
     def table(self, name: str) -> dict[str, Any]:
         """Return the kept rows of table ``name`` (read them, never write: see :meth:`keep`)."""
@@ -92,3 +97,66 @@ class RowCache:
 
     def __len__(self) -> int:
         return sum(len(rows) for rows in self._tables.values())
+
+
+class NeedsLmdb(BaseException):
+    """Raised by :class:`CachedStorage` when a query needs more than the kept rows.
+
+    A BaseException, so that a read model's own ``except Exception`` never swallows it.
+    """
+
+
+class _CachedTable:
+    __slots__ = ("_cache", "_name")
+
+    def __init__(self, cache: RowCache, name: str) -> None:
+        self._cache = cache
+        self._name = name
+
+    def get(self, key: str) -> Any:
+        # The table's dict is looked up at each get: RowCache.keep may replace it, and a query
+        # that waited for a position must see the rows kept up to it.
+        rows = self._cache.rows_of(self._name)
+        value = _MISSING if rows is None else rows.get(key, _MISSING)
+        if value is _MISSING:
+            raise NeedsLmdb
+        return value
+
+    def values(self) -> Any:
+        raise NeedsLmdb
+
+    def put(self, key: str, value: Any) -> None:
+        del key, value
+        raise TypeError("queries do not write")
+
+    def delete(self, key: str) -> None:
+        del key
+        raise TypeError("queries do not write")
+
+
+class CachedStorage:
+    """A read-only storage answering row gets from a view's kept rows, without LMDB.
+
+    Why: a query's LMDB read transaction lets go of the GIL several times (begin, get, end),
+    and under load each time costs a wait for it; most point queries ask about rows a batch
+    touched a moment before. Anything the kept rows cannot answer (a row not kept, a scan, an
+    index) raises :class:`NeedsLmdb` and the query runs again in a read transaction. Every row
+    kept was committed before the view's position moved past it, so a query that waited for a
+    position sees rows at least that new.
+    """
+
+    __slots__ = ("_cache",)
+
+    def __init__(self, cache: RowCache) -> None:
+        self._cache = cache
+
+    def table(self, name: str, row_type: type) -> _CachedTable:
+        """Return table ``name``; rows of a type the cache does not keep need LMDB."""
+        if not cacheable(row_type):
+            raise NeedsLmdb
+        return _CachedTable(self._cache, name)
+
+    def index(self, name: str) -> Any:
+        """Indexes are not kept: LMDB."""
+        del name
+        raise NeedsLmdb

@@ -18,7 +18,13 @@ from views import LmdbView, View
 from views._order_rows import OrderRow
 from views._row_cache import RowCache, cacheable
 from views._view import Storage
-from views.orders import CustomerOrdersModel, OrderDetailsModel, OrderStatsModel
+from views.orders import (
+    CustomerOrdersModel,
+    GetOrderById,
+    OrderDetailsModel,
+    OrderStatsModel,
+    OrderView,
+)
 
 MODELS = (OrderDetailsModel, CustomerOrdersModel, OrderStatsModel)
 _ITEM = OrderItem(product_id="p1", quantity=1, price=Decimal("1.50"))
@@ -194,3 +200,75 @@ def test_rows_are_found_whatever_the_order_of_their_keys(
             if next(reopen, False):
                 views = [LmdbView(model(), store) for model in MODELS]
         _check(views, log)
+
+
+# ---------------------------------------------------------------- queries from the kept rows
+
+
+def test_point_queries_of_kept_rows_need_no_transaction_and_match_lmdb(
+    tmp_path: Path, log: OrderLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_store(tmp_path / "v") as store:
+        view = LmdbView(OrderDetailsModel(), store)
+        view.apply(log.records, len(log.records))
+        expected = {
+            order_id: reference(log, GetOrderById(order_id)) for order_id in [*log.states, "nope"]
+        }
+        reads = {"n": 0}
+        real = store.read
+
+        def counting(fn: Callable[[Any], Any]) -> Any:
+            reads["n"] += 1
+            return real(fn)
+
+        monkeypatch.setattr(store, "read", counting)
+        for order_id in log.states:
+            assert view.query(GetOrderById(order_id)) == expected[order_id]
+        assert reads["n"] == 0  # every order was kept by the batch that wrote it
+        assert view.query(GetOrderById("nope")) is None  # not kept: asked of LMDB
+        assert reads["n"] == 1
+
+
+def test_a_query_sees_each_batch_once_its_position_moved(tmp_path: Path, log: OrderLog) -> None:
+    with open_store(tmp_path / "v") as store:
+        view = LmdbView(OrderDetailsModel(), store)
+        for end in range(10, len(log.records) + 10, 10):
+            view.apply(log.records[:end], min(end, len(log.records)))
+            part = log.upto(min(end, len(log.records)))
+            for order_id in part.states:
+                assert view.query(GetOrderById(order_id)) == reference(part, GetOrderById(order_id))
+
+
+def test_a_cleared_or_swapped_view_answers_from_lmdb_again(tmp_path: Path, log: OrderLog) -> None:
+    some = next(iter(log.states))
+    with open_store(tmp_path / "v") as store:
+        view = LmdbView(OrderDetailsModel(), store)
+        view.apply(log.records, len(log.records))
+        view.clear()
+        assert view.query(GetOrderById(some)) is None
+        shadow = view.new_shadow()
+        shadow.apply(log.records[:5], 5)
+        view.adopt(shadow)
+        assert view.query(GetOrderById(some)) == reference(log.upto(5), GetOrderById(some))
+
+
+class _Swallowing(OrderDetailsModel):
+    """A read model whose query catches every Exception: the fallback must still happen."""
+
+    def query(self, storage: Storage, query: object) -> OrderView | None:
+        try:
+            return super().query(storage, query)
+        except Exception:  # what a careless model might do
+            return OrderView("swallowed", "", "", Decimal(0), 0, EPOCH)
+
+
+def test_a_model_catching_every_exception_still_falls_back_to_lmdb(
+    tmp_path: Path, log: OrderLog
+) -> None:
+    with open_store(tmp_path / "v") as store:
+        view = LmdbView(_Swallowing(), store)
+        view.apply(log.records, len(log.records))
+        # Not kept (never written): answered from LMDB, never "swallowed".
+        assert view.query(GetOrderById("nope")) is None
+        some = next(iter(log.states))
+        assert view.query(GetOrderById(some)) == reference(log, GetOrderById(some))
