@@ -23,9 +23,9 @@ from views._order_rows import (
     SEP,
     OrderEvent,
     OrderRow,
+    evolve,
     haystack,
     row_matcher,
-    shared_evolve,
 )
 from views._order_types import (
     STATUSES,
@@ -80,8 +80,7 @@ class _OrderRowsModel:
         if not isinstance(event, ORDER_EVENTS):
             return None  # another aggregate's event: not ours (the tag filter usually drops it)
         old = orders.get(event.order_id)
-        # Folded once for every order view of this projector (see shared_evolve).
-        return old, shared_evolve(old, event, record.position), event
+        return old, evolve(old, event, record.position), event
 
     def _orders(self, storage: Storage) -> Table[OrderRow]:
         return storage.table(self._TABLE, OrderRow)

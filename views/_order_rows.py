@@ -7,7 +7,6 @@ is what lets read models compute first and write last.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -37,7 +36,6 @@ __all__ = [
     "evolve",
     "haystack",
     "row_matcher",
-    "shared_evolve",
     "texts_of",
 ]
 
@@ -185,49 +183,6 @@ def evolve(row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
         return msgspec.structs.replace(row, view=view)
     view = msgspec.structs.replace(row.view, status="cancelled")
     return msgspec.structs.replace(row, view=view)
-
-
-# shared_evolve's memo, per thread (one projector thread feeds every view it keeps): position ->
-# the (old row, event, new row) folds made there, a few per position.
-_FOLDS = threading.local()
-_MEMO_POSITIONS: Final = 4096
-_MEMO_PER_POSITION: Final = 4
-
-
-def shared_evolve(row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
-    """Return :func:`evolve` ``(row, event, position)``, computed once for all the views.
-
-    Every order view folds the same event into the same order row: fed from one decoded batch,
-    the views of a projector hold the very same row objects once one of them has folded an
-    event (rows are frozen, so sharing them is safe). A fold whose row and event are the
-    *same objects* as an earlier fold's at that position gives the same result (``evolve`` is
-    pure), so the later views reuse it: one fold per event instead of one per view, and one row
-    object held by every view instead of a copy each. Identity, not equality, decides: a view
-    whose row came from elsewhere (decoded from LMDB, or the search view's own) folds itself.
-
-    Raises:
-        ValueError: As :func:`evolve` (nothing is remembered then).
-    """
-    memo: dict[int, list[tuple[OrderRow | None, OrderEvent, OrderRow]]] | None = getattr(
-        _FOLDS, "memo", None
-    )
-    if memo is None:
-        memo = _FOLDS.memo = {}
-    folds = memo.get(position)
-    if folds is not None:
-        for seen_row, seen_event, new in folds:
-            if seen_row is row and seen_event is event:
-                return new
-    new = evolve(row, event, position)
-    if folds is None:
-        if len(memo) >= _MEMO_POSITIONS:
-            memo.clear()  # the views are past these positions: start afresh
-        memo[position] = [(row, event, new)]
-    else:
-        if len(folds) >= _MEMO_PER_POSITION:
-            del folds[0]  # the oldest: another log's, or a rebuild's that ended
-        folds.append((row, event, new))
-    return new
 
 
 def haystack(row: OrderRow) -> str:
