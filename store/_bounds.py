@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from domain.errors import InvalidCommand
 from store._log import last_command_key, stream_key, top_command_key
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from store._env import Database, Txn
 
 __all__ = ["KeyBounds"]
-
-T = TypeVar("T")
 
 
 def _last_key_of_type(txn: Txn, db: Database, raw_type: bytes) -> bytes:
@@ -48,11 +46,11 @@ def _last_key_of_type(txn: Txn, db: Database, raw_type: bytes) -> bytes:
 
 
 class KeyBounds:
-    """The bounds of one event store's idempotency and heads tables.
+    """The bounds of one event store's idempotency table and, per stream type, of its streams.
 
     Args:
         read: The store's ``read`` (runs a function in a short read transaction).
-        dbs: The store's tables by name (``commands``, ``heads``).
+        dbs: The store's tables by name (``commands``, ``heads``, ``snapshots``).
     """
 
     def __init__(self, read: Callable[[Callable[[Any], Any]], Any], dbs: dict[str, Any]) -> None:
