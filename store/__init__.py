@@ -4,6 +4,7 @@ One LMDB environment per data directory, held exclusively by one process. See
 :class:`EventStore` for the operations and :class:`Codec` for how events are stored.
 """
 
+from store._bounds import last_key_under
 from store._codec import Codec, Upcaster
 from store._copy import BackupReport, CompactReport, backup, compact
 from store._follower import LogFollower, ProjectionLog, ReadOnlyEnv
@@ -53,4 +54,5 @@ __all__ = [
     "backup",
     "compact",
     "get_logger",
+    "last_key_under",
 ]

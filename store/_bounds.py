@@ -29,20 +29,23 @@ from store._log import last_command_key, stream_key, top_command_key
 from store._records import StreamAppend
 
 if TYPE_CHECKING:
-    from store._env import Database, Txn
+    from store._env import AnyTxn, Database
 
-__all__ = ["KeyBounds"]
+__all__ = ["KeyBounds", "last_key_under"]
 
 
-def _last_key_of_type(txn: Txn, db: Database, raw_type: bytes) -> bytes:
-    """Return the greatest key of stream type ``raw_type`` in the heads or snapshots table."""
+def last_key_under(txn: AnyTxn, db: Database, prefix: bytes) -> bytes:
+    """Return the greatest key of ``db`` that starts with ``prefix`` (``b""``: none).
+
+    ``prefix`` ends with NUL (``type NUL`` here, ``table NUL`` in an LMDB view's slot): the
+    first key after all of them is at or after the prefix with that NUL made 0x01.
+    """
     cursor = txn.cursor(db=db)
-    # The first key after every "type NUL ..." key is at or after "type \x01".
-    found = cursor.prev() if cursor.set_range(raw_type + b"\x01") else cursor.last()
+    found = cursor.prev() if cursor.set_range(prefix[:-1] + b"\x01") else cursor.last()
     if not found:
         return b""
     key = bytes(cursor.key())
-    return key if key.startswith(raw_type + b"\x00") else b""
+    return key if key.startswith(prefix) else b""
 
 
 class KeyBounds:
@@ -110,8 +113,8 @@ class KeyBounds:
             heads, snapshots = self._heads, self._snapshots
             top = self._streams[raw_type] = self._read(
                 lambda txn: max(
-                    _last_key_of_type(txn, heads, raw_type),
-                    _last_key_of_type(txn, snapshots, raw_type),
+                    last_key_under(txn, heads, raw_type + b"\x00"),
+                    last_key_under(txn, snapshots, raw_type + b"\x00"),
                 )
             )
         return top

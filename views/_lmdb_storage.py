@@ -15,7 +15,7 @@ from typing import Any, Final, Generic, TypeVar, cast
 import lmdb
 import msgspec
 
-from store import RecordedEvent, ViewStore
+from store import RecordedEvent, ViewStore, last_key_under
 from views._row_cache import RowCache, cacheable
 from views._view import Storage
 
@@ -58,17 +58,6 @@ def _key(text: str) -> bytes:
 def _items(entries: Iterator[tuple[Any, Any]]) -> Iterator[tuple[bytes, bytes]]:
     # The store's transactions are opened without buffers=True: keys and values are bytes.
     return cast("Iterator[tuple[bytes, bytes]]", entries)
-
-
-def _last_key(txn: lmdb.Transaction, db: Db, prefix: bytes) -> bytes:
-    """Return the greatest key under ``prefix`` (``b""``: none); ``prefix`` ends with NUL."""
-    cursor = txn.cursor(db=db)
-    # The first key after every "prefix ..." key is at or after the prefix with its NUL as 0x01.
-    found = cursor.prev() if cursor.set_range(prefix[:-1] + b"\x01") else cursor.last()
-    if not found:
-        return b""
-    key = bytes(cursor.key())
-    return key if key.startswith(prefix) else b""
 
 
 def _decoder(row_type: type[V]) -> msgspec.msgpack.Decoder[V]:
@@ -247,7 +236,7 @@ class _BatchTable(Generic[V]):
             # Read once per slot (then raised by each committed batch): the read snapshot is
             # the committed table, since only this view's thread writes it.
             top = self._top = self.cache.set_top(
-                self._name, _last_key(self._txn, self._db, self._prefix)
+                self._name, last_key_under(self._txn, self._db, self._prefix)
             )
         return full > top
 
