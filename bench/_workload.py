@@ -44,6 +44,7 @@ __all__ = [
     "ADDS_PER_ORDER",
     "PRODUCTS",
     "SEED",
+    "ids_in_sending_order",
     "order_scripts",
     "order_workload",
     "price_of",
@@ -191,9 +192,16 @@ def order_workload(
         ordered = list(round_robin(scripts))
     else:
         ordered = [command for script in scripts for command in script]
-    # Command ids in sending order (see the module's docstring); order ids stay as made.
+    return ids_in_sending_order(ordered, seed)
+
+
+def ids_in_sending_order(commands: Sequence[OrderCommand], seed: int = SEED) -> list[OrderCommand]:
+    """Return ``commands`` with fresh time-ordered command ids in their order (see the module).
+
+    Order ids stay as made; equal arguments give equal ids.
+    """
     ids = _Ids(random.Random(seed + 1))
-    return [msgspec.structs.replace(command, command_id=ids()) for command in ordered]
+    return [msgspec.structs.replace(command, command_id=ids()) for command in commands]
 
 
 def workload_mix(commands: Sequence[OrderCommand]) -> dict[str, int]:

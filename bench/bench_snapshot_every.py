@@ -39,7 +39,7 @@ from _common import (
     percentiles_us,
 )
 from _common import progress as say
-from _workload import round_robin
+from _workload import ids_in_sending_order, round_robin
 
 from actors import Engine
 from domain.orders import (
@@ -94,7 +94,7 @@ def long_streams(orders: int, length: int, tag: str) -> list[list[OrderCommand]]
 
 def _one(every: int, orders: int, length: int) -> dict[str, float]:
     scripts = long_streams(orders, length, f"o{every}")
-    commands = list(round_robin(scripts))
+    commands = ids_in_sending_order(list(round_robin(scripts)))
     with tempfile.TemporaryDirectory(prefix="bench-snap-") as tmp:
         path = Path(tmp)
         with Engine.open(path, snapshot_every=every) as engine:
