@@ -28,13 +28,21 @@ pins pages for long.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import lmdb
 
 from domain.errors import EngineClosed
 from store import RecordedEvent, ViewStore, get_logger
-from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db, LmdbStorage, commit, compute
+from views._lmdb_storage import (
+    SLOTS_DB,
+    VERSIONS_DB,
+    BatchChanges,
+    Db,
+    LmdbStorage,
+    commit,
+    compute,
+)
 from views._row_cache import CachedStorage, NeedsLmdb, RowCache
 from views._view import Backend, ReadModel, View, check_query, check_up_to, model_version
 
@@ -186,13 +194,17 @@ class LmdbView:
             commit(txn, db, changes.writes)
             store.set_checkpoint(key, target, txn)  # with the rows: one transaction
 
+        self._write(changes, run)
+        self._position = target
+
+    def _write(self, changes: BatchChanges, run: Callable[[lmdb.Transaction], None]) -> None:
+        """Write a computed batch with ``run``; keep its rows only once it is committed."""
         try:
-            store.write(run)
+            self._store.write(run)
         except BaseException:
             self._unknown_outcome()
             raise
         changes.keep_into()
-        self._position = target
 
     def _unknown_outcome(self) -> None:
         """After a failed write: trust LMDB alone again, rows and checkpoint.
@@ -211,12 +223,7 @@ class LmdbView:
         self._check_open()
         db, cache = self._slot_dbs[self._slot], self._cache
         changes = compute(self._store, db, self._model.apply, [event], cache)
-        try:
-            self._store.write(lambda txn: commit(txn, db, changes.writes))
-        except BaseException:
-            self._unknown_outcome()
-            raise
-        changes.keep_into()
+        self._write(changes, lambda txn: commit(txn, db, changes.writes))
 
     def validate(self, query: object) -> None:
         """Raise InvalidQuery if this view does not answer ``query`` or its read model refuses it.
