@@ -116,7 +116,8 @@ def _raw_append(durability: str, batch: int, total: int) -> tuple[int, float]:
         )
         try:
             log_db = env.open_db(b"log")
-            index_db = env.open_db(b"streams")
+            # The store's packed stream index: one key per stream, a 12-byte entry per event.
+            index_db = env.open_db(b"index", dupsort=True, dupfixed=True)
             heads_db = env.open_db(b"heads")
             encoder = msgspec.msgpack.Encoder()
             versions = [0] * STREAMS
@@ -149,7 +150,7 @@ def _raw_append(durability: str, batch: int, total: int) -> tuple[int, float]:
                         if not txn.put(key, value, append=True, db=log_db):
                             raise RuntimeError("append refused")
                         stream_key = stream_id.encode()
-                        txn.put(stream_key + b"\x00" + version.to_bytes(8, "big"), key, db=index_db)
+                        txn.put(stream_key, version.to_bytes(4, "big") + key, db=index_db)
                         txn.put(stream_key, version.to_bytes(8, "big"), db=heads_db)
             seconds = time.perf_counter() - started
         finally:

@@ -47,7 +47,8 @@ log = get_logger(__name__)
 
 _TABLES: Final = (
     "log",
-    "streams",
+    "index",
+    "streams",  # the stream index of layout 2: emptied by the upgrade to layout 3
     "heads",
     "commands",
     "snapshots",
@@ -55,6 +56,7 @@ _TABLES: Final = (
     "parked",
     "meta",
 )
+_DUP_TABLES: Final = frozenset({"index"})  # opened DUPSORT | DUPFIXED (see store._log)
 
 
 class EventStore(Transactions):
@@ -84,7 +86,7 @@ class EventStore(Transactions):
         lock: ProcessLock,
         stale_readers_cleared: int,
     ) -> None:
-        super().__init__(path, env, _TABLES)
+        super().__init__(path, env, _TABLES, dup_tables=_DUP_TABLES)
         self.codec = codec
         self.durability: Durability = durability
         self.stale_readers_cleared = stale_readers_cleared

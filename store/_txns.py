@@ -42,9 +42,17 @@ class Transactions:
         env: The open LMDB environment.
         tables: Names of the owner's own tables (opened now; never handed out by
             :meth:`open_db`). Must include ``"checkpoints"``.
+        dup_tables: Names among ``tables`` opened ``DUPSORT | DUPFIXED`` (many fixed-size values
+            per key, packed).
     """
 
-    def __init__(self, path: pathlib.Path, env: lmdb.Environment, tables: Iterable[str]) -> None:
+    def __init__(
+        self,
+        path: pathlib.Path,
+        env: lmdb.Environment,
+        tables: Iterable[str],
+        dup_tables: frozenset[str] = frozenset(),
+    ) -> None:
         self.path = path
         self.env = env
         self._write_lock = threading.Lock()
@@ -52,7 +60,10 @@ class Transactions:
         self._closed = False
         self._tables = tuple(tables)
         self._dbs: dict[str, Database] = {
-            name: env.open_db(name.encode(), create=True) for name in self._tables
+            name: env.open_db(
+                name.encode(), create=True, dupsort=name in dup_tables, dupfixed=name in dup_tables
+            )
+            for name in self._tables
         }
         self._view_dbs: dict[str, Database] = {}
 

@@ -1,4 +1,9 @@
-"""Upgrade of a data directory whose streams were keyed by id alone to ``(type, id)`` keys.
+"""Upgrade of a data directory to the current layout: streams keyed by ``(type, id)``, packed index.
+
+Layouts: 1 (no ``layout`` key in ``meta``), streams keyed by id alone; 2, keyed by
+``(stream_type, stream_id)`` (below); 3, the stream index packed into one LMDB key per stream
+(:mod:`store._index_upgrade`, run after the step to 2). The rest of this docstring is the step
+from 1 to 2.
 
 Until issue 10 (item 6) the per-stream tables were keyed by the stream id alone:
 ``heads`` (``stream_id`` -> version), ``streams`` (``stream_id + NUL + 8-byte version`` ->
@@ -17,8 +22,8 @@ Otherwise:
    its head, then its snapshot move to the new key; the old keys are deleted.
 2. Snapshot keys without NUL left after that belong to no stream (saved without events); they
    are deleted: a snapshot is only a cache of the log.
-3. The layout version is set, and one INFO line ``streams_rekeyed`` (streams, events, seconds)
-   is logged.
+3. The layout version (2) is set; once the index is packed too, one INFO line
+   ``streams_rekeyed`` (streams, events, seconds) is logged.
 
 **Bounded and resumable.** The work runs in write transactions of at most ``batch_entries``
 index entries each (a longer stream is split over several). Each transaction also records, in
@@ -47,6 +52,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from domain.errors import CorruptLog, EngineError, InvalidCommand
+from store._index_upgrade import PACK_PROGRESS_KEY, PACKED, pack_index_step
 from store._log import stream_key
 from store._logging import get_logger
 
@@ -59,8 +65,11 @@ __all__ = ["BATCH_ENTRIES", "LAYOUT", "UpgradeReport", "upgrade_layout"]
 
 log = get_logger(__name__)
 
-LAYOUT: Final = 2
-"""The layout this code writes: streams keyed by ``(stream_type, stream_id)``."""
+LAYOUT: Final = PACKED
+"""The layout this code writes: streams keyed by ``(stream_type, stream_id)`` (layout 2), their
+index packed (layout 3, :mod:`store._index_upgrade`)."""
+REKEYED: Final = 2
+"""The layout whose streams are keyed by ``(stream_type, stream_id)``."""
 BATCH_ENTRIES: Final = 10_000
 """Most stream index entries rewritten in one write transaction."""
 
@@ -92,6 +101,7 @@ class UpgradeReport(msgspec.Struct, kw_only=True):
         mixed: Streams kept whole under their first event's type, with their types.
         not_rekeyed: Streams left under their old keys, with the reason.
         orphan_snapshots: Old snapshots of no stream that were deleted.
+        packed: Stream index rows moved to the packed index (layout 2 -> 3).
         resumed: True when an interrupted upgrade was found and continued.
         done: True when the directory is now at :data:`LAYOUT`.
         seconds: Wall time of this run.
@@ -102,6 +112,7 @@ class UpgradeReport(msgspec.Struct, kw_only=True):
     mixed: list[tuple[str, list[str]]] = msgspec.field(default_factory=list)
     not_rekeyed: list[tuple[str, str]] = msgspec.field(default_factory=list)
     orphan_snapshots: int = 0
+    packed: int = 0
     resumed: bool = False
     done: bool = False
     seconds: float = 0.0
@@ -142,10 +153,16 @@ def upgrade_layout(
         )
     started = time.perf_counter()
     report = UpgradeReport()
-    report.resumed = txns.read(lambda txn: txn.get(_PROGRESS_KEY, db=meta)) is not None
+    report.resumed = (
+        txns.read(
+            lambda txn: txn.get(_PROGRESS_KEY, db=meta) or txn.get(PACK_PROGRESS_KEY, db=meta)
+        )
+        is not None
+    )
     budget = max(batch_entries, 1)
     batches = 0
-    while not report.done and (max_batches is None or batches < max_batches):
+    rekeyed = layout >= REKEYED
+    while not rekeyed and (max_batches is None or batches < max_batches):
         # A fresh report per attempt: write() re-runs the function after growing the map.
         step = txns.write(lambda txn: _step(txn, dbs, codec, budget))
         batches += 1
@@ -154,6 +171,11 @@ def upgrade_layout(
         for stream_id, reason in step.not_rekeyed:
             log.warning("stream_not_rekeyed", stream_id=stream_id, reason=reason)
         _add(report, step)
+        rekeyed = step.done
+    while rekeyed and not report.done and (max_batches is None or batches < max_batches):
+        moved, report.done = txns.write(lambda txn: pack_index_step(txn, dbs, budget))
+        report.packed += moved
+        batches += 1
     report.seconds = time.perf_counter() - started
     worked = report.streams or report.orphan_snapshots or report.not_rekeyed
     if report.done and (worked or report.resumed):
@@ -168,6 +190,14 @@ def upgrade_layout(
             resumed=report.resumed,
             seconds=round(report.seconds, 6),
         )
+    if report.done and report.packed:
+        log.info(
+            "stream_index_packed",
+            path=str(txns.path),
+            entries=report.packed,
+            resumed=report.resumed,
+            seconds=round(report.seconds, 6),
+        )
     return report
 
 
@@ -177,7 +207,6 @@ def _add(total: UpgradeReport, step: UpgradeReport) -> None:
     total.mixed.extend(step.mixed)
     total.not_rekeyed.extend(step.not_rekeyed)
     total.orphan_snapshots += step.orphan_snapshots
-    total.done = step.done
 
 
 def _step(txn: Txn, dbs: dict[str, Database], codec: Codec, budget: int) -> UpgradeReport:
@@ -196,7 +225,7 @@ def _step(txn: Txn, dbs: dict[str, Database], codec: Codec, budget: int) -> Upgr
         old = _next_old_head(txn, dbs["heads"], progress.after)
         if old is None:
             work.step.orphan_snapshots = _drop_orphan_snapshots(txn, dbs["snapshots"])
-            txn.put(_LAYOUT_KEY, LAYOUT.to_bytes(8, "big"), db=meta)
+            txn.put(_LAYOUT_KEY, REKEYED.to_bytes(8, "big"), db=meta)
             txn.delete(_PROGRESS_KEY, db=meta)
             work.step.done = True
             return work.step

@@ -21,16 +21,14 @@ import lmdb
 import msgspec
 import pytest
 from engine_kit import COUNTER, TIMEOUT, Increment, Incremented
+from layout_kit import bare_tables, index_entries, table, upgrade_some
 from structlog.testing import capture_logs
 
 from actors import Engine
 from domain.errors import EngineError
 from domain.orders import ORDERS, AddOrderItem, OrderItemAdded
 from store import Codec, EventStore
-from store._env import open_environment
-from store._store import _TABLES
-from store._txns import Transactions
-from store._upgrade import LAYOUT, UpgradeReport, upgrade_layout
+from store._upgrade import LAYOUT, upgrade_layout
 from views.orders import GetOrderById
 
 FIXTURE: Final = pathlib.Path(__file__).with_name("fixtures") / "old_layout.tar.gz"
@@ -190,25 +188,6 @@ def test_reopening_an_upgraded_directory_is_a_no_op(old_dir: pathlib.Path) -> No
     assert data_digest(old_dir) == before
 
 
-@contextmanager
-def bare_tables(path: pathlib.Path) -> Iterator[Transactions]:
-    """The store's tables without an EventStore (which would upgrade them at open)."""
-    env, _ = open_environment(path, sync=False, map_size=2**22, max_readers=8)
-    try:
-        yield Transactions(path, env, _TABLES)
-    finally:
-        env.close()
-
-
-def upgrade_some(path: pathlib.Path, codec: Codec, entries: int, batches: int) -> UpgradeReport:
-    with bare_tables(path) as tables:
-        report = upgrade_layout(
-            tables, tables._dbs, codec, batch_entries=entries, max_batches=batches
-        )
-    assert report is not None
-    return report
-
-
 def test_an_upgrade_interrupted_after_any_transaction_finishes_at_the_next_open(
     old_dir: pathlib.Path, expected: dict[str, Any]
 ) -> None:
@@ -267,15 +246,6 @@ def write_old_layout(
     env.close()
 
 
-def table(path: pathlib.Path, name: str) -> dict[bytes, bytes]:
-    env = lmdb.open(str(path), max_dbs=16, readonly=True, lock=False)
-    try:
-        with env.begin() as txn:
-            return dict(txn.cursor(db=env.open_db(name.encode(), txn=txn, create=False)))
-    finally:
-        env.close()
-
-
 def test_a_long_stream_is_rekeyed_over_several_transactions_and_a_late_second_type_is_found(
     tmp_path: pathlib.Path, codec: Codec
 ) -> None:
@@ -300,8 +270,10 @@ def test_a_long_stream_is_rekeyed_over_several_transactions_and_a_late_second_ty
     warnings = [entry for entry in logs if entry["event"] == "mixed_stream_kept_whole"]
     assert [(w["stream_id"], w["types"]) for w in warnings] == [("long", ["order", "counter"])]
     assert sorted(table(path, "heads")) == [b"order\x00a", b"order\x00long", b"order\x00z"]
-    assert len(table(path, "streams")) == 14
-    assert all(key.startswith(b"order\x00") for key in table(path, "streams"))
+    assert table(path, "streams") == {}
+    packed = index_entries(path)
+    assert len(packed) == 14
+    assert all(key.startswith(b"order\x00") for key, _ in packed)
 
 
 def test_a_stream_whose_new_key_would_be_too_long_stays_under_its_old_key(
