@@ -11,7 +11,8 @@ Tables (named LMDB databases):
   streams: ~118 B per event on disk against ~12), see :mod:`store._index_upgrade`.
 * ``heads``: ``stream key`` -> 8-byte version of the stream's last event (one ``getmulti`` per
   append batch reads every head it needs; the index alone would take a cursor walk per stream).
-* ``commands``: ``command_id`` -> msgpack ``(fingerprint, stream_id, version, first, last)``.
+* ``commands``: ``command_id`` -> msgpack ``(fingerprint, first, last)`` (see
+  :mod:`store._commands`; rows of commands without events keep the stream id and version).
 
 A stream is named by its aggregate type *and* id: its key is ``stream_type + NUL + stream_id``
 (see :func:`stream_key`), so two aggregate types may use the same id without sharing a stream.
@@ -41,6 +42,7 @@ from domain.errors import (
     InvalidCommand,
 )
 from store._codec import Codec
+from store._commands import decode_command, encode_command
 from store._records import CommandRecord, Committed, StreamAppend
 from store._snapshots import encode_snapshot
 
@@ -80,8 +82,6 @@ _SEEK_STREAM: Final = 4096
 _PACK_POSITION: Final = struct.Struct(">Q").pack
 _SECOND: Final = operator.itemgetter(1)
 _INDEX_ENTRY_BYTES: Final = 12
-_COMMAND_ENCODER: Final = msgspec.msgpack.Encoder()
-_COMMAND_DECODER: Final = msgspec.msgpack.Decoder(tuple[bytes, str, int, int, int])
 
 
 def position_key(position: int) -> bytes:
@@ -183,12 +183,14 @@ def top_command_key(appends: Sequence[StreamAppend]) -> bytes:
     return top
 
 
-def lookup_command_in_txn(txn: Txn, commands_db: Database, command_id: str) -> CommandRecord | None:
+def lookup_command_in_txn(
+    txn: Txn, dbs: dict[str, Database], command_id: str
+) -> CommandRecord | None:
     """Return the idempotency row of ``command_id``, or None."""
-    raw = txn.get(_command_key("", command_id), db=commands_db)
+    raw = txn.get(_command_key("", command_id), db=dbs["commands"])
     if raw is None:
         return None
-    return _decode_command(command_id, raw)
+    return decode_command(txn, dbs["log"], command_id, raw)
 
 
 class _Batch:
@@ -264,12 +266,7 @@ def _prefetch(
     batch.heads = {key: int.from_bytes(found.get(key, b""), "big") for key in stream_keys}
     for key, raw in txn.cursor(db=dbs["commands"]).getmulti(sorted(command_keys)):
         command_id = bytes(key).decode()
-        batch.known_commands[command_id] = _decode_command(command_id, raw)
-
-
-def _decode_command(command_id: str, raw: bytes) -> CommandRecord:
-    fingerprint, stream_id, version, first, last = _COMMAND_DECODER.decode(raw)
-    return CommandRecord(command_id, fingerprint, stream_id, version, first, last)
+        batch.known_commands[command_id] = decode_command(txn, dbs["log"], command_id, raw)
 
 
 def _known_command(batch: _Batch, append: StreamAppend) -> Committed | None:
@@ -385,18 +382,7 @@ def _flush(txn: Txn, dbs: dict[str, Database], batch: _Batch) -> None:
     if batch.commands:
         txn.cursor(db=dbs["commands"]).putmulti(
             [
-                (
-                    record.command_id.encode(),
-                    _COMMAND_ENCODER.encode(
-                        (
-                            record.fingerprint,
-                            record.stream_id,
-                            record.version,
-                            record.first_position,
-                            record.last_position,
-                        )
-                    ),
-                )
+                (record.command_id.encode(), encode_command(record))
                 for record in batch.commands.values()
             ]
         )

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 
 import msgspec
 
+from store._commands import command_span
 from store._log import read_log_values
 
 if TYPE_CHECKING:
@@ -86,7 +87,6 @@ class _Stamp(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
 
 _STAMP: Final = msgspec.msgpack.Decoder(_Stamp)
-_RECORD: Final = msgspec.msgpack.Decoder(tuple[bytes, str, int, int, int])
 
 
 class PruneResult(msgspec.Struct, frozen=True):
@@ -192,7 +192,7 @@ def prune_commands_in_txn(  # noqa: PLR0917 - internal: tables and bounds, in or
             key = stamp.command_id.encode()
             row = txn.get(key, db=commands)
             if row is not None:
-                _, _, _, first, last = _RECORD.decode(row)
+                first, last = command_span(row)
                 if first <= position <= last:
                     txn.delete(key, db=commands)
                     pruned += 1

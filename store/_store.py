@@ -308,8 +308,8 @@ class EventStore(Transactions):
         if self._bounds.command_is_new(key) and len(key) <= _log.MAX_KEY_BYTES:
             self._check_open()
             return None
-        db = self._dbs["commands"]
-        return self.read(lambda txn: _log.lookup_command_in_txn(txn, db, command_id))
+        dbs = self._dbs
+        return self.read(lambda txn: _log.lookup_command_in_txn(txn, dbs, command_id))
 
     # ------------------------------------------------------------ snapshots
 

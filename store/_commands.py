@@ -1,0 +1,96 @@
+"""Rows of the idempotency table (``commands``): what each command id committed.
+
+A row is a msgpack array in one of two shapes:
+
+* ``(fingerprint, first, last)``: a command that appended events (nearly all). The stream id and
+  the version after it are in the envelope of its last event (position ``last``), so they are
+  not stored again: 29 bytes instead of ~60 for a uuid stream id. They are read back only for a
+  duplicate, which is rare.
+* ``(fingerprint, stream_id, version, first, last)``: a command that appended no events (its
+  positions are 0: no envelope holds its stream), and every row written before the short shape
+  existed. Both shapes are read; neither is rewritten.
+
+Both end with ``first, last``: the idempotency retention reads only those
+(:func:`command_span`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+
+from domain.errors import CorruptLog
+from store._records import CommandRecord
+
+if TYPE_CHECKING:
+    from store._env import Database, Txn
+
+__all__ = ["command_span", "decode_command", "encode_command"]
+
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_DECODER: Final = msgspec.msgpack.Decoder(list[Any])
+_SHORT: Final = 3
+_LONG: Final = 5
+
+
+class _Envelope(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    # The leading fields of a log envelope (store._codec): msgspec ignores the trailing ones.
+    position: int
+    stream_id: str
+    stream_type: str
+    version: int
+
+
+_ENVELOPE: Final = msgspec.msgpack.Decoder(_Envelope)
+
+
+def encode_command(record: CommandRecord) -> bytes:
+    """Return the row of ``record``: the short shape when it appended events."""
+    if record.last_position:
+        return _ENCODER.encode((record.fingerprint, record.first_position, record.last_position))
+    return _ENCODER.encode(
+        (
+            record.fingerprint,
+            record.stream_id,
+            record.version,
+            record.first_position,
+            record.last_position,
+        )
+    )
+
+
+def command_span(raw: bytes) -> tuple[int, int]:
+    """Return the (first, last) positions of a row of either shape."""
+    row = _DECODER.decode(raw)
+    return int(row[-2]), int(row[-1])
+
+
+def decode_command(txn: Txn, log_db: Database, command_id: str, raw: bytes) -> CommandRecord:
+    """Return the record of a row of either shape (a short one reads its last event's envelope).
+
+    Raises:
+        CorruptLog: The row is of neither shape (``.position`` 0), or its last event is missing
+            or unreadable (``.position`` names it: a retry of that command fails there).
+    """
+    try:
+        row = _DECODER.decode(raw)
+    except msgspec.DecodeError as error:
+        raise CorruptLog(
+            0, f"the idempotency row of {command_id!r} is unreadable: {error}"
+        ) from error
+    if len(row) == _LONG:
+        fingerprint, stream_id, version, first, last = row
+        return CommandRecord(command_id, fingerprint, stream_id, version, first, last)
+    if len(row) != _SHORT:
+        raise CorruptLog(0, f"the idempotency row of {command_id!r} has {len(row)} fields")
+    fingerprint, first, last = row
+    value = txn.get(last.to_bytes(8, "big"), db=log_db)
+    if value is None:
+        raise CorruptLog(last, f"command {command_id!r} names an event that is not in the log")
+    try:
+        envelope = _ENVELOPE.decode(value)
+    except msgspec.DecodeError as error:
+        # The command's own last event is damaged: its retry could not be answered anyway.
+        raise CorruptLog(last, f"the envelope of command {command_id!r} is unreadable") from error
+    return CommandRecord(command_id, fingerprint, envelope.stream_id, envelope.version, first, last)
