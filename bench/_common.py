@@ -19,6 +19,7 @@ import logging
 import os
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -41,6 +42,7 @@ __all__ = [
     "figure",
     "fmt_value",
     "median_by_key",
+    "paced_latencies",
     "peer",
     "percentiles_us",
     "print_figures",
@@ -133,6 +135,26 @@ def percentiles_us(seconds: Sequence[float]) -> dict[str, float]:
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1e6
 
     return {"p50_us": at(0.50), "p99_us": at(0.99), "samples": float(len(ordered))}
+
+
+def paced_latencies(ask: Callable[[int], object], rate: float, seconds: float) -> list[float]:
+    """Call ``ask(i)`` at ``rate`` per second for ``seconds``; return each call's latency.
+
+    Open loop: each latency runs from the call's scheduled time, not from when the caller got
+    round to it, so time spent waiting for the CPU or the GIL after the pause counts, and a
+    slow call delays (and is charged to) the calls behind it.
+    """
+    pause = threading.Event()  # never set: its wait is the pacing
+    latencies: list[float] = []
+    started = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        due = started + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            pause.wait(delay)
+        ask(i)
+        latencies.append(time.perf_counter() - due)
+    return latencies
 
 
 def _children(obj: object) -> Iterable[object]:
