@@ -16,7 +16,7 @@ from actors._future import DispatcherFuture, bridge
 from actors._progress import Progress, ViewStatus
 from actors._projector import Projector, RetryParked, RetryView, Swap, Teller
 from actors._replay import replay_many
-from actors._router import Ask, Cancel, QueryRouter, ReleaseWaiting
+from actors._router import Ask, Cancel, QueryRouter, ReleaseWaiting, run_query
 from actors._snapshots import ViewSnapshots
 from actors._supervision import FaultSeam
 from actors._tail import EventTail
@@ -230,10 +230,13 @@ class ReadSide:
         caller's own thread: views are thread-safe, so a long search never queues a point query
         behind it, and the router round trip (two thread hand-offs) is saved. Only a query that
         must wait for its view goes to the router, which parks it until the view gets there.
+
+        A query that ran long then hands the GIL over once before it returns (see
+        :func:`~actors._router.run_query`).
         """
         view = self._routes.resolve(query)
         if after is None or view.position() >= after:
-            return view.query(query)
+            return run_query(view, query)
         reply, ticket = self._send(query, after)
         try:
             return reply.get(timeout=timeout)
@@ -243,7 +246,20 @@ class ReadSide:
             raise self._stale(query, after, ticket) from None
 
     async def query_async(self, query: Any, *, after: int | None, timeout: float) -> Any:
-        """Answer ``query`` without blocking the event loop."""
+        """Answer ``query`` without blocking the event loop.
+
+        A query that need not wait runs on a thread of the loop's default executor, not on the
+        router's one thread: a long search never holds up the point queries asked after it.
+        """
+        view = self._routes.resolve(query)
+        if after is None or view.position() >= after:
+            loop = asyncio.get_running_loop()
+            try:
+                return await asyncio.wait_for(
+                    loop.run_in_executor(None, run_query, view, query), timeout
+                )
+            except TimeoutError:
+                raise EngineError(f"the query was not answered within {timeout} s") from None
         reply, ticket = self._send(query, after)
         try:
             return await asyncio.wait_for(bridge(reply), timeout)

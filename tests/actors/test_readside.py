@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +29,7 @@ from readside_kit import (
 )
 
 from actors import Engine, RebuildReport
+from actors._router import LONG_QUERY_SECONDS
 from domain.errors import UnknownView
 from domain.orders import AddOrderItem, ShipOrder
 from store import RecordedEvent
@@ -279,6 +282,77 @@ def test_a_long_search_never_delays_point_queries_nor_the_views(tmp_path: Path) 
             stuck.release.set()
             searcher.join(WAIT)
         assert answers[0].total in {1, 2}
+
+
+def test_a_long_async_search_never_holds_up_async_point_queries(tmp_path: Path) -> None:
+    views = order_views(None)
+    stuck = StuckSearch(views[2])
+    with Engine.open(tmp_path, durability="async", views=[*views[:2], stuck, views[3]]) as engine:
+        first = engine.execute(create("o-1"))
+        assert engine.wait_for_views(first.position, timeout=WAIT)
+
+        async def scenario() -> tuple[Any, Any]:
+            search = asyncio.ensure_future(engine.query_async(SearchOrders(), timeout=WAIT))
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, stuck.entered.wait, WAIT)
+                assert stuck.entered.is_set()
+                # The search is stuck in its view: point queries, with and without a wait for
+                # their view, are answered meanwhile (not queued behind it on one thread).
+                point = await engine.query_async(GetOrderById("o-1"), timeout=WAIT)
+                second = await engine.execute_async(create("o-2"))
+                waited = await engine.query_async(
+                    GetOrderById("o-2"), after=second.position, timeout=WAIT
+                )
+                assert not search.done()
+            finally:
+                stuck.release.set()
+            assert (await search).total in {1, 2}
+            return point, waited
+
+        point, waited = asyncio.run(scenario())
+        assert point.order_id == "o-1"
+        assert waited.order_id == "o-2"
+
+
+class BusySearch(WrappedView):
+    """A search view whose queries hold the GIL (pure Python) for ``seconds`` first."""
+
+    def __init__(self, inner: View, seconds: float) -> None:
+        super().__init__(inner)
+        self.seconds = seconds
+
+    def query(self, query: object) -> object:
+        deadline = time.perf_counter() + self.seconds
+        while time.perf_counter() < deadline:
+            pass
+        return super().query(query)
+
+
+def test_a_long_query_hands_the_gil_over_once_before_it_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    views = order_views(None)
+    busy = BusySearch(views[2], seconds=3 * LONG_QUERY_SECONDS)
+    real_sleep = time.sleep
+    me = threading.get_ident()
+    yields: list[float] = []
+
+    def spy(seconds: float) -> None:
+        if threading.get_ident() == me:
+            yields.append(seconds)
+        real_sleep(seconds)
+
+    with Engine.open(tmp_path, durability="async", views=[*views[:2], busy, views[3]]) as engine:
+        done = engine.execute(create("o-1"))
+        assert engine.wait_for_views(done.position, timeout=WAIT)
+        monkeypatch.setattr(time, "sleep", spy)
+        assert engine.query(SearchOrders()).total == 1
+        assert yields == [0]
+        # Quick queries do not pay the hand-over (a few may, if the OS preempted them).
+        busy.seconds = 0.0
+        for _ in range(20):
+            assert engine.query(SearchOrders()).total == 1
+        assert len(yields) <= 3
 
 
 class _StaleAtFirstLook(WrappedView):
