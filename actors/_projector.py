@@ -251,19 +251,25 @@ class Projector(Supervised, pykka.ThreadingActor):
             # Stalled, or its retry not due yet: skipped, the others go on.
             if not progress.runnable or not self._try_step(progress, head, advanced):
                 continue
+            name = progress.view.name
+            if name in advanced:
+                # Told per view, as soon as it has applied the batch: a query waiting on the
+                # first view does not also wait for the other views' share of the batch.
+                self._tell_router({name: advanced[name]})
             if progress.view.position() < head:
                 behind = True
             else:
                 progress.behind_since = None
-        if advanced:
-            # Positions are set before `waiting` is read; the router parks, then reads them.
-            if self._router is not None and (self._waiting is None or self._waiting()):
-                self._router.tell(ViewAdvanced(advanced))
-            if self._on_batch is not None:
-                self._on_batch(advanced)
+        if advanced and self._on_batch is not None:
+            self._on_batch(advanced)
         self._failures = 0
         if behind:
             self._schedule()
+
+    def _tell_router(self, positions: dict[str, int]) -> None:
+        # Positions are set before `waiting` is read; the router parks, then reads them.
+        if self._router is not None and (self._waiting is None or self._waiting()):
+            self._router.tell(ViewAdvanced(positions))
 
     def _try_step(self, progress: Progress, head: int, advanced: dict[str, int]) -> bool:
         """Step one view, noting it in ``advanced`` if it moved; False if it failed."""

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from readside_kit import (
     WAIT,
+    GatedView,
     OrderModel,
     StepClock,
     WrappedView,
@@ -26,6 +27,7 @@ from readside_kit import (
     random_steps,
     run,
     run_steps,
+    wait_until,
 )
 
 from actors import Engine, RebuildReport
@@ -353,6 +355,44 @@ def test_a_long_query_hands_the_gil_over_once_before_it_returns(
         for _ in range(20):
             assert engine.query(SearchOrders()).total == 1
         assert len(yields) <= 3
+
+
+class SharedGate(GatedView):
+    """A gated view fed by the same projector as the other views (not isolated)."""
+
+    isolated = False
+
+
+def test_a_waiting_query_is_answered_once_its_own_view_applied_not_after_every_view(
+    tmp_path: Path,
+) -> None:
+    views = order_views(None)
+    first, last = SharedGate(views[0]), SharedGate(views[3])  # order_details ... order_stats
+    with Engine.open(tmp_path, durability="async", views=[first, *views[1:3], last]) as engine:
+        done = engine.execute(create("o-1"))
+        assert engine.wait_for_views(done.position, timeout=WAIT)
+        first.gate.clear()
+        last.gate.clear()
+        answers: list[Any] = []
+        try:
+            written = engine.execute(create("o-2"))
+            assert first.entered.wait(WAIT)  # the step applying o-2 is held in its first view
+            asker = threading.Thread(
+                target=lambda: answers.append(
+                    engine.query(GetOrderById("o-2"), after=written.position, timeout=WAIT)
+                )
+            )
+            asker.start()
+            assert wait_until(lambda: engine.status().queries_waiting == 1)
+            first.gate.set()
+            assert last.entered.wait(WAIT)  # the same step is now held in its last view
+            # order_details has applied o-2: its query is answered while order_stats waits.
+            asker.join(WAIT)
+            assert not last.gate.is_set()
+            assert [answer.order_id for answer in answers] == ["o-2"]
+        finally:
+            first.gate.set()
+            last.gate.set()
 
 
 class _StaleAtFirstLook(WrappedView):
