@@ -130,7 +130,8 @@ class ReadSide:
             snapshots.restore_all(store.head())
         by_name = {view.name: view for view in [*views, *served]}
         parked: dict[int, Any] = {}
-        router = QueryRouter.start(by_name, routes, fault_seam, parked)
+        heaps: dict[str, list[tuple[int, int]]] = {}
+        router = QueryRouter.start(by_name, routes, fault_seam, parked, heaps)
         progress = [Progress(view) for view in views]
         # One projector feeds every view (one thread woken per commit, not one per view); a view
         # that declares `isolated = True` gets its own, so that a slow or stuck apply of it never
@@ -149,6 +150,7 @@ class ReadSide:
                 on_batch=snapshots.on_batch if snapshots is not None else None,
                 # Only the local router's parked queries can be known here.
                 waiting=parked.__len__ if advanced_to is None else None,
+                wanted=(lambda name: bool(heaps.get(name))) if advanced_to is None else None,
                 fault_seam=fault_seam,
             )
             subscribe(ref)

@@ -77,6 +77,8 @@ class QueryRouter(Supervised, pykka.ThreadingActor):
         routes: Finds each query's view and validates the query (before any view is asked).
         fault_seam: Called before each message is handled (tests raise there); None in use.
         parked: The dict to keep parked asks in, by ticket (its owner reads its size).
+        waiting: The dict to keep each view's heap of parked (position, ticket) in (its owner
+            reads whether a view's heap is empty; a cancelled ask stays there until swept).
     """
 
     use_daemon_thread = True
@@ -90,13 +92,16 @@ class QueryRouter(Supervised, pykka.ThreadingActor):
         routes: QueryRoutes,
         fault_seam: FaultSeam | None = None,
         parked: dict[int, Ask] | None = None,
+        waiting: dict[str, list[tuple[int, int]]] | None = None,
     ) -> None:
         super().__init__()
         self.fault_seam = fault_seam
         self._views = dict(views)
         self._routes = routes
-        # Per view: a heap of (position, ticket) and the parked asks by ticket.
-        self._waiting: dict[str, list[tuple[int, int]]] = {name: [] for name in views}
+        # Per view: a heap of (position, ticket) and the parked asks by ticket. Shared with the
+        # projectors (``waiting``), which only look whether a view's heap is empty.
+        self._waiting: dict[str, list[tuple[int, int]]] = {} if waiting is None else waiting
+        self._waiting.update((name, []) for name in views)
         # Shared with the read side (``parked``), which only reads its size for ``status``.
         self._asks: dict[int, Ask] = {} if parked is None else parked
 

@@ -36,7 +36,13 @@ from domain.errors import UnknownView
 from domain.orders import AddOrderItem, ShipOrder
 from store import RecordedEvent
 from views import View
-from views.orders import GetOrderById, GetOrderStats, SearchOrders, order_views
+from views.orders import (
+    GetCustomerOrders,
+    GetOrderById,
+    GetOrderStats,
+    SearchOrders,
+    order_views,
+)
 
 VIEW_NAMES = ("order_details", "customer_orders", "order_search", "order_stats")
 ALL_MEMORY: dict[str, Literal["memory", "lmdb"]] = dict.fromkeys(VIEW_NAMES, "memory")
@@ -392,6 +398,68 @@ def test_a_waiting_query_is_answered_once_its_own_view_applied_not_after_every_v
             assert [answer.order_id for answer in answers] == ["o-2"]
         finally:
             first.gate.set()
+            last.gate.set()
+
+
+def test_views_that_queries_wait_for_are_stepped_first(tmp_path: Path) -> None:
+    views = order_views(None)
+    first = SharedGate(views[0])  # order_details: first in the views' order
+    with Engine.open(tmp_path, durability="async", views=[first, *views[1:]]) as engine:
+        done = engine.execute(create("o-1"))
+        assert engine.wait_for_views(done.position, timeout=WAIT)
+        first.gate.clear()
+        answers: list[Any] = []
+        try:
+            # Parked before the event exists, so the step that applies it knows who waits.
+            asker = threading.Thread(
+                target=lambda: answers.append(
+                    engine.query(GetCustomerOrders("Cust-1"), after=done.position + 1, timeout=WAIT)
+                )
+            )
+            asker.start()
+            assert wait_until(lambda: engine.status().queries_waiting == 1)
+            engine.execute(create("o-2"))
+            asker.join(WAIT)
+            # customer_orders applied o-2 and answered while order_details, first in order,
+            # has not applied it yet (held at its gate).
+            assert [order.order_id for order in answers[0].items] == ["o-2", "o-1"]
+            assert engine.query(GetOrderById("o-2")) is None
+        finally:
+            first.gate.set()
+
+
+def test_a_waited_for_view_takes_newer_events_between_the_later_views_of_a_step(
+    tmp_path: Path,
+) -> None:
+    details, customers, search, stats = order_views(None)
+    held, last = SharedGate(search), SharedGate(stats)
+    with Engine.open(tmp_path, durability="async", views=[details, customers, held, last]) as e:
+        done = e.execute(create("o-1"))
+        assert e.wait_for_views(done.position, timeout=WAIT)
+        held.gate.clear()
+        last.gate.clear()
+        answers: list[Any] = []
+        try:
+            e.execute(create("o-2"))
+            # The step for o-2 applied customer_orders, and is held in order_search.
+            assert held.entered.wait(WAIT)
+            newer = e.execute(create("o-3"))
+            asker = threading.Thread(
+                target=lambda: answers.append(
+                    e.query(GetCustomerOrders("Cust-1"), after=newer.position, timeout=WAIT)
+                )
+            )
+            asker.start()
+            assert wait_until(lambda: e.status().queries_waiting == 1)
+            held.gate.set()
+            asker.join(WAIT)
+            # customer_orders, already past in this step, took o-3 before order_stats's turn
+            # (held at its gate): not one whole step later.
+            assert last.entered.is_set()
+            assert not last.gate.is_set()
+            assert [order.order_id for order in answers[0].items] == ["o-3", "o-2", "o-1"]
+        finally:
+            held.gate.set()
             last.gate.set()
 
 
