@@ -1,4 +1,4 @@
-"""Messages between the engine, the aggregate actors, the log writer and the projectors.
+"""Messages between the engine, the aggregates, the log writer, the projectors, the router.
 
 They are small frozen structs; futures travel inside them because actors on the dispatcher never
 block on each other: an aggregate hands its caller's future on to the writer, and the writer
@@ -16,6 +16,7 @@ from store import StreamAppend
 
 __all__ = [
     "AppendCommand",
+    "CatchUp",
     "CommandResult",
     "Execute",
     "HeadAdvanced",
@@ -23,7 +24,12 @@ __all__ = [
     "Reload",
     "ReloadNow",
     "Resync",
+    "RetryDue",
+    "RetryParked",
+    "RetryView",
+    "Swap",
     "Teller",
+    "ViewAdvanced",
 ]
 
 
@@ -98,3 +104,48 @@ class HeadAdvanced(msgspec.Struct, frozen=True):
     """Writer -> projectors: the log's head moved to ``head``."""
 
     head: int
+
+
+# ------------------------------------------------------------ projectors
+
+
+class CatchUp(msgspec.Struct, frozen=True):
+    """Projector -> itself: apply the next batch if behind."""
+
+
+class Swap(msgspec.Struct, frozen=True):
+    """ReadSide -> projector: catch ``shadow`` up with the live view ``view``, then adopt it.
+
+    ``reparked`` holds the positions the rebuild parked again: every other parked event of the
+    view, up to the adopted position, applied fine in the new copy and is unparked.
+    """
+
+    view: str
+    shadow: Any
+    reparked: frozenset[int] = frozenset()
+
+
+class RetryParked(msgspec.Struct, frozen=True):
+    """Engine -> projector: apply a parked event of ``view`` again."""
+
+    view: str
+    position: int
+
+
+class RetryView(msgspec.Struct, frozen=True):
+    """Engine -> projector: try ``view`` again now (stalled or retrying), from a fresh episode."""
+
+    view: str
+
+
+class RetryDue(msgspec.Struct, frozen=True):
+    """Retry timer -> projector: ``view``'s automatic retry ``token`` is due."""
+
+    view: str
+    token: int
+
+
+class ViewAdvanced(msgspec.Struct, frozen=True):
+    """Projector -> router: views reached these positions (view name -> position)."""
+
+    positions: dict[str, int]

@@ -27,7 +27,16 @@ import msgspec
 import pykka
 
 from actors._backoff import VIEW_RETRY, Backoff, RetryTimers
-from actors._messages import HeadAdvanced, Teller
+from actors._messages import (
+    CatchUp,
+    HeadAdvanced,
+    RetryDue,
+    RetryParked,
+    RetryView,
+    Swap,
+    Teller,
+    ViewAdvanced,
+)
 from actors._progress import Failure, Progress, ViewStatus
 from actors._replay import Reader, apply_safely, read_batch, replay_into, store_reader
 from actors._supervision import FaultSeam, Supervised
@@ -54,48 +63,6 @@ log = get_logger(__name__)
 # The projector's own retry timer (resuming after a handler failure), beside the views' timers:
 # no view can have this name.
 _RESUME = "\x00resume"
-
-
-class CatchUp(msgspec.Struct, frozen=True):
-    """Projector -> itself: apply the next batch if behind."""
-
-
-class Swap(msgspec.Struct, frozen=True):
-    """ReadSide -> projector: catch ``shadow`` up with the live view ``view``, then adopt it.
-
-    ``reparked`` holds the positions the rebuild parked again: every other parked event of the
-    view, up to the adopted position, applied fine in the new copy and is unparked.
-    """
-
-    view: str
-    shadow: Any
-    reparked: frozenset[int] = frozenset()
-
-
-class RetryParked(msgspec.Struct, frozen=True):
-    """Engine -> projector: apply a parked event of ``view`` again."""
-
-    view: str
-    position: int
-
-
-class RetryView(msgspec.Struct, frozen=True):
-    """Engine -> projector: try ``view`` again now (stalled or retrying), from a fresh episode."""
-
-    view: str
-
-
-class RetryDue(msgspec.Struct, frozen=True):
-    """Retry timer -> projector: ``view``'s automatic retry ``token`` is due."""
-
-    view: str
-    token: int
-
-
-class ViewAdvanced(msgspec.Struct, frozen=True):
-    """Projector -> router: views reached these positions (view name -> position)."""
-
-    positions: dict[str, int]
 
 
 # See Projector._yield_to_commands.

@@ -13,7 +13,7 @@ Protocol, one line each way, so the parent measures only while its load runs:
    (:func:`_common.paced_latencies`; ids picked with a stride, as the in-process figure does),
    and prints ``{"p50_us", "p99_us", "samples"}`` as JSON.
 
-Run by :func:`bench_pipeline.points_from_reader_process`; not a benchmark on its own.
+Run by :func:`_points.points_while_busy`; not a benchmark on its own.
 """
 
 from __future__ import annotations
