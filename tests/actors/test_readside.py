@@ -363,6 +363,17 @@ def test_a_long_query_hands_the_gil_over_once_before_it_returns(
         assert len(yields) <= 3
 
 
+def park_query(engine: Engine, query: object, after: int) -> tuple[threading.Thread, list[Any]]:
+    """Ask ``query`` with ``after`` from a thread; return once the router has parked it."""
+    answers: list[Any] = []
+    asker = threading.Thread(
+        target=lambda: answers.append(engine.query(query, after=after, timeout=WAIT))
+    )
+    asker.start()
+    assert wait_until(lambda: engine.status().queries_waiting == 1)
+    return asker, answers
+
+
 class SharedGate(GatedView):
     """A gated view fed by the same projector as the other views (not isolated)."""
 
@@ -379,17 +390,10 @@ def test_a_waiting_query_is_answered_once_its_own_view_applied_not_after_every_v
         assert engine.wait_for_views(done.position, timeout=WAIT)
         first.gate.clear()
         last.gate.clear()
-        answers: list[Any] = []
         try:
             written = engine.execute(create("o-2"))
             assert first.entered.wait(WAIT)  # the step applying o-2 is held in its first view
-            asker = threading.Thread(
-                target=lambda: answers.append(
-                    engine.query(GetOrderById("o-2"), after=written.position, timeout=WAIT)
-                )
-            )
-            asker.start()
-            assert wait_until(lambda: engine.status().queries_waiting == 1)
+            asker, answers = park_query(engine, GetOrderById("o-2"), written.position)
             first.gate.set()
             assert last.entered.wait(WAIT)  # the same step is now held in its last view
             # order_details has applied o-2: its query is answered while order_stats waits.
@@ -408,16 +412,9 @@ def test_views_that_queries_wait_for_are_stepped_first(tmp_path: Path) -> None:
         done = engine.execute(create("o-1"))
         assert engine.wait_for_views(done.position, timeout=WAIT)
         first.gate.clear()
-        answers: list[Any] = []
         try:
             # Parked before the event exists, so the step that applies it knows who waits.
-            asker = threading.Thread(
-                target=lambda: answers.append(
-                    engine.query(GetCustomerOrders("Cust-1"), after=done.position + 1, timeout=WAIT)
-                )
-            )
-            asker.start()
-            assert wait_until(lambda: engine.status().queries_waiting == 1)
+            asker, answers = park_query(engine, GetCustomerOrders("Cust-1"), done.position + 1)
             engine.execute(create("o-2"))
             asker.join(WAIT)
             # customer_orders applied o-2 and answered while order_details, first in order,
@@ -438,19 +435,12 @@ def test_a_waited_for_view_takes_newer_events_between_the_later_views_of_a_step(
         assert e.wait_for_views(done.position, timeout=WAIT)
         held.gate.clear()
         last.gate.clear()
-        answers: list[Any] = []
         try:
             e.execute(create("o-2"))
             # The step for o-2 applied customer_orders, and is held in order_search.
             assert held.entered.wait(WAIT)
             newer = e.execute(create("o-3"))
-            asker = threading.Thread(
-                target=lambda: answers.append(
-                    e.query(GetCustomerOrders("Cust-1"), after=newer.position, timeout=WAIT)
-                )
-            )
-            asker.start()
-            assert wait_until(lambda: e.status().queries_waiting == 1)
+            asker, answers = park_query(e, GetCustomerOrders("Cust-1"), newer.position)
             held.gate.set()
             asker.join(WAIT)
             # customer_orders, already past in this step, took o-3 before order_stats's turn
