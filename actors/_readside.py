@@ -243,8 +243,6 @@ class ReadSide:
         try:
             return reply.get(timeout=timeout)
         except pykka.Timeout:
-            if after is None:
-                raise EngineError(f"the query was not answered within {timeout} s") from None
             raise self._stale(query, after, ticket) from None
 
     async def query_async(self, query: Any, *, after: int | None, timeout: float) -> Any:
@@ -270,8 +268,6 @@ class ReadSide:
             self._cancel(ticket)
             raise
         except TimeoutError:
-            if after is None:
-                raise EngineError(f"the query was not answered within {timeout} s") from None
             loop = asyncio.get_running_loop()
             error = await loop.run_in_executor(None, self._stale, query, after, ticket)
             raise error from None

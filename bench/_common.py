@@ -14,6 +14,7 @@ are the ``eventsourcing`` library on its two stores.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, NotRequired, TypedDict, TypeVar
 
@@ -42,6 +43,7 @@ __all__ = [
     "figure",
     "fmt_value",
     "median_by_key",
+    "paced",
     "paced_latencies",
     "peer",
     "percentiles_us",
@@ -137,6 +139,25 @@ def percentiles_us(seconds: Sequence[float]) -> dict[str, float]:
     return {"p50_us": at(0.50), "p99_us": at(0.99), "samples": float(len(ordered))}
 
 
+def paced(rate: float, stop: threading.Event | None = None) -> Iterator[float]:
+    """Yield ``rate`` ticks per second from now, each once it is due, as its scheduled time.
+
+    Paced by the clock, not by the caller: a tick already late is yielded at once. Ends when
+    ``stop`` is set (looked at before each tick; its wait is also the pacing, so setting it
+    cuts a pause short).
+    """
+    pause = threading.Event() if stop is None else stop
+    started = time.perf_counter()
+    for i in itertools.count():
+        if pause.is_set():
+            return
+        due = started + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            pause.wait(delay)
+        yield due
+
+
 def paced_latencies(ask: Callable[[int], object], rate: float, seconds: float) -> list[float]:
     """Call ``ask(i)`` at ``rate`` per second for ``seconds``; return each call's latency.
 
@@ -144,14 +165,8 @@ def paced_latencies(ask: Callable[[int], object], rate: float, seconds: float) -
     round to it, so time spent waiting for the CPU or the GIL after the pause counts, and a
     slow call delays (and is charged to) the calls behind it.
     """
-    pause = threading.Event()  # never set: its wait is the pacing
     latencies: list[float] = []
-    started = time.perf_counter()
-    for i in range(int(rate * seconds)):
-        due = started + i / rate
-        delay = due - time.perf_counter()
-        if delay > 0:
-            pause.wait(delay)
+    for i, due in zip(range(int(rate * seconds)), paced(rate), strict=False):
         ask(i)
         latencies.append(time.perf_counter() - due)
     return latencies

@@ -46,6 +46,7 @@ from _common import (
     bench_main,
     configure_logging,
     figure,
+    paced,
     peer,
     percentiles_us,
     progress,
@@ -115,15 +116,10 @@ class PacedLoad(threading.Thread):
 
     def run(self) -> None:
         """Submit at the pace; remember the first error."""
-        started = self.started = time.perf_counter()
+        self.started = time.perf_counter()
         try:
-            for command in self._commands:
-                if self._stop_flag.is_set():
-                    return
-                due = started + self.sent / self._rate
-                delay = due - time.perf_counter()
-                if delay > 0:
-                    self._stop_flag.wait(delay)  # pacing, not synchronisation
+            ticks = paced(self._rate, self._stop_flag)  # pacing, not synchronisation
+            for command, _ in zip(self._commands, ticks, strict=False):
                 self._engine.submit(command, timeout=60)
                 self.sent += 1
         except BaseException as error:  # reported by the benchmark
