@@ -74,6 +74,7 @@ class Engine:
         self._closed = False
         self._close_lock = threading.Lock()
         self._housekeeper = Housekeeper(
+            event_store=self._store,
             view_store=self._view_store,
             registries=self._registries,
             retention=self._retention,

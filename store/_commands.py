@@ -25,6 +25,7 @@ from store._records import CommandRecord
 
 if TYPE_CHECKING:
     from store._env import Database, Txn
+    from store._frames import LogFrames
 
 __all__ = ["command_span", "decode_command", "encode_command"]
 
@@ -66,7 +67,9 @@ def command_span(raw: bytes) -> tuple[int, int]:
     return int(row[-2]), int(row[-1])
 
 
-def decode_command(txn: Txn, log_db: Database, command_id: str, raw: bytes) -> CommandRecord:
+def decode_command(
+    txn: Txn, log_db: Database, frames: LogFrames, command_id: str, raw: bytes
+) -> CommandRecord:
     """Return the record of a row of either shape (a short one reads its last event's envelope).
 
     Raises:
@@ -89,7 +92,7 @@ def decode_command(txn: Txn, log_db: Database, command_id: str, raw: bytes) -> C
     if value is None:
         raise CorruptLog(last, f"command {command_id!r} names an event that is not in the log")
     try:
-        envelope = _ENVELOPE.decode(value)
+        envelope = _ENVELOPE.decode(frames.expand_one(txn, value, last))
     except msgspec.DecodeError as error:
         # The command's own last event is damaged: its retry could not be answered anyway.
         raise CorruptLog(last, f"the envelope of command {command_id!r} is unreadable") from error

@@ -28,6 +28,7 @@ from domain.errors import EngineClosed
 from store import _checkpoints, _log
 from store._codec import Codec
 from store._env import ResizeGate
+from store._frames import LogFrames
 from store._logging import get_logger
 from store._records import ParkedEvent, RecordedEvent
 
@@ -196,6 +197,10 @@ class LogFollower(ReadOnlyEnv):
     def __init__(self, path: str | os.PathLike[str], *, codec: Codec) -> None:
         super().__init__(path)
         self.codec = codec
+        # Dictionaries are read when a frame first names one (the writer adds them over time).
+        # The table's handle must be open before the read transaction that uses it begins
+        # (LMDB), so read_all opens it first; the writer creates it at its own open.
+        self.frames = LogFrames(lambda: self._dbs.get("dicts"))
 
     def head(self) -> int:
         """Return the last committed position, read from LMDB now."""
@@ -220,7 +225,10 @@ class LogFollower(ReadOnlyEnv):
         position = max(from_position, 1)
         head = self.head()
         while position <= head:
-            values = self.read(functools.partial(_read_values, db, position, batch_size, head))
+            self.db("dicts")  # see __init__: before the transaction
+            values = self.read(
+                functools.partial(_read_values, db, self.frames, position, batch_size, head)
+            )
             if not values:
                 return
             yield self.codec.decode_many(position, values)
@@ -236,5 +244,7 @@ class LogFollower(ReadOnlyEnv):
         return self.read(lambda txn: _checkpoints.parked_in_txn(txn, db, view))
 
 
-def _read_values(db: Database, start: int, limit: int, head: int, txn: Txn) -> list[bytes]:
-    return _log.read_log_values(txn, db, start, limit, head)
+def _read_values(  # noqa: PLR0917 - a partial's arguments, in order
+    db: Database, frames: LogFrames, start: int, limit: int, head: int, txn: Txn
+) -> list[bytes]:
+    return _log.read_log_values(txn, db, frames, start, limit, head)

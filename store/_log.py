@@ -48,6 +48,7 @@ from store._snapshots import encode_snapshot
 
 if TYPE_CHECKING:
     from store._env import Database, Txn
+    from store._frames import LogFrames
 
 __all__ = [
     "MAX_KEY_BYTES",
@@ -80,6 +81,7 @@ _SEEK_TAIL: Final = 64
 _SEEK_STREAM: Final = 4096
 
 _PACK_POSITION: Final = struct.Struct(">Q").pack
+_FIRST: Final = operator.itemgetter(0)
 _SECOND: Final = operator.itemgetter(1)
 _INDEX_ENTRY_BYTES: Final = 12
 
@@ -184,13 +186,13 @@ def top_command_key(appends: Sequence[StreamAppend]) -> bytes:
 
 
 def lookup_command_in_txn(
-    txn: Txn, dbs: dict[str, Database], command_id: str
+    txn: Txn, dbs: dict[str, Database], frames: LogFrames, command_id: str
 ) -> CommandRecord | None:
     """Return the idempotency row of ``command_id``, or None."""
     raw = txn.get(_command_key("", command_id), db=dbs["commands"])
     if raw is None:
         return None
-    return decode_command(txn, dbs["log"], command_id, raw)
+    return decode_command(txn, dbs["log"], frames, command_id, raw)
 
 
 class _Batch:
@@ -222,6 +224,7 @@ def append_in_txn(  # noqa: PLR0917 - internal: the tables are passed explicitly
     txn: Txn,
     dbs: dict[str, Database],
     codec: Codec,
+    frames: LogFrames,
     appends: Sequence[StreamAppend],
     head: int,
     now: int,
@@ -237,19 +240,23 @@ def append_in_txn(  # noqa: PLR0917 - internal: the tables are passed explicitly
             or the stream index already held a version: the caller aborts the transaction.
     """
     batch = _Batch(head)
-    _prefetch(txn, dbs, appends, batch)
+    _prefetch(txn, dbs, frames, appends, batch)
     results: list[Committed | EngineError] = []
     for append in appends:
         try:
             results.append(_append_one(codec, batch, append, now))
         except (ConcurrencyConflict, IdempotencyConflict, InvalidCommand) as error:
             results.append(error)
-    _flush(txn, dbs, batch)
+    _flush(txn, dbs, frames, batch)
     return results, batch.position
 
 
 def _prefetch(
-    txn: Txn, dbs: dict[str, Database], appends: Sequence[StreamAppend], batch: _Batch
+    txn: Txn,
+    dbs: dict[str, Database],
+    frames: LogFrames,
+    appends: Sequence[StreamAppend],
+    batch: _Batch,
 ) -> None:
     # One getmulti per table instead of a get per append: each py-lmdb call releases and
     # re-takes the GIL, which is what costs under contention with reader threads.
@@ -266,7 +273,7 @@ def _prefetch(
     batch.heads = {key: int.from_bytes(found.get(key, b""), "big") for key in stream_keys}
     for key, raw in txn.cursor(db=dbs["commands"]).getmulti(sorted(command_keys)):
         command_id = bytes(key).decode()
-        batch.known_commands[command_id] = decode_command(txn, dbs["log"], command_id, raw)
+        batch.known_commands[command_id] = decode_command(txn, dbs["log"], frames, command_id, raw)
 
 
 def _known_command(batch: _Batch, append: StreamAppend) -> Committed | None:
@@ -360,8 +367,12 @@ def _append_one(codec: Codec, batch: _Batch, append: StreamAppend, now: int) -> 
     return Committed(stream_id, version, first, last)
 
 
-def _flush(txn: Txn, dbs: dict[str, Database], batch: _Batch) -> None:
+def _flush(txn: Txn, dbs: dict[str, Database], frames: LogFrames, batch: _Batch) -> None:
     if batch.log:
+        if frames.current is not None:
+            # One zstd call for the whole batch (see store._frames: never one per record).
+            keys = list(map(_FIRST, batch.log))
+            batch.log = list(zip(keys, frames.compress(list(map(_SECOND, batch.log))), strict=True))
         consumed, added = txn.cursor(db=dbs["log"]).putmulti(batch.log, append=True)
         # Append mode silently skips a key that is not above the last one: a skipped event
         # would be a lost event, so the whole transaction fails instead.
@@ -390,10 +401,12 @@ def _flush(txn: Txn, dbs: dict[str, Database], batch: _Batch) -> None:
         txn.cursor(db=dbs["snapshots"]).putmulti(batch.snapshots)
 
 
-def read_log_values(
-    txn: Txn, log_db: Database, from_position: int, limit: int, head: int
+def read_log_values(  # noqa: PLR0917 - the scan's hot path, positional
+    txn: Txn, log_db: Database, frames: LogFrames, from_position: int, limit: int, head: int
 ) -> list[bytes]:
-    """Return up to ``limit`` consecutive log values from ``from_position`` up to ``head``.
+    """Return up to ``limit`` consecutive log envelopes from ``from_position`` up to ``head``.
+
+    Compressed values come back expanded (:mod:`store._frames`): plain msgpack envelopes.
 
     One ``getmulti`` call instead of a cursor walk: py-lmdb releases the GIL on every cursor
     step, and under contention each re-acquisition can wait a whole switch interval.
@@ -403,8 +416,10 @@ def read_log_values(
     if last < from_position:
         return []
     # map() over C callables: no Python frame per record (this is the scan's hot loop).
-    keys = list(map(_PACK_POSITION, range(from_position, last + 1)))
-    return list(map(_SECOND, txn.cursor(db=log_db).getmulti(keys)))
+    positions = range(from_position, last + 1)
+    keys = list(map(_PACK_POSITION, positions))
+    values = list(map(_SECOND, txn.cursor(db=log_db).getmulti(keys)))
+    return frames.expand(txn, values, positions)
 
 
 def stream_positions(

@@ -36,6 +36,7 @@ from store._log import read_log_values
 
 if TYPE_CHECKING:
     from store._env import Database, Txn
+    from store._frames import LogFrames
 
 __all__ = [
     "DEFAULT_IDEMPOTENCY_WINDOW",
@@ -155,6 +156,7 @@ def pruning_cursor_in_txn(txn: Txn, meta_db: Database) -> int:
 def prune_commands_in_txn(  # noqa: PLR0917 - internal: tables and bounds, in order
     txn: Txn,
     dbs: dict[str, Database],
+    frames: LogFrames,
     head: int,
     cutoff_ns: int | None,
     keep: int | None,
@@ -165,6 +167,7 @@ def prune_commands_in_txn(  # noqa: PLR0917 - internal: tables and bounds, in or
     Args:
         txn: A write transaction.
         dbs: The store's tables (``log``, ``commands``, ``meta``).
+        frames: Expands compressed log values.
         head: The log's head, read before ``txn`` began.
         cutoff_ns: Prune commands whose events are older than this timestamp (None: no age
             limit).
@@ -182,7 +185,7 @@ def prune_commands_in_txn(  # noqa: PLR0917 - internal: tables and bounds, in or
         return PruneResult(cursor, 0, more=False)
     pruned = 0
     reached_edge = False
-    for offset, raw in enumerate(read_log_values(txn, dbs["log"], start, limit, head)):
+    for offset, raw in enumerate(read_log_values(txn, dbs["log"], frames, start, limit, head)):
         stamp = _STAMP.decode(raw)
         if cutoff_ns is not None and stamp.timestamp >= cutoff_ns:
             reached_edge = True
@@ -206,13 +209,15 @@ def prune_commands_in_txn(  # noqa: PLR0917 - internal: tables and bounds, in or
     return PruneResult(cursor, pruned, more=more)
 
 
-def idempotency_stats_in_txn(txn: Txn, dbs: dict[str, Database], head: int) -> IdempotencyStats:
+def idempotency_stats_in_txn(
+    txn: Txn, dbs: dict[str, Database], frames: LogFrames, head: int
+) -> IdempotencyStats:
     """Return the table's size, the timestamp of the oldest event kept and the cursor."""
     entries: int = txn.stat(dbs["commands"])["entries"]
     cursor = pruning_cursor_in_txn(txn, dbs["meta"])
     oldest: int | None = None
     if entries and cursor < head:
-        values = read_log_values(txn, dbs["log"], cursor + 1, 1, head)
+        values = read_log_values(txn, dbs["log"], frames, cursor + 1, 1, head)
         if values:
             oldest = _STAMP.decode(values[0]).timestamp
     return IdempotencyStats(entries, oldest, cursor)

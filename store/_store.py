@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Final, Self
 import lmdb
 
 from domain.errors import EngineError
-from store import _checkpoints, _log, _retention, _snapshots, _upgrade
+from store import _checkpoints, _frames, _log, _retention, _snapshots, _upgrade
 from store._bounds import KeyBounds
 from store._codec import Codec
 from store._env import ProcessLock, open_environment
+from store._frames import Dictionary, LogFrames
 from store._logging import get_logger
 from store._records import (
     CommandRecord,
@@ -55,6 +56,7 @@ _TABLES: Final = (
     "checkpoints",
     "parked",
     "meta",
+    "dicts",  # compression dictionaries of the log (store._frames)
 )
 _DUP_TABLES: Final = frozenset({"index"})  # opened DUPSORT | DUPFIXED (see store._log)
 
@@ -93,6 +95,9 @@ class EventStore(Transactions):
         self._lock = lock
         _upgrade.upgrade_layout(self, self._dbs, codec)
         self._head = self.read(lambda txn: _log.last_position(txn, self._dbs["log"]))
+        self.frames = LogFrames(lambda: self._dbs["dicts"])
+        self.read(self.frames.load)
+        self._next_training = 0  # a candidate no better than the current dictionary defers
         # Bounds of the idempotency and heads tables' keys: lookups above them need no read.
         self._bounds = KeyBounds(self.read, self._dbs)
 
@@ -212,11 +217,12 @@ class EventStore(Transactions):
         now = time.time_ns()
         dbs = self._dbs
         codec = self.codec
+        frames = self.frames
         outcome: list[tuple[list[Committed | EngineError], int]] = []
 
         def run(txn: Txn) -> None:
             outcome.clear()  # a retry after map growth starts from scratch
-            outcome.append(_log.append_in_txn(txn, dbs, codec, appends, self._head, now))
+            outcome.append(_log.append_in_txn(txn, dbs, codec, frames, appends, self._head, now))
 
         # Raised before the write, never after: whatever becomes of the transaction (even a
         # failure reported after its commit), the bounds cover every key it may write.
@@ -239,14 +245,16 @@ class EventStore(Transactions):
         if self._new_stream(key):
             return []
         dbs = self._dbs
+        expand = self.frames.expand
 
-        def fetch(txn: Txn) -> tuple[list[bytes], list[bytes]]:
-            positions = _log.stream_positions(txn, dbs, key, from_version)
-            pairs = txn.cursor(db=dbs["log"]).getmulti(positions)
-            return [key for key, _ in pairs], [value for _, value in pairs]
+        def fetch(txn: Txn) -> tuple[list[int], list[bytes]]:
+            keys = _log.stream_positions(txn, dbs, key, from_version)
+            pairs = txn.cursor(db=dbs["log"]).getmulti(keys)
+            positions = [int.from_bytes(key, "big") for key, _ in pairs]
+            return positions, expand(txn, [value for _, value in pairs], positions)
 
         positions, values = self.read(fetch)
-        return self.codec.decode_at([int.from_bytes(p, "big") for p in positions], values)
+        return self.codec.decode_at(positions, values)
 
     def read_all(
         self, from_position: int = 1, batch_size: int = 1000
@@ -268,7 +276,9 @@ class EventStore(Transactions):
         while True:
             # The head is read before the txn begins: all of it is in the txn's snapshot.
             values = self.read(
-                functools.partial(_read_values, log_db, position, batch_size, self._head)
+                functools.partial(
+                    _read_values, log_db, self.frames, position, batch_size, self._head
+                )
             )
             if not values:
                 return
@@ -278,11 +288,18 @@ class EventStore(Transactions):
                 return
 
     def read_raw(self, from_position: int = 1, limit: int = 1000) -> list[tuple[int, bytes]]:
-        """Return up to ``limit`` undecoded ``(position, value)`` pairs from ``from_position``."""
+        """Return up to ``limit`` undecoded ``(position, envelope)`` pairs from ``from_position``.
+
+        Compressed records come back expanded: each value is a msgpack envelope
+        (:mod:`store._codec`).
+        """
         start = max(from_position, 1)
         log_db = self._dbs["log"]
         head = self._head
-        values = self.read(lambda txn: _log.read_log_values(txn, log_db, start, limit, head))
+        frames = self.frames
+        values = self.read(
+            lambda txn: _log.read_log_values(txn, log_db, frames, start, limit, head)
+        )
         return [(start + offset, value) for offset, value in enumerate(values)]
 
     def _new_stream(self, key: bytes) -> bool:
@@ -309,7 +326,67 @@ class EventStore(Transactions):
             self._check_open()
             return None
         dbs = self._dbs
-        return self.read(lambda txn: _log.lookup_command_in_txn(txn, dbs, command_id))
+        frames = self.frames
+        return self.read(lambda txn: _log.lookup_command_in_txn(txn, dbs, frames, command_id))
+
+    # ------------------------------------------------------------ compression
+
+    def train_dictionary_if_due(self) -> Dictionary | None:
+        """Train a compression dictionary if the log grew enough since the last one.
+
+        Due at :data:`~store._frames.FIRST_TRAINING` events, then whenever the head reaches
+        :data:`~store._frames.RETRAIN_FACTOR` times the current dictionary's ``trained_at``.
+        The engine's housekeeping thread calls it; see :meth:`train_dictionary`.
+        """
+        current = self.frames.current
+        due = _frames.FIRST_TRAINING
+        if current is not None:
+            due = current.trained_at * _frames.RETRAIN_FACTOR
+        if self._head < max(due, self._next_training):
+            return None
+        return self.train_dictionary()
+
+    def train_dictionary(self) -> Dictionary | None:
+        """Train a dictionary on records sampled over the whole log; install it if it pays.
+
+        It is installed (stored, then used for every record appended after) only if it makes
+        the samples at most 0.9x the size the current dictionary does; otherwise the next try
+        waits until the log doubled. Records already written keep their form. Safe beside the
+        writer: the sampling reads a snapshot, the training holds no transaction (zstd releases
+        the GIL), and the row is written in a transaction of its own.
+
+        Returns:
+            The dictionary installed, or None.
+        """
+        head = self._head
+        log_db, frames = self._dbs["log"], self.frames
+        self._next_training = 2 * head
+        if head == 0:
+            return None
+        samples = self.read(lambda txn: _frames.sample_log(txn, log_db, frames, head))
+        current = frames.current
+        candidate = _frames.train(samples, 1 if current is None else current.dict_id + 1, head)
+        if candidate is None:
+            log.info("log_dictionary_untrainable", head=head, samples=len(samples))
+            return None
+        before = _frames.compressed_size(current, samples)
+        after = _frames.compressed_size(candidate, samples)
+        if after > before * _frames.MIN_GAIN:
+            log.info("log_dictionary_kept", head=head, bytes_now=before, bytes_candidate=after)
+            return None
+        dicts = self._dbs["dicts"]
+        self.write(lambda txn: txn.put(candidate.key(), candidate.row(), db=dicts))
+        frames.install(candidate)
+        log.info(
+            "log_dictionary_trained",
+            dict_id=candidate.dict_id,
+            head=head,
+            samples=len(samples),
+            plain_bytes=sum(map(len, samples)),
+            bytes_before=before,
+            bytes_after=after,
+        )
+        return candidate
 
     # ------------------------------------------------------------ snapshots
 
@@ -367,15 +444,17 @@ class EventStore(Transactions):
         cursor, deleting the rows of commands older than ``cutoff_ns`` (ns, UTC) or beyond the
         ``keep`` most recent; the cursor commits with the deletions.
         """
-        dbs, head = self._dbs, self._head
+        dbs, head, frames = self._dbs, self._head, self.frames
         return self.write(
-            lambda txn: _retention.prune_commands_in_txn(txn, dbs, head, cutoff_ns, keep, limit)
+            lambda txn: _retention.prune_commands_in_txn(
+                txn, dbs, frames, head, cutoff_ns, keep, limit
+            )
         )
 
     def idempotency_stats(self) -> IdempotencyStats:
         """Return the idempotency table's size, its oldest kept timestamp and the cursor."""
-        dbs, head = self._dbs, self._head
-        return self.read(lambda txn: _retention.idempotency_stats_in_txn(txn, dbs, head))
+        dbs, head, frames = self._dbs, self._head, self.frames
+        return self.read(lambda txn: _retention.idempotency_stats_in_txn(txn, dbs, frames, head))
 
     # ------------------------------------------------------------ parked events
 
@@ -420,5 +499,7 @@ class EventStore(Transactions):
         return len(names)
 
 
-def _read_values(log_db: Database, start: int, limit: int, head: int, txn: Txn) -> list[bytes]:
-    return _log.read_log_values(txn, log_db, start, limit, head)
+def _read_values(  # noqa: PLR0917 - a partial's arguments, in order
+    log_db: Database, frames: LogFrames, start: int, limit: int, head: int, txn: Txn
+) -> list[bytes]:
+    return _log.read_log_values(txn, log_db, frames, start, limit, head)

@@ -2,8 +2,11 @@
 
 Layouts: 1 (no ``layout`` key in ``meta``), streams keyed by id alone; 2, keyed by
 ``(stream_type, stream_id)`` (below); 3, the stream index packed into one LMDB key per stream
-(:mod:`store._index_upgrade`, run after the step to 2). The rest of this docstring is the step
-from 1 to 2.
+(:mod:`store._index_upgrade`, run after the step to 2); 4, log values may be zstd frames with
+dictionaries in the ``dicts`` table (:mod:`store._frames`). The step to 4 rewrites nothing (the
+table is created at open; records are compressed from then on): its number is there so that an
+older engine refuses a directory whose records it could not read. The rest of this docstring is
+the step from 1 to 2.
 
 Until issue 10 (item 6) the per-stream tables were keyed by the stream id alone:
 ``heads`` (``stream_id`` -> version), ``streams`` (``stream_id + NUL + 8-byte version`` ->
@@ -65,9 +68,9 @@ __all__ = ["BATCH_ENTRIES", "LAYOUT", "UpgradeReport", "upgrade_layout"]
 
 log = get_logger(__name__)
 
-LAYOUT: Final = PACKED
+LAYOUT: Final = 4
 """The layout this code writes: streams keyed by ``(stream_type, stream_id)`` (layout 2), their
-index packed (layout 3, :mod:`store._index_upgrade`)."""
+index packed (layout 3, :mod:`store._index_upgrade`), log values compressed (layout 4)."""
 REKEYED: Final = 2
 """The layout whose streams are keyed by ``(stream_type, stream_id)``."""
 BATCH_ENTRIES: Final = 10_000
@@ -172,10 +175,14 @@ def upgrade_layout(
             log.warning("stream_not_rekeyed", stream_id=stream_id, reason=reason)
         _add(report, step)
         rekeyed = step.done
-    while rekeyed and not report.done and (max_batches is None or batches < max_batches):
-        moved, report.done = txns.write(lambda txn: pack_index_step(txn, dbs, budget))
+    packed = layout >= PACKED
+    while rekeyed and not packed and (max_batches is None or batches < max_batches):
+        moved, packed = txns.write(lambda txn: pack_index_step(txn, dbs, budget))
         report.packed += moved
         batches += 1
+    if packed:
+        txns.write(lambda txn: txn.put(_LAYOUT_KEY, LAYOUT.to_bytes(8, "big"), db=meta))
+        report.done = True
     report.seconds = time.perf_counter() - started
     worked = report.streams or report.orphan_snapshots or report.not_rekeyed
     if report.done and (worked or report.resumed):

@@ -17,6 +17,7 @@ from domain.errors import CorruptLog
 from domain.orders import OrderItemAdded
 from store import Codec, CommandRecord, EventStore, StreamAppend
 from store._commands import command_span, decode_command, encode_command
+from store._frames import LogFrames
 
 
 def append(stream_id: str, expected: int, count: int, command_id: str) -> StreamAppend:
@@ -73,13 +74,13 @@ def test_a_row_of_the_older_long_shape_still_answers_retries(store: EventStore) 
 def test_a_short_row_naming_an_event_not_in_the_log_is_corrupt(store: EventStore) -> None:
     row = encode_command(CommandRecord("ghost", b"f" * 16, "a", 1, 7, 7))
     with pytest.raises(CorruptLog, match="not in the log"):
-        store.read(lambda txn: decode_command(txn, store._dbs["log"], "ghost", row))
+        store.read(lambda txn: decode_command(txn, store._dbs["log"], store.frames, "ghost", row))
 
 
 def test_a_row_of_neither_shape_is_corrupt(store: EventStore) -> None:
     bad = msgspec.msgpack.encode((b"f", 1))
     with pytest.raises(CorruptLog, match="2 fields"):
-        store.read(lambda txn: decode_command(txn, store._dbs["log"], "bad", bad))
+        store.read(lambda txn: decode_command(txn, store._dbs["log"], store.frames, "bad", bad))
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +124,6 @@ def test_every_row_decodes_to_the_record_it_encodes(
             envelope = codec.encode_record(last, stream_id, "order", version, event, 1, "cmd")
             txn.put(last.to_bytes(8, "big"), envelope, db=log_db)
         row = encode_command(record)
-        assert decode_command(txn, log_db, "cmd", row) == record
+        assert decode_command(txn, log_db, LogFrames(lambda: None), "cmd", row) == record
         assert command_span(row) == (start, last)
         txn.abort()

@@ -89,7 +89,7 @@ def test_a_layout_2_directory_opens_packed_and_reads_back_identically(
     assert table(layout2_dir, "streams") == {}
     assert len(index_entries(layout2_dir)) == expected["head"]
     assert (
-        table(layout2_dir, "meta")[b"layout"] == LAYOUT.to_bytes(8, "big") == (3).to_bytes(8, "big")
+        table(layout2_dir, "meta")[b"layout"] == LAYOUT.to_bytes(8, "big") == (4).to_bytes(8, "big")
     )
 
 
