@@ -37,7 +37,7 @@ from _workload import order_workload
 from actors import Engine
 from domain.orders import OrderCommand
 
-__all__ = ["lmdb_bytes", "main", "run"]
+__all__ = ["lmdb_bytes", "main", "run", "table_bytes"]
 
 BENCH: Final = "growth"
 ADDS: Final = 8
@@ -53,24 +53,30 @@ def _label(orders: int) -> str:
 
 def lmdb_bytes(directory: Path) -> tuple[int, int]:
     """Return (bytes in pages LMDB uses, bytes the data file occupies on disk) of one env."""
+    used = sum(table_bytes(directory).values())
+    on_disk = (directory / "data.mdb").stat().st_blocks * 512
+    return used, on_disk
+
+
+def table_bytes(directory: Path) -> dict[str, int]:
+    """Return the bytes of the pages each table of one env uses (``""``: LMDB's main table)."""
     env = lmdb.open(str(directory), readonly=True, lock=False, max_dbs=256, subdir=True)
     try:
         page = env.stat()["psize"]
-        used = 0
+        stats = {"": env.stat()}
         with env.begin() as txn:
-            stats = [env.stat()]
             for name, _ in txn.cursor():
                 try:
                     db = env.open_db(name, txn=txn, create=False)
                 except lmdb.Error:
                     continue  # a plain key of the main table, not a named table
-                stats.append(txn.stat(db))
-        for stat in stats:
-            used += (stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]) * page
+                stats[name.decode(errors="replace")] = txn.stat(db)
     finally:
         env.close()
-    on_disk = (directory / "data.mdb").stat().st_blocks * 512
-    return used, on_disk
+    return {
+        name: (stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]) * page
+        for name, stat in stats.items()
+    }
 
 
 def _run_one(commands: Sequence[OrderCommand], *, views: bool) -> dict[str, float]:
@@ -88,8 +94,12 @@ def _run_one(commands: Sequence[OrderCommand], *, views: bool) -> dict[str, floa
                 engine.wait_for_views(timeout=600)
             events = engine.store.head()
         used, on_disk = lmdb_bytes(path)
+        tables = {name: size / events for name, size in table_bytes(path).items()}
         snapshots = 0
         if views:
+            tables |= {
+                f"views/{name}": size / events for name, size in table_bytes(path / "views").items()
+            }
             views_used, views_disk = lmdb_bytes(path / "views")
             used += views_used
             on_disk += views_disk
@@ -100,6 +110,8 @@ def _run_one(commands: Sequence[OrderCommand], *, views: bool) -> dict[str, floa
         "bytes_used_per_event": used / events,
         "bytes_on_disk_per_event": on_disk / events,
         "snapshot_bytes_per_event": snapshots / events,
+        # Per table (LMDB pages in use), to see where the bytes go.
+        **{f"bytes_per_event[{name}]": size for name, size in tables.items()},
     }
 
 
