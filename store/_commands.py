@@ -1,4 +1,10 @@
-"""Rows of the idempotency table (``commands``): what each command id committed.
+"""Keys and rows of the idempotency table (``commands``): what each command id committed.
+
+A key is the command id: ``0x00`` + its 16 bytes when it is a uuid in canonical lowercase text
+(``domain.ids.new_id`` makes these), else its UTF-8 (which never starts with ``0x00``: the store
+refuses command ids with NUL). 17 bytes instead of 36 for the common id: ~25 B per command on
+disk. Byte order is kept (hex digits sort as the bytes they spell), so time-ordered ids still
+append. Directories of layout 3 and older are re-keyed at open (:mod:`store._command_keys`).
 
 A row is a msgpack array in one of two shapes:
 
@@ -16,6 +22,7 @@ Both end with ``first, last``: the idempotency retention reads only those
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -27,8 +34,11 @@ if TYPE_CHECKING:
     from store._env import Database, Txn
     from store._frames import LogFrames
 
-__all__ = ["command_span", "decode_command", "encode_command"]
+__all__ = ["command_id_of", "command_key", "command_span", "decode_command", "encode_command"]
 
+_PACKED: Final = b"\x00"
+_UUID_TEXT_LENGTH: Final = 36
+_UUID_TEXT: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _DECODER: Final = msgspec.msgpack.Decoder(list[Any])
 _SHORT: Final = 3
@@ -44,6 +54,25 @@ class _Envelope(msgspec.Struct, array_like=True, frozen=True, gc=False):
 
 
 _ENVELOPE: Final = msgspec.msgpack.Decoder(_Envelope)
+
+
+def command_key(command_id: str) -> bytes:
+    """Return the key of a command id (see the module docstring).
+
+    Raises:
+        UnicodeEncodeError: ``command_id`` is not valid UTF-8 (the store refuses it first).
+    """
+    if len(command_id) == _UUID_TEXT_LENGTH and _UUID_TEXT.fullmatch(command_id) is not None:
+        return _PACKED + bytes.fromhex(command_id.replace("-", ""))
+    return command_id.encode()
+
+
+def command_id_of(key: bytes) -> str:
+    """Return the command id whose :func:`command_key` is ``key``."""
+    if key[:1] == _PACKED and len(key) == 17:  # noqa: PLR2004 - the marker and 16 uuid bytes
+        digits = key[1:].hex()
+        return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+    return key.decode()
 
 
 def encode_command(record: CommandRecord) -> bytes:

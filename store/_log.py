@@ -42,7 +42,7 @@ from domain.errors import (
     InvalidCommand,
 )
 from store._codec import Codec
-from store._commands import decode_command, encode_command
+from store._commands import command_id_of, command_key, decode_command, encode_command
 from store._records import CommandRecord, Committed, StreamAppend
 from store._snapshots import encode_snapshot
 
@@ -139,7 +139,16 @@ def _name_bytes(value: str, owner: str, rule: str, what: str) -> bytes:
 
 
 def _command_key(stream_id: str, command_id: str) -> bytes:
-    return _utf8_key(command_id, stream_id, "invalid_command_id", "command id")
+    """Return the key of a valid command id (see store._commands).
+
+    Raises:
+        InvalidCommand: The id is not valid UTF-8, holds NUL (a key starting with NUL is a
+            packed uuid) or is longer than 500 bytes.
+    """
+    if "\x00" in command_id:
+        raise InvalidCommand(stream_id, "invalid_command_id", "a command id must not contain NUL")
+    _utf8_key(command_id, stream_id, "invalid_command_id", "command id")
+    return command_key(command_id)
 
 
 def _utf8_key(value: str, owner: str, rule: str, what: str) -> bytes:
@@ -178,7 +187,7 @@ def top_command_key(appends: Sequence[StreamAppend]) -> bytes:
     top = b""
     for append in appends:
         try:
-            key = append.command_id.encode()
+            key = command_key(append.command_id)
         except UnicodeEncodeError:
             continue  # refused by the append itself: never recorded
         top = max(top, key)
@@ -272,7 +281,7 @@ def _prefetch(
     found = dict(txn.cursor(db=dbs["heads"]).getmulti(sorted(stream_keys)))
     batch.heads = {key: int.from_bytes(found.get(key, b""), "big") for key in stream_keys}
     for key, raw in txn.cursor(db=dbs["commands"]).getmulti(sorted(command_keys)):
-        command_id = bytes(key).decode()
+        command_id = command_id_of(bytes(key))
         batch.known_commands[command_id] = decode_command(txn, dbs["log"], frames, command_id, raw)
 
 
@@ -393,7 +402,7 @@ def _flush(txn: Txn, dbs: dict[str, Database], frames: LogFrames, batch: _Batch)
     if batch.commands:
         txn.cursor(db=dbs["commands"]).putmulti(
             [
-                (record.command_id.encode(), encode_command(record))
+                (command_key(record.command_id), encode_command(record))
                 for record in batch.commands.values()
             ]
         )

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 
 import msgspec
 
-from store._commands import command_span
+from store._commands import command_key, command_span
 from store._log import read_log_values
 
 if TYPE_CHECKING:
@@ -192,7 +192,7 @@ def prune_commands_in_txn(  # noqa: PLR0917 - internal: tables and bounds, in or
             break
         position = start + offset
         if stamp.command_id:
-            key = stamp.command_id.encode()
+            key = command_key(stamp.command_id)
             row = txn.get(key, db=commands)
             if row is not None:
                 first, last = command_span(row)

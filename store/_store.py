@@ -22,6 +22,7 @@ from domain.errors import EngineError
 from store import _checkpoints, _frames, _log, _retention, _snapshots, _upgrade
 from store._bounds import KeyBounds
 from store._codec import Codec
+from store._commands import command_key
 from store._env import ProcessLock, open_environment
 from store._frames import Dictionary, LogFrames
 from store._logging import get_logger
@@ -319,7 +320,8 @@ class EventStore(Transactions):
         makes, nearly always are) is answered without reading LMDB (see :mod:`store._bounds`).
         """
         try:
-            key = command_id.encode()
+            # NUL is refused in ids: the lookup below says so (b"" is never new).
+            key = b"" if "\x00" in command_id else command_key(command_id)
         except UnicodeEncodeError:
             key = b""  # invalid: the lookup below refuses it as it always did
         if self._bounds.command_is_new(key) and len(key) <= _log.MAX_KEY_BYTES:

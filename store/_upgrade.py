@@ -2,11 +2,11 @@
 
 Layouts: 1 (no ``layout`` key in ``meta``), streams keyed by id alone; 2, keyed by
 ``(stream_type, stream_id)`` (below); 3, the stream index packed into one LMDB key per stream
-(:mod:`store._index_upgrade`, run after the step to 2); 4, log values may be zstd frames with
-dictionaries in the ``dicts`` table (:mod:`store._frames`). The step to 4 rewrites nothing (the
-table is created at open; records are compressed from then on): its number is there so that an
-older engine refuses a directory whose records it could not read. The rest of this docstring is
-the step from 1 to 2.
+(:mod:`store._index_upgrade`, run after the step to 2); 4, uuid command ids keyed by their 16
+bytes (:mod:`store._command_keys`), and log values that may be zstd frames with dictionaries in
+the ``dicts`` table (:mod:`store._frames`: nothing to rewrite for those, the table is created at
+open and records are compressed from then on; an older engine refuses the directory by its
+layout number). The rest of this docstring is the step from 1 to 2.
 
 Until issue 10 (item 6) the per-stream tables were keyed by the stream id alone:
 ``heads`` (``stream_id`` -> version), ``streams`` (``stream_id + NUL + 8-byte version`` ->
@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from domain.errors import CorruptLog, EngineError, InvalidCommand
+from store._command_keys import COMMANDS_PROGRESS_KEY, pack_command_keys_step
 from store._index_upgrade import PACK_PROGRESS_KEY, PACKED, pack_index_step
 from store._log import stream_key
 from store._logging import get_logger
@@ -70,7 +71,8 @@ log = get_logger(__name__)
 
 LAYOUT: Final = 4
 """The layout this code writes: streams keyed by ``(stream_type, stream_id)`` (layout 2), their
-index packed (layout 3, :mod:`store._index_upgrade`), log values compressed (layout 4)."""
+index packed (layout 3, :mod:`store._index_upgrade`), uuid command ids packed and log values
+compressed (layout 4)."""
 REKEYED: Final = 2
 """The layout whose streams are keyed by ``(stream_type, stream_id)``."""
 BATCH_ENTRIES: Final = 10_000
@@ -105,6 +107,7 @@ class UpgradeReport(msgspec.Struct, kw_only=True):
         not_rekeyed: Streams left under their old keys, with the reason.
         orphan_snapshots: Old snapshots of no stream that were deleted.
         packed: Stream index rows moved to the packed index (layout 2 -> 3).
+        command_keys: Idempotency rows re-keyed by their uuid bytes (layout 3 -> 4).
         resumed: True when an interrupted upgrade was found and continued.
         done: True when the directory is now at :data:`LAYOUT`.
         seconds: Wall time of this run.
@@ -116,6 +119,7 @@ class UpgradeReport(msgspec.Struct, kw_only=True):
     not_rekeyed: list[tuple[str, str]] = msgspec.field(default_factory=list)
     orphan_snapshots: int = 0
     packed: int = 0
+    command_keys: int = 0
     resumed: bool = False
     done: bool = False
     seconds: float = 0.0
@@ -158,7 +162,11 @@ def upgrade_layout(
     report = UpgradeReport()
     report.resumed = (
         txns.read(
-            lambda txn: txn.get(_PROGRESS_KEY, db=meta) or txn.get(PACK_PROGRESS_KEY, db=meta)
+            lambda txn: (
+                txn.get(_PROGRESS_KEY, db=meta)
+                or txn.get(PACK_PROGRESS_KEY, db=meta)
+                or txn.get(COMMANDS_PROGRESS_KEY, db=meta)
+            )
         )
         is not None
     )
@@ -180,12 +188,19 @@ def upgrade_layout(
         moved, packed = txns.write(lambda txn: pack_index_step(txn, dbs, budget))
         report.packed += moved
         batches += 1
-    if packed:
-        txns.write(lambda txn: txn.put(_LAYOUT_KEY, LAYOUT.to_bytes(8, "big"), db=meta))
-        report.done = True
+    while packed and not report.done and (max_batches is None or batches < max_batches):
+        moved, report.done = txns.write(lambda txn: _command_keys_step(txn, dbs, budget))
+        report.command_keys += moved
+        batches += 1
     report.seconds = time.perf_counter() - started
+    if report.done:
+        _log_done(txns, report)
+    return report
+
+
+def _log_done(txns: Transactions, report: UpgradeReport) -> None:
     worked = report.streams or report.orphan_snapshots or report.not_rekeyed
-    if report.done and (worked or report.resumed):
+    if worked or report.resumed:
         log.info(
             "streams_rekeyed",
             path=str(txns.path),
@@ -197,7 +212,15 @@ def upgrade_layout(
             resumed=report.resumed,
             seconds=round(report.seconds, 6),
         )
-    if report.done and report.packed:
+    if report.command_keys:
+        log.info(
+            "command_keys_packed",
+            path=str(txns.path),
+            rows=report.command_keys,
+            resumed=report.resumed,
+            seconds=round(report.seconds, 6),
+        )
+    if report.packed:
         log.info(
             "stream_index_packed",
             path=str(txns.path),
@@ -205,7 +228,13 @@ def upgrade_layout(
             resumed=report.resumed,
             seconds=round(report.seconds, 6),
         )
-    return report
+
+
+def _command_keys_step(txn: Txn, dbs: dict[str, Database], budget: int) -> tuple[int, bool]:
+    moved, done = pack_command_keys_step(txn, dbs, budget)
+    if done:
+        txn.put(_LAYOUT_KEY, LAYOUT.to_bytes(8, "big"), db=dbs["meta"])
+    return moved, done
 
 
 def _add(total: UpgradeReport, step: UpgradeReport) -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from domain.errors import CorruptLog
 from domain.orders import OrderItemAdded
 from store import Codec, CommandRecord, EventStore, StreamAppend
-from store._commands import command_span, decode_command, encode_command
+from store._commands import command_key, command_span, decode_command, encode_command
 from store._frames import LogFrames
 
 
@@ -35,7 +35,7 @@ def append(stream_id: str, expected: int, count: int, command_id: str) -> Stream
 
 
 def raw_row(store: EventStore, command_id: str) -> bytes:
-    raw = store.read(lambda txn: txn.get(command_id.encode(), db=store._dbs["commands"]))
+    raw = store.read(lambda txn: txn.get(command_key(command_id), db=store._dbs["commands"]))
     assert raw is not None
     return bytes(raw)
 
