@@ -22,6 +22,7 @@ Both end with ``first, last``: the idempotency retention reads only those
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Any, Final
 
@@ -56,6 +57,9 @@ class _Envelope(msgspec.Struct, array_like=True, frozen=True, gc=False):
 _ENVELOPE: Final = msgspec.msgpack.Decoder(_Envelope)
 
 
+# Cached: one append keys its command id up to four times (the key bounds, the prefetch, the
+# duplicate check, the row's put), and a miss costs ~0.5 us against ~60 ns for a hit.
+@functools.lru_cache(maxsize=8192)
 def command_key(command_id: str) -> bytes:
     """Return the key of a command id (see the module docstring).
 
