@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from store._commands import command_key
+from store._walk import rows_after
 
 if TYPE_CHECKING:
     from store._env import Database, Txn
@@ -42,14 +43,7 @@ def pack_command_keys_step(txn: Txn, dbs: dict[str, Database], budget: int) -> t
     """
     meta, commands = dbs["meta"], dbs["commands"]
     after = txn.get(COMMANDS_PROGRESS_KEY, db=meta)
-    cursor = txn.cursor(db=commands)
-    found = cursor.set_range(after or _FIRST_TEXT_KEY)
-    if found and after is not None and cursor.key() == after:
-        found = cursor.next()
-    rows: list[tuple[bytes, bytes]] = []
-    while found and len(rows) < budget:
-        rows.append((bytes(cursor.key()), bytes(cursor.value())))
-        found = cursor.next()
+    rows, found = rows_after(txn, commands, after, budget, start=_FIRST_TEXT_KEY)
     moved = 0
     for key, value in rows:
         packed = command_key(key.decode())  # keys were checked UTF-8 when written

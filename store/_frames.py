@@ -19,7 +19,7 @@ one ``multi_*_to_buffer`` call per batch and per dictionary.
 Writing: records are stored plain until the first dictionary exists; :meth:`LogFrames.install`
 publishes a new one only after its own transaction committed, so a frame never names a
 dictionary that a reader of the same snapshot cannot find. Dictionaries are never deleted: old
-records keep theirs.
+records keep theirs. When a dictionary is trained is :mod:`store._training`'s business.
 """
 
 from __future__ import annotations
@@ -39,28 +39,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DICTIONARY_BYTES",
-    "FIRST_TRAINING",
-    "MIN_GAIN",
-    "RETRAIN_FACTOR",
-    "SAMPLES",
     "Dictionary",
     "LogFrames",
     "compressed_size",
-    "sample_log",
     "train",
 ]
 
-FIRST_TRAINING: Final = 10_000
-"""The head at which the first dictionary is trained (enough records to be representative)."""
-RETRAIN_FACTOR: Final = 16
-"""A new dictionary is tried once the head is this many times the last one's ``trained_at``
-(10k, 160k, 2.56M...): the records of a young log may not show every kind of event yet."""
-SAMPLES: Final = 8_000
-"""Most records a dictionary is trained on, taken at even strides over the whole log."""
 DICTIONARY_BYTES: Final = 16_384
 """Size of a trained dictionary (measured: 8-64 KiB compress order events alike)."""
-MIN_GAIN: Final = 0.9
-"""A candidate is installed only if it makes the samples at most 0.9x their current size."""
 _LEVEL: Final = 3
 
 _MAGIC: Final = b"\x28"  # first byte of the zstd frame magic (28 b5 2f fd)
@@ -128,14 +114,6 @@ def train(samples: Sequence[bytes], dict_id: int, trained_at: int) -> Dictionary
     except zstandard.ZstdError:
         return None  # too few or too uniform samples: stay as we are
     return Dictionary(dict_id, trained_at, data.as_bytes())
-
-
-def sample_log(txn: Txn, log_db: Database, frames: LogFrames, head: int) -> list[bytes]:
-    """Return up to :data:`SAMPLES` plain envelopes at even strides over positions 1..head."""
-    positions = range(1, head + 1, max(1, head // SAMPLES))
-    keys = [position.to_bytes(8, "big") for position in positions]
-    found = txn.cursor(db=log_db).getmulti(keys)
-    return frames.expand(txn, [bytes(value) for _, value in found], positions)
 
 
 def compressed_size(dictionary: Dictionary | None, samples: Sequence[bytes]) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from store._log import index_entry
+from store._walk import rows_after
 
 if TYPE_CHECKING:
     from store._env import Database, Txn
@@ -48,15 +49,7 @@ def pack_index_step(txn: Txn, dbs: dict[str, Database], budget: int) -> tuple[in
         How many rows it moved, and whether the layout is now :data:`PACKED`.
     """
     meta = dbs["meta"]
-    after = txn.get(PACK_PROGRESS_KEY, db=meta)
-    cursor = txn.cursor(db=dbs["streams"])
-    found = cursor.set_range(after) if after else cursor.first()
-    if found and after is not None and cursor.key() == after:
-        found = cursor.next()
-    rows: list[tuple[bytes, bytes]] = []
-    while found and len(rows) < budget:
-        rows.append((bytes(cursor.key()), bytes(cursor.value())))
-        found = cursor.next()
+    rows, found = rows_after(txn, dbs["streams"], txn.get(PACK_PROGRESS_KEY, db=meta), budget)
     if rows:
         entries = [
             (key[:-_SUFFIX], index_entry(int.from_bytes(key[-8:], "big"), value))

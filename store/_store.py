@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, Self
 import lmdb
 
 from domain.errors import EngineError
-from store import _checkpoints, _frames, _log, _retention, _snapshots, _upgrade
+from store import _checkpoints, _log, _retention, _snapshots, _upgrade
 from store._bounds import KeyBounds
 from store._codec import Codec
 from store._commands import command_key
@@ -36,6 +36,7 @@ from store._records import (
     StreamAppend,
 )
 from store._retention import IdempotencyStats, PruneResult
+from store._training import DictionaryTraining
 from store._txns import Transactions
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class EventStore(Transactions):
         self._head = self.read(lambda txn: _log.last_position(txn, self._dbs["log"]))
         self.frames = LogFrames(lambda: self._dbs["dicts"])
         self.read(self.frames.load)
-        self._next_training = 0  # a candidate no better than the current dictionary defers
+        self._training = DictionaryTraining(self, self._dbs, self.frames)
         # Bounds of the idempotency and heads tables' keys: lookups above them need no read.
         self._bounds = KeyBounds(self.read, self._dbs)
 
@@ -336,59 +337,18 @@ class EventStore(Transactions):
     def train_dictionary_if_due(self) -> Dictionary | None:
         """Train a compression dictionary if the log grew enough since the last one.
 
-        Due at :data:`~store._frames.FIRST_TRAINING` events, then whenever the head reaches
-        :data:`~store._frames.RETRAIN_FACTOR` times the current dictionary's ``trained_at``.
-        The engine's housekeeping thread calls it; see :meth:`train_dictionary`.
+        The engine's housekeeping thread calls it; see :mod:`store._training`.
         """
-        current = self.frames.current
-        due = _frames.FIRST_TRAINING
-        if current is not None:
-            due = current.trained_at * _frames.RETRAIN_FACTOR
-        if self._head < max(due, self._next_training):
-            return None
-        return self.train_dictionary()
+        return self._training.if_due(self._head)
 
     def train_dictionary(self) -> Dictionary | None:
         """Train a dictionary on records sampled over the whole log; install it if it pays.
 
-        It is installed (stored, then used for every record appended after) only if it makes
-        the samples at most 0.9x the size the current dictionary does; otherwise the next try
-        waits until the log doubled. Records already written keep their form. Safe beside the
-        writer: the sampling reads a snapshot, the training holds no transaction (zstd releases
-        the GIL), and the row is written in a transaction of its own.
-
         Returns:
-            The dictionary installed, or None.
+            The dictionary installed, or None (see :meth:`DictionaryTraining.now
+            <store._training.DictionaryTraining.now>`).
         """
-        head = self._head
-        log_db, frames = self._dbs["log"], self.frames
-        self._next_training = 2 * head
-        if head == 0:
-            return None
-        samples = self.read(lambda txn: _frames.sample_log(txn, log_db, frames, head))
-        current = frames.current
-        candidate = _frames.train(samples, 1 if current is None else current.dict_id + 1, head)
-        if candidate is None:
-            log.info("log_dictionary_untrainable", head=head, samples=len(samples))
-            return None
-        before = _frames.compressed_size(current, samples)
-        after = _frames.compressed_size(candidate, samples)
-        if after > before * _frames.MIN_GAIN:
-            log.info("log_dictionary_kept", head=head, bytes_now=before, bytes_candidate=after)
-            return None
-        dicts = self._dbs["dicts"]
-        self.write(lambda txn: txn.put(candidate.key(), candidate.row(), db=dicts))
-        frames.install(candidate)
-        log.info(
-            "log_dictionary_trained",
-            dict_id=candidate.dict_id,
-            head=head,
-            samples=len(samples),
-            plain_bytes=sum(map(len, samples)),
-            bytes_before=before,
-            bytes_after=after,
-        )
-        return candidate
+        return self._training.now(self._head)
 
     # ------------------------------------------------------------ snapshots
 

@@ -212,22 +212,18 @@ def _log_done(txns: Transactions, report: UpgradeReport) -> None:
             resumed=report.resumed,
             seconds=round(report.seconds, 6),
         )
-    if report.command_keys:
-        log.info(
-            "command_keys_packed",
-            path=str(txns.path),
-            rows=report.command_keys,
-            resumed=report.resumed,
-            seconds=round(report.seconds, 6),
-        )
-    if report.packed:
-        log.info(
-            "stream_index_packed",
-            path=str(txns.path),
-            entries=report.packed,
-            resumed=report.resumed,
-            seconds=round(report.seconds, 6),
-        )
+    for event, field, count in (
+        ("command_keys_packed", "rows", report.command_keys),
+        ("stream_index_packed", "entries", report.packed),
+    ):
+        if count:
+            log.info(
+                event,
+                path=str(txns.path),
+                resumed=report.resumed,
+                seconds=round(report.seconds, 6),
+                **{field: count},
+            )
 
 
 def _command_keys_step(txn: Txn, dbs: dict[str, Database], budget: int) -> tuple[int, bool]:

@@ -33,7 +33,7 @@ def stored_forms(engine: Engine) -> list[bool]:
 def test_the_engine_trains_a_dictionary_when_due_and_every_read_path_sees_the_same_events(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("store._frames.FIRST_TRAINING", 60)
+    monkeypatch.setattr("store._training.FIRST_TRAINING", 60)
     orders = [new_id() for _ in range(30)]
     with open_engine(tmp_path, views=None) as engine:  # the default views
         for order_id in orders:

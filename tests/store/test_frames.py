@@ -164,7 +164,7 @@ def test_a_candidate_no_better_than_the_current_dictionary_is_not_installed(
 def test_training_is_due_at_the_first_threshold_then_at_sixteen_times(
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("store._frames.FIRST_TRAINING", 50)
+    monkeypatch.setattr("store._training.FIRST_TRAINING", 50)
     fill(store, 24, 2, "a")
     assert store.train_dictionary_if_due() is None  # 48 < 50
     fill(store, 1, 2, "b")
