@@ -439,6 +439,7 @@ class Engine:
         head = self._store.head()
         views = self._read.status(head)
         idempotency = self._store.idempotency_stats()
+        dictionary = self._store.frames.current
         return EngineStatus(
             head=head,
             views=views,
@@ -455,6 +456,7 @@ class Engine:
             idempotency_oldest=(
                 None if idempotency.oldest is None else idempotency.oldest / 1_000_000_000
             ),
+            log_dictionary=0 if dictionary is None else dictionary.dict_id,
         )
 
 

@@ -30,6 +30,9 @@ class EngineStatus(msgspec.Struct, frozen=True):
         idempotency_entries: Command ids the idempotency table answers for (its rows).
         idempotency_oldest: Unix time (seconds, UTC) of the oldest command it may still
             answer for (the first event past the pruning cursor), or None when it is empty.
+        log_dictionary: Id of the zstd dictionary new log records are compressed with (0: they
+            are stored plain, until the first is trained at 10k events; see
+            ``store._training``). Over shards: the lowest, so 0 while any shard is plain.
         sagas: Per saga: position, lag, health (``state`` ok / retrying, ``error``,
             ``attempts``) and the commands it issued and had rejected (see ``SagaStatus``).
         projection: The projection process (``Engine.open(projection="process")``): state,
@@ -47,5 +50,6 @@ class EngineStatus(msgspec.Struct, frozen=True):
     views_recovered: str = ""
     idempotency_entries: int = 0
     idempotency_oldest: float | None = None
+    log_dictionary: int = 0
     sagas: dict[str, SagaStatus] = msgspec.field(default_factory=dict)
     projection: ProjectionStatus | None = None

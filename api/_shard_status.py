@@ -46,6 +46,7 @@ def combine_status(statuses: Mapping[int, EngineStatus]) -> EngineStatus:
         views_recovered=_errors((shard, s.views_recovered) for shard, s in shards),
         idempotency_entries=sum(s.idempotency_entries for s in every),
         idempotency_oldest=min(oldest) if oldest else None,
+        log_dictionary=min(s.log_dictionary for s in every),
         sagas=_combine(shards, lambda s: s.sagas, _saga),
     )
 

@@ -148,6 +148,7 @@ def status_tables(status: EngineStatus) -> Sequence[Table]:
             ("file_size", _size(status.file_size)),
             ("idempotency_entries", status.idempotency_entries),
             ("idempotency_oldest", _unix(status.idempotency_oldest)),
+            ("log_dictionary", status.log_dictionary or "none (records stored plain)"),
         ],
     )
     views = Table(title="Views", title_justify="left")

@@ -146,6 +146,7 @@ def test_status_prints_tables_by_default(populated: tuple[Path, str]) -> None:
         "file_size",
         "idempotency_entries",
         "idempotency_oldest",
+        "log_dictionary",
     ):
         assert word in result.stdout
 

@@ -40,7 +40,9 @@ def test_the_engine_trains_a_dictionary_when_due_and_every_read_path_sees_the_sa
             engine.execute(create(order_id))
             engine.execute(add(order_id, "pear"))
             engine.execute(add(order_id, "plum"))
+        assert engine.status().log_dictionary == 0
         wait_until(lambda: engine.store.frames.current is not None)
+        assert engine.status().log_dictionary == 1
         for order_id in orders:  # each aggregate appends after the dictionary came
             engine.execute(add(order_id, "fig", quantity=2))
         head = engine.store.head()
