@@ -54,6 +54,7 @@ _FIRST: Final = operator.itemgetter(slice(0, 1))  # b"" for an empty (corrupt) v
 _MULTI: Final = zstandard.backend == "cext"  # the batch calls exist in the C backend only
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _ROW: Final = msgspec.msgpack.Decoder(tuple[int, bytes])
+_NO_FRAMES: Final = 2**64  # above every position: a log without dictionaries is all plain
 
 
 class Dictionary(msgspec.Struct, frozen=True):
@@ -133,10 +134,17 @@ class LogFrames:
     Args:
         dicts_db: Returns the ``dicts`` table, or None while it does not exist (a follower of a
             directory whose writer has not created it yet).
+        complete: This object sees every dictionary of its log: it loaded them all and installs
+            each new one itself (the store that writes the log). Reads of positions up to the
+            first dictionary's ``trained_at`` then skip the per-record check (all plain: records
+            are compressed only after a dictionary is installed). A follower is not complete.
     """
 
-    def __init__(self, dicts_db: Callable[[], Database | None]) -> None:
+    def __init__(self, dicts_db: Callable[[], Database | None], *, complete: bool = False) -> None:
         self._dicts_db = dicts_db
+        self._complete = complete
+        # Positions up to this one are plain (complete objects only; 0: check every record).
+        self._plain_up_to = _NO_FRAMES if complete else 0
         self._known: dict[int, Dictionary] = {}
         self._pools: dict[int, list[zstandard.ZstdDecompressor]] = {}
         self._lock = threading.Lock()  # guards _known and _pools' creation, not their use
@@ -161,12 +169,20 @@ class LogFrames:
             newest = dictionary
         if newest is not None:
             self._writing = (newest, _compressor(newest))
+        self._mark_plain()
 
     def install(self, dictionary: Dictionary) -> None:
         """Compress new records with ``dictionary``, whose row has committed."""
         with self._lock:
             self._known[dictionary.dict_id] = dictionary
+        self._mark_plain()
         self._writing = (dictionary, _compressor(dictionary))
+
+    def _mark_plain(self) -> None:
+        if self._complete:
+            with self._lock:
+                known = list(self._known.values())
+            self._plain_up_to = min((d.trained_at for d in known), default=_NO_FRAMES)
 
     def compress(self, values: list[bytes]) -> list[bytes]:
         """Return ``values`` compressed with the current dictionary (as they are without one)."""
@@ -182,7 +198,7 @@ class LogFrames:
             CorruptLog: A frame names a dictionary the table does not hold, or does not
                 decompress; ``.position`` names it.
         """
-        if not values or _MAGIC not in map(_FIRST, values):
+        if not values or positions[-1] <= self._plain_up_to or _MAGIC not in map(_FIRST, values):
             return values
         firsts = list(map(_FIRST, values))
         if firsts.count(_MAGIC) == len(values):

@@ -97,7 +97,7 @@ class EventStore(Transactions):
         self._lock = lock
         _upgrade.upgrade_layout(self, self._dbs, codec)
         self._head = self.read(lambda txn: _log.last_position(txn, self._dbs["log"]))
-        self.frames = LogFrames(lambda: self._dbs["dicts"])
+        self.frames = LogFrames(lambda: self._dbs["dicts"], complete=True)
         self.read(self.frames.load)
         self._training = DictionaryTraining(self, self._dbs, self.frames)
         # Bounds of the idempotency and heads tables' keys: lookups above them need no read.
