@@ -55,6 +55,7 @@ _MULTI: Final = zstandard.backend == "cext"  # the batch calls exist in the C ba
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _ROW: Final = msgspec.msgpack.Decoder(tuple[int, bytes])
 _NO_FRAMES: Final = 2**64  # above every position: a log without dictionaries is all plain
+_MAX_RECORD: Final = 1 << 30  # no record is larger (events are refused long before that)
 
 
 class Dictionary(msgspec.Struct, frozen=True):
@@ -205,7 +206,7 @@ class LogFrames:
             dict_id = _frame_dict(values[0], positions[0])
             try:
                 return self._decompress(txn, dict_id, values, positions[0])
-            except zstandard.ZstdError:
+            except (zstandard.ZstdError, MemoryError):
                 pass  # several dictionaries in this batch, or a bad frame: one by one below
         return self._expand_mixed(txn, values, positions, firsts)
 
@@ -227,7 +228,7 @@ class LogFrames:
             frames = [values[index] for index in indexes]
             try:
                 plain = self._decompress(txn, dict_id, frames, positions[indexes[0]])
-            except zstandard.ZstdError:
+            except (zstandard.ZstdError, MemoryError):
                 plain = [
                     self._one(txn, dict_id, values[index], positions[index]) for index in indexes
                 ]
@@ -236,6 +237,10 @@ class LogFrames:
         return out
 
     def _one(self, txn: Txn, dict_id: int, frame: bytes, position: int) -> bytes:
+        # A damaged header may claim any size: zstd would try to allocate it (MemoryError).
+        size = zstandard.get_frame_parameters(frame).content_size
+        if size > _MAX_RECORD:
+            raise CorruptLog(position, f"the compressed record claims {size} bytes: damaged")
         try:
             return self._decompress(txn, dict_id, [frame], position)[0]
         except zstandard.ZstdError as error:

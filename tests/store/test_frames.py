@@ -239,3 +239,25 @@ def test_expand_returns_every_value_whatever_the_mix_of_forms(
         assert expanded == [b"\x99" + data for _, data in mix]
     finally:
         env.close()
+
+
+def test_a_frame_whose_header_claims_a_huge_size_raises_corrupt_log_not_memory_error(
+    store: EventStore,
+) -> None:
+    fill(store, 20, 2, "a")
+    assert store.train_dictionary() is not None
+    fill(store, 20, 2, "b")
+    good = stored_values(store)[60]
+    descriptor = good[4]
+    dict_id_bytes = (0, 1, 2, 4)[descriptor & 0b11]
+    single_segment = descriptor >> 5 & 1
+    fcs_bytes = (single_segment, 2, 4, 8)[descriptor >> 6]
+    window = 0 if single_segment else 1
+    body = good[5 + window + dict_id_bytes + fcs_bytes :]
+    # The same frame, its content size field widened to 8 bytes that claim ~2**63 bytes.
+    claimed = bytes([descriptor | 0b1100_0000]) + good[5 : 5 + window + dict_id_bytes]
+    damaged = good[:4] + claimed + (2**63).to_bytes(8, "little") + body
+    overwrite(store, 60, damaged)
+    with pytest.raises(CorruptLog) as raised:
+        everything(store)
+    assert raised.value.position == 60
