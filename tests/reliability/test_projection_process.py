@@ -91,6 +91,20 @@ def test_process_mode_answers_the_order_queries_exactly_as_in_process_mode(
     assert answers[0][0].total_orders == 40
 
 
+def test_the_projection_process_projects_compressed_log_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The engine's process trains the dictionary (early here); the child only reads the log.
+    monkeypatch.setattr("store._training.FIRST_TRAINING", 60)
+    with Engine.open(tmp_path / "data", projection="process", view_backends=ALL_LMDB) as engine:
+        run_all(engine, all_commands("plain", 20))
+        wait_until(lambda: engine.status().log_dictionary == 1)
+        head = run_all(engine, all_commands("packed", 20))
+        assert engine.wait_for_views(head, timeout=30)
+        assert engine.status().projection is not None
+        check_views_match_rebuild(engine, check_log(engine.store))
+
+
 def test_read_your_writes_holds_in_process_mode(tmp_path: Path) -> None:
     with Engine.open(tmp_path / "data", projection="process", view_backends=ALL_LMDB) as engine:
         for command in all_commands("ryw", 12):
