@@ -68,6 +68,8 @@ class Engine:
         self._registries: list[AggregateRegistry] = parts["registries"]
         self._read: ReadSide = parts["read"]
         self._gate = InFlightGate(parts["max_in_flight"])
+        # One bound method for every command's callback, not a new one each (a GC object).
+        self._leave_gate = self._gate.leave
         self._idempotency: Idempotency = parts["idempotency"]
         self._retention: Retention = parts["retention"]
         self._sagas: Sagas = parts["sagas"]
@@ -289,7 +291,7 @@ class Engine:
         self, registry: AggregateRegistry, aggregate_id: str, command: Any
     ) -> DispatcherFuture[CommandResult]:
         future: DispatcherFuture[CommandResult] = DispatcherFuture()
-        future.add_done_callback(self._gate.leave)
+        future.add_done_callback(self._leave_gate)
         try:
             print_ = fingerprint(command)
         except BaseException:

@@ -18,6 +18,7 @@ the writer's duplicate path, and a racing copy), each with its own failure modes
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -147,7 +148,9 @@ class Idempotency:
             else:
                 original[1].add_done_callback(lambda done: _copy(done, future))
             return False
-        future.add_done_callback(lambda done: self._forget(command_id, done))
+        # A partial, not a lambda: one object for the collector instead of a function and two
+        # cells, for every command in flight (see actors._registry.tune_collector).
+        future.add_done_callback(functools.partial(self._forget, command_id))
         try:
             record = self._store.lookup_command(command_id)
         except Exception as error:  # noqa: BLE001 - typed for the caller, who may retry

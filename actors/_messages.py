@@ -60,8 +60,12 @@ class CommandResult(msgspec.Struct, frozen=True):
     shard: int = 0
 
 
-class Execute(msgspec.Struct, frozen=True):
-    """Engine -> aggregate: run ``command`` and resolve ``reply`` when it is committed."""
+class Execute(msgspec.Struct, frozen=True, gc=False):
+    """Engine -> aggregate: run ``command`` and resolve ``reply`` when it is committed.
+
+    Untracked by the cyclic collector (``gc=False``): one per command in flight, and nothing it
+    holds can refer back to it (a command, its future, a fingerprint).
+    """
 
     command: Any
     reply: pykka.Future[CommandResult]

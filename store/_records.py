@@ -26,8 +26,11 @@ Durability = Literal["sync", "async"]
 survives a crash of the process, the last commits may be lost if the OS crashes."""
 
 
-class StreamAppend(msgspec.Struct, kw_only=True):
+class StreamAppend(msgspec.Struct, kw_only=True, gc=False):
     """One command's events for one stream, appended atomically with an expected-version check.
+
+    Untracked by the cyclic collector (``gc=False``): one per command in flight, and what it
+    holds (ids, events, bytes) never refers back to it.
 
     Attributes:
         stream_id: The stream (aggregate id); UTF-8, no NUL.
