@@ -198,9 +198,31 @@ class LogFollower(ReadOnlyEnv):
         super().__init__(path)
         self.codec = codec
         # Dictionaries are read when a frame first names one (the writer adds them over time).
-        # The table's handle must be open before the read transaction that uses it begins
-        # (LMDB), so read_all opens it first; the writer creates it at its own open.
-        self.frames = LogFrames(lambda: self._dbs.get("dicts"))
+        # Handles are opened here, before any other thread reads this environment: LMDB forbids
+        # opening one while another transaction of the process is open (see _dictionary_row).
+        self.frames = LogFrames(lambda: self._dbs.get("dicts"), reread=self._dictionary_row)
+        for table in ("log", "dicts", "checkpoints", "parked"):
+            self.db(table)  # None while the writer has not created it: retried on first use
+
+    def _dictionary_row(self, dict_id: int) -> bytes | None:
+        # A handle opened in this transaction, not the cached one: a handle opened while another
+        # thread of this process had a transaction open can keep the table's state of that
+        # moment (seen: the projection child's cached handle showed `dicts` empty while a handle
+        # opened in the same transaction showed its row).
+        key = dict_id.to_bytes(4, "big")
+
+        def fresh(txn: Txn) -> bytes | None:
+            try:
+                db = self.env.open_db(b"dicts", txn=txn, create=False)
+            except lmdb.NotFoundError:
+                return None
+            raw = txn.get(key, db=db)
+            return None if raw is None else bytes(raw)
+
+        raw = self.read(fresh)
+        if raw is not None:
+            log.warning("log_dictionary_read_late", path=str(self.path), dict_id=dict_id)
+        return raw
 
     def head(self) -> int:
         """Return the last committed position, read from LMDB now."""
