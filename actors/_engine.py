@@ -10,14 +10,14 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 
 import pykka
 
 from actors._admission import admit, fingerprint
 from actors._assembly import assemble, take_apart
 from actors._dispatch import Dispatcher
-from actors._future import DispatcherFuture, bridge
+from actors._future import CommandFuture, DispatcherFuture, bridge
 from actors._gate import InFlightGate
 from actors._housekeeping import Housekeeper
 from actors._idempotency import Idempotency
@@ -69,7 +69,7 @@ class Engine:
         self._read: ReadSide = parts["read"]
         self._gate = InFlightGate(parts["max_in_flight"])
         # One bound method for every command's callback, not a new one each (a GC object).
-        self._leave_gate = self._gate.leave
+        self._settled = self._settle
         self._idempotency: Idempotency = parts["idempotency"]
         self._retention: Retention = parts["retention"]
         self._sagas: Sagas = parts["sagas"]
@@ -284,14 +284,19 @@ class Engine:
             raise CommandTimeout(command.command_id, timeout, "accepted (engine busy)")
         return self._dispatch(registry, aggregate_id, command)
 
+    def _settle(self, future: DispatcherFuture[CommandResult]) -> None:
+        # The one callback of every command's future, a CommandFuture (see there).
+        self._gate.leave()
+        self._idempotency.settled(cast("CommandFuture[CommandResult]", future).command_id, future)
+
     def _route(self, command: Any) -> tuple[AggregateRegistry, str]:
         return admit(self._routes, command)
 
     def _dispatch(
         self, registry: AggregateRegistry, aggregate_id: str, command: Any
     ) -> DispatcherFuture[CommandResult]:
-        future: DispatcherFuture[CommandResult] = DispatcherFuture()
-        future.add_done_callback(self._leave_gate)
+        future: CommandFuture[CommandResult] = CommandFuture(command.command_id)
+        future.add_done_callback(self._settled)
         try:
             print_ = fingerprint(command)
         except BaseException:

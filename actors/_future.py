@@ -21,7 +21,7 @@ from pykka._types import OptExcInfo
 
 from store import get_logger
 
-__all__ = ["DispatcherFuture", "StopFlag", "bridge"]
+__all__ = ["CommandFuture", "DispatcherFuture", "StopFlag", "bridge"]
 
 T = TypeVar("T")
 
@@ -152,6 +152,22 @@ class DispatcherFuture(pykka.Future[T]):
         except Exception:
             # The resolving thread is a dispatcher worker: a bad callback must not kill it.
             log.exception("future_callback_failed", callback=repr(fn))
+
+
+class CommandFuture(DispatcherFuture[T]):
+    """The future of one submitted command: a :class:`DispatcherFuture` that knows its id.
+
+    The engine gives every command's future one callback that both releases its in-flight
+    permit and ends its idempotency entry; it reads the id from here, so that no closure or
+    partial is made per command (objects the cyclic collector would walk while it is in flight).
+
+    Args:
+        command_id: The command's id.
+    """
+
+    def __init__(self, command_id: str) -> None:
+        super().__init__()
+        self.command_id = command_id
 
 
 class StopFlag(threading.Event):

@@ -18,7 +18,6 @@ the writer's duplicate path, and a racing copy), each with its own failure modes
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -109,7 +108,10 @@ class Idempotency:
     """The commands in flight by id (engine-wide), and the log's record of settled ones.
 
     An in-flight entry lives exactly from submit to settle, so it costs no memory in the
-    aggregates (a per-aggregate memory of recent ids cost ~0.7-2 KiB per live aggregate).
+    aggregates (a per-aggregate memory of recent ids cost ~0.7-2 KiB per live aggregate). The
+    caller ends it: it calls :meth:`settled` when the future it admitted resolves (the engine
+    does so from the one callback it gives every command's future: a callback per component
+    would be objects per command in flight for the cyclic collector to walk).
 
     Args:
         store: Where committed command ids are looked up (the write side's store, so a
@@ -119,11 +121,13 @@ class Idempotency:
     def __init__(self, store: RecordReader) -> None:
         self._store = store
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[bytes, DispatcherFuture[Any]]] = {}
+        # Two dicts, not one of (fingerprint, future) pairs: no tuple per command in flight.
+        self._futures: dict[str, DispatcherFuture[Any]] = {}
+        self._fingerprints: dict[str, bytes] = {}
 
     def __len__(self) -> int:
         """Return how many commands are in flight."""
-        return len(self._entries)
+        return len(self._futures)
 
     def admit(
         self,
@@ -136,21 +140,22 @@ class Idempotency:
 
         Otherwise ``future`` is answered here (now, or when the original settles): with the
         original's result, :class:`IdempotencyConflict` for a different command under the same
-        id, or a typed StorageError if the log could not be read.
+        id, or a typed StorageError if the log could not be read. Either way the caller calls
+        :meth:`settled` with ``command_id`` and ``future`` once ``future`` resolves.
         """
         with self._lock:
-            original = self._entries.get(command_id)
+            original = self._futures.get(command_id)
             if original is None:
-                self._entries[command_id] = (fingerprint, future)
+                self._futures[command_id] = future
+                self._fingerprints[command_id] = fingerprint
+            else:
+                original_print = self._fingerprints[command_id]
         if original is not None:
-            if original[0] != fingerprint:
+            if original_print != fingerprint:
                 fail(future, IdempotencyConflict(command_id))
             else:
-                original[1].add_done_callback(lambda done: _copy(done, future))
+                original.add_done_callback(lambda done: _copy(done, future))
             return False
-        # A partial, not a lambda: one object for the collector instead of a function and two
-        # cells, for every command in flight (see actors._registry.tune_collector).
-        future.add_done_callback(functools.partial(self._forget, command_id))
         try:
             record = self._store.lookup_command(command_id)
         except Exception as error:  # noqa: BLE001 - typed for the caller, who may retry
@@ -162,11 +167,12 @@ class Idempotency:
         answer_recorded(self._store, record, fingerprint, aggregate_id, future)
         return False
 
-    def _forget(self, command_id: str, future: DispatcherFuture[Any]) -> None:
+    def settled(self, command_id: str, future: DispatcherFuture[Any]) -> None:
+        """End the in-flight entry of ``command_id`` if ``future`` is the one it admitted."""
         with self._lock:
-            entry = self._entries.get(command_id)
-            if entry is not None and entry[1] is future:
-                del self._entries[command_id]
+            if self._futures.get(command_id) is future:
+                del self._futures[command_id]
+                del self._fingerprints[command_id]
 
 
 def _copy(source: DispatcherFuture[Any], target: DispatcherFuture[Any]) -> None:
