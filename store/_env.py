@@ -183,6 +183,10 @@ class ResizeGate:
             if self._readers == 0 and self._resizing:
                 self._cond.notify_all()
 
+    def held_here(self) -> bool:
+        """Return True if the calling thread is inside a read (it must not wait for readers)."""
+        return bool(getattr(self._local, "depth", 0))
+
     def exclusively(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` once no read transaction of this process is open, keeping new ones out.
 

@@ -141,27 +141,44 @@ class ReadOnlyEnv:
         if handle is not None:
             return handle
 
-        found: Database | None = None
-        while True:
-            self._gate.enter()
+        found: list[Database] = []
+        resized: list[bool] = []
+
+        def open_handle() -> None:
+            if self._closed:
+                raise EngineClosed(f"the follower of {self.path} is closed")
             try:
-                if self._closed:
-                    raise EngineClosed(f"the follower of {self.path} is closed")
                 # py-lmdb opens it in a read transaction of its own and keeps the handle (one
                 # opened in a transaction of ours would die with it).
-                found = self.env.open_db(name.encode(), create=False)
+                found.append(self.env.open_db(name.encode(), create=False))
             except lmdb.NotFoundError:
-                return None
-            except lmdb.MapResizedError:
                 pass
+            except lmdb.MapResizedError:
+                resized.append(True)
+
+        while True:
+            # LMDB forbids opening a handle while another transaction of the process is open:
+            # a handle the projection process opened lazily from one thread while another read
+            # kept showing the table as it was then (`dicts` empty, its records' dictionary
+            # "missing": ~1 run in 15 under load). So it is opened once this process's reads
+            # are done; a thread inside a read of its own cannot wait for that, and opens it
+            # as before.
+            if self._gate.held_here():
+                self._gate.enter()
+                try:
+                    open_handle()
+                finally:
+                    self._gate.leave()
             else:
+                self._gate.exclusively(open_handle)
+            if not resized:
                 break
-            finally:
-                self._gate.leave()
+            resized.clear()
             self._adopt_map_size()
-        if found is not None:
-            self._dbs[name] = found
-        return found
+        if found:
+            self._dbs[name] = found[0]
+            return found[0]
+        return None
 
     def checkpoint(self, view: str) -> int:
         """Return the checkpoint ``view`` in the ``checkpoints`` table (0 if none)."""
@@ -197,32 +214,9 @@ class LogFollower(ReadOnlyEnv):
     def __init__(self, path: str | os.PathLike[str], *, codec: Codec) -> None:
         super().__init__(path)
         self.codec = codec
-        # Dictionaries are read when a frame first names one (the writer adds them over time).
-        # Handles are opened here, before any other thread reads this environment: LMDB forbids
-        # opening one while another transaction of the process is open (see _dictionary_row).
-        self.frames = LogFrames(lambda: self._dbs.get("dicts"), reread=self._dictionary_row)
-        for table in ("log", "dicts", "checkpoints", "parked"):
-            self.db(table)  # None while the writer has not created it: retried on first use
-
-    def _dictionary_row(self, dict_id: int) -> bytes | None:
-        # A handle opened in this transaction, not the cached one: a handle opened while another
-        # thread of this process had a transaction open can keep the table's state of that
-        # moment (seen: the projection child's cached handle showed `dicts` empty while a handle
-        # opened in the same transaction showed its row).
-        key = dict_id.to_bytes(4, "big")
-
-        def fresh(txn: Txn) -> bytes | None:
-            try:
-                db = self.env.open_db(b"dicts", txn=txn, create=False)
-            except lmdb.NotFoundError:
-                return None
-            raw = txn.get(key, db=db)
-            return None if raw is None else bytes(raw)
-
-        raw = self.read(fresh)
-        if raw is not None:
-            log.warning("log_dictionary_read_late", path=str(self.path), dict_id=dict_id)
-        return raw
+        # Dictionaries are read when a frame first names one (the writer adds them over time);
+        # read_all opens the table's handle before each batch's transaction (see db()).
+        self.frames = LogFrames(lambda: self._dbs.get("dicts"))
 
     def head(self) -> int:
         """Return the last committed position, read from LMDB now."""

@@ -139,11 +139,6 @@ class LogFrames:
             each new one itself (the store that writes the log). Reads of positions up to the
             first dictionary's ``trained_at`` then skip the per-record check (all plain: records
             are compressed only after a dictionary is installed). A follower is not complete.
-        reread: Reads a dictionary's row in a transaction of its own (a follower's). Asked when
-            the reading transaction does not show a dictionary that one of its records names:
-            seen once in ~15 runs of the projection-process test under load (the child's read
-            showed record 101, compressed with dictionary 1, and no row 1; cause not found).
-            A dictionary never changes once committed, so a newer snapshot's row is the same.
     """
 
     def __init__(
@@ -151,10 +146,8 @@ class LogFrames:
         dicts_db: Callable[[], Database | None],
         *,
         complete: bool = False,
-        reread: Callable[[int], bytes | None] | None = None,
     ) -> None:
         self._dicts_db = dicts_db
-        self._reread = reread
         self._complete = complete
         # Positions up to this one are plain (complete objects only; 0: check every record).
         self._plain_up_to = _NO_FRAMES if complete else 0
@@ -282,8 +275,6 @@ class LogFrames:
         if not known:
             db = self._dicts_db()
             raw = None if db is None else txn.get(dict_id.to_bytes(4, "big"), db=db)
-            if raw is None and self._reread is not None:
-                raw = self._reread(dict_id)  # see __init__: a follower's fresh look
             if raw is None:
                 where = "not stored" if db is not None else "and no dictionary table is open"
                 raise CorruptLog(
