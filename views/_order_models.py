@@ -62,8 +62,9 @@ class _OrderRowsModel:
     """Shared by the views that keep one :class:`OrderRow` per order."""
 
     tags: frozenset[str] | None = ORDER_TAGS
-    # 2: order lines keep their price as text (RowLine): rows of version 1 are not read back.
-    version: int = 2
+    # 2: order lines keep their price as text (RowLine); 3: rows are flat (OrderRow). Rows of
+    # another version are not read back.
+    version: int = 3
     # In memory unless said otherwise: rebuilt from the log at open (from a snapshot, then the
     # tail); search scans every order and stats are small, both fastest as plain objects.
     default_backend: Backend = "memory"
@@ -108,7 +109,7 @@ class OrderDetailsModel(_OrderRowsModel):
         folded = self._fold(orders, record)
         if folded is not None:
             new = folded[1]
-            orders.put(new.view.order_id, new)
+            orders.put(new.order_id, new)
 
     def query(self, storage: Storage, query: object) -> OrderView | None:
         """Answer a :class:`GetOrderById`."""
@@ -116,7 +117,7 @@ class OrderDetailsModel(_OrderRowsModel):
         if not isinstance(query, GetOrderById):
             raise _unexpected(query)
         row = self._orders(storage).get(query.order_id)
-        return None if row is None else row.view
+        return None if row is None else row.view()
 
 
 class CustomerOrdersModel(_OrderRowsModel):
@@ -139,9 +140,9 @@ class CustomerOrdersModel(_OrderRowsModel):
         if folded is None:
             return
         old, new, _ = folded
-        orders.put(new.view.order_id, new)
+        orders.put(new.order_id, new)
         if old is None:
-            storage.index(self._INDEX).add(new.view.customer_id, new.position, new.view.order_id)
+            storage.index(self._INDEX).add(new.customer_id, new.position, new.order_id)
 
     def query(self, storage: Storage, query: object) -> Page[OrderView]:
         """Answer a :class:`GetCustomerOrders`."""
@@ -153,21 +154,20 @@ class CustomerOrdersModel(_OrderRowsModel):
         stop = start + query.page_size
         if query.status is None:
             # The index alone gives the total: only the page's rows are read.
-            items = [self._row(storage, order_id).view for order_id in ids[start:stop]]
+            items = [self._row(storage, order_id).view() for order_id in ids[start:stop]]
             return make_page(items, len(ids), query.page, query.page_size)
         matching = [
-            view
-            for order_id in ids
-            if (view := self._row(storage, order_id).view).status == query.status
+            row for order_id in ids if (row := self._row(storage, order_id)).status == query.status
         ]
-        return make_page(matching[start:stop], len(matching), query.page, query.page_size)
+        items = [row.view() for row in matching[start:stop]]
+        return make_page(items, len(matching), query.page, query.page_size)
 
 
 # attrgetter keys run in C: sorting 100k rows by them is about twice as fast as with lambdas.
 _SORT_KEYS: Final[dict[str, Callable[[OrderRow], Any]]] = {
     "created_at": attrgetter("created_us", "position"),
-    "total_amount": attrgetter("view.total_amount", "position"),
-    "item_count": attrgetter("view.item_count", "position"),
+    "total_amount": attrgetter("total_amount", "position"),
+    "item_count": attrgetter("item_count", "position"),
 }
 
 
@@ -193,7 +193,7 @@ def search_page(
         ordered = select(stop, hits, key=key)
     else:
         ordered = sorted(hits, key=key, reverse=descending)
-    items = [row.view for row in ordered[start:stop]]
+    items = [row.view() for row in ordered[start:stop]]
     return make_page(items, len(hits), query.page, query.page_size)
 
 
@@ -234,7 +234,7 @@ class OrderSearchModel(_OrderRowsModel):
             # equals haystack(new).
             text = old.haystack + SEP + event.product_id.casefold()
             new = msgspec.structs.replace(new, haystack=text)
-        orders.put(new.view.order_id, new)
+        orders.put(new.order_id, new)
 
     def query(self, storage: Storage, query: object) -> Page[OrderView]:
         """Answer a :class:`SearchOrders`."""
@@ -259,12 +259,12 @@ class _Totals(msgspec.Struct, frozen=True, array_like=True):
 
 
 def _revenue(row: OrderRow | None) -> Decimal:
-    return row.view.total_amount if row is not None and row.view.status == "shipped" else Decimal(0)
+    return row.total_amount if row is not None and row.status == "shipped" else Decimal(0)
 
 
 def _counted(row: OrderRow) -> bool:
     # Units count over orders that are not cancelled: see OrderStats.top_products.
-    return row.view.status != "cancelled"
+    return row.status != "cancelled"
 
 
 def _unit_changes(
@@ -324,9 +324,9 @@ class OrderStatsModel(_OrderRowsModel):
         if folded is None:
             return
         old, new, event = folded
-        status = new.view.status
+        status = new.status
         totals: _Totals | None = None
-        if old is None or old.view.status != status or status == "shipped":
+        if old is None or old.status != status or status == "shipped":
             # Same status and not shipped (most events: items added to a pending order): the
             # counts stay and revenue would only gain 0 - 0, so the totals are left alone.
             current = storage.table(self._TOTALS, _Totals).get("") or _Totals(
@@ -334,7 +334,7 @@ class OrderStatsModel(_OrderRowsModel):
             )
             by_status = dict(current.by_status)
             if old is not None:
-                by_status[old.view.status] -= 1
+                by_status[old.status] -= 1
             by_status[status] = by_status.get(status, 0) + 1
             revenue = current.revenue + _revenue(new) - _revenue(old)
             totals = _Totals(by_status=by_status, revenue=revenue)
@@ -345,7 +345,7 @@ class OrderStatsModel(_OrderRowsModel):
                 row = products.get(product_id)
                 changed.append((product_id, change + (row.units if row else 0)))
         # Everything is computed: now write.
-        orders.put(new.view.order_id, new)
+        orders.put(new.order_id, new)
         if totals is not None:
             storage.table(self._TOTALS, _Totals).put("", totals)
         for product_id, units in changed:

@@ -1,8 +1,9 @@
 """The order row every order view folds from the events, and the fold itself.
 
-A row holds the public :class:`OrderView` ready-made (answering a query copies nothing) plus what
-later events and sorts need. :func:`evolve` is pure: it computes the new row, never writes, which
-is what lets read models compute first and write last.
+A row holds the fields of the public :class:`OrderView` flat, beside what later events and sorts
+need, and builds the view when a query answers (:meth:`OrderRow.view`). :func:`evolve` is pure:
+it computes the new row, never writes, which is what lets read models compute first and write
+last.
 """
 
 from __future__ import annotations
@@ -71,15 +72,39 @@ class RowLine(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 
 class OrderRow(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """An order as a view stores it: its public view plus what later events and sorts need."""
+    """An order as a view stores it: the fields of its public view plus what later events need.
 
-    view: OrderView
+    Flat, not holding an :class:`OrderView`: a nested view is encoded as a map (the public type
+    keeps its JSON shape), and its field names took 75 of a stored row's ~356 bytes; the two
+    LMDB views keep a row per order. It also spares the fold a second ``replace`` per event
+    and a memory view an object per order; a query builds the view it answers (~0.3 us).
+    """
+
+    order_id: str
+    customer_id: str
+    status: str
+    total_amount: Decimal
+    item_count: int
+    created_at: datetime
+    shipped_at: datetime | None
     position: int  # of the creating event: the tie-breaker of every sort
     lines: tuple[RowLine, ...]
     # created_at in microseconds since the epoch: sorting 100k rows by it is several times faster
     # than by aware datetimes (each comparison of those calls utcoffset()).
     created_us: int
     haystack: str = ""  # casefolded ids for search; empty in the other views
+
+    def view(self) -> OrderView:
+        """Return the order as queries show it."""
+        return OrderView(
+            self.order_id,
+            self.customer_id,
+            self.status,
+            self.total_amount,
+            self.item_count,
+            self.created_at,
+            self.shipped_at,
+        )
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -109,7 +134,6 @@ def _add_item(row: OrderRow, event: OrderItemAdded) -> OrderRow:
     # domain caps prices, quantities and lines far below the context's 28 digits), and its exponent
     # is the smaller of the operands', so the total equals a recomputation digit for digit.
     lines = row.lines
-    view = row.view
     product_id = event.product_id
     # A plain loop: faster than list.index() at an order's size, and a miss (a new product, the
     # common case) raises nothing.
@@ -117,29 +141,28 @@ def _add_item(row: OrderRow, event: OrderItemAdded) -> OrderRow:
         if line.product_id == product_id:
             merged = RowLine(product_id, line.quantity + event.quantity, line.price)
             lines = (*lines[:index], merged, *lines[index + 1 :])
-            total = view.total_amount + Decimal(line.price) * event.quantity
+            total = row.total_amount + Decimal(line.price) * event.quantity
             break
     else:
         lines = (*lines, RowLine(product_id, event.quantity, str(event.price)))
         # Appending the new line last: the same left fold order_total() would do.
-        total = view.total_amount + event.price * event.quantity
-    view = msgspec.structs.replace(
-        view, total_amount=total, item_count=view.item_count + event.quantity
+        total = row.total_amount + event.price * event.quantity
+    return msgspec.structs.replace(
+        row, total_amount=total, item_count=row.item_count + event.quantity, lines=lines
     )
-    return msgspec.structs.replace(row, view=view, lines=lines)
 
 
 def _remove_item(row: OrderRow, event: OrderItemRemoved) -> OrderRow:
     product_id = event.product_id
     lines = tuple(ln for ln in row.lines if ln.product_id != product_id)
-    view = msgspec.structs.replace(
-        row.view,
+    return msgspec.structs.replace(
+        row,
         # Recomputed, not subtracted: a difference would keep the removed price's exponent
         # (10.5 - 0.50 is 10.00, not 10.0) and show differently. Removals are rare.
         total_amount=_total(lines),
         item_count=sum(map(_QUANTITY, lines)),
+        lines=lines,
     )
-    return msgspec.structs.replace(row, view=view, lines=lines)
 
 
 def evolve(row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
@@ -158,19 +181,16 @@ def evolve(row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
                 f"OrderCreated at position {position}: order {event.order_id!r} already exists "
                 f"(created at position {row.position})"
             )
-        lines = tuple(map(_line, event.items))
-        view = OrderView(
+        return OrderRow(
             order_id=event.order_id,
             customer_id=event.customer_id,
             status="pending",
             total_amount=order_total(event.items),
             item_count=sum(map(_QUANTITY, event.items)),
             created_at=event.created_at,
-        )
-        return OrderRow(
-            view=view,
+            shipped_at=None,
             position=position,
-            lines=lines,
+            lines=tuple(map(_line, event.items)),
             created_us=_micros(event.created_at),
         )
     if row is None:
@@ -179,15 +199,13 @@ def evolve(row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
     if isinstance(event, OrderItemRemoved):
         return _remove_item(row, event)
     if isinstance(event, OrderShipped):
-        view = msgspec.structs.replace(row.view, status="shipped", shipped_at=event.shipped_at)
-        return msgspec.structs.replace(row, view=view)
-    view = msgspec.structs.replace(row.view, status="cancelled")
-    return msgspec.structs.replace(row, view=view)
+        return msgspec.structs.replace(row, status="shipped", shipped_at=event.shipped_at)
+    return msgspec.structs.replace(row, status="cancelled")
 
 
 def haystack(row: OrderRow) -> str:
     """Return ``row``'s ids (order, customer, products) joined by :data:`SEP`, casefolded."""
-    ids = [row.view.order_id, row.view.customer_id, *(ln.product_id for ln in row.lines)]
+    ids = [row.order_id, row.customer_id, *(ln.product_id for ln in row.lines)]
     return SEP.join(ids).casefold()
 
 
@@ -197,8 +215,7 @@ def texts_of(row: OrderRow) -> set[str]:
     if text.count(SEP) == len(row.lines) + 1:
         # No id holds the separator (the usual case): the search text splits back into ids.
         return set(text.split(SEP))
-    view = row.view
-    ids = (view.order_id, view.customer_id, *(line.product_id for line in row.lines))
+    ids = (row.order_id, row.customer_id, *(line.product_id for line in row.lines))
     return {item.casefold() for item in ids}
 
 
@@ -224,10 +241,9 @@ def row_matcher(query: SearchOrders) -> Callable[[OrderRow], bool]:
         return any(needle in text for text in texts_of(row))
 
     def matches(row: OrderRow) -> bool:
-        view = row.view
         return (
-            (status is None or view.status == status)
-            and low <= view.total_amount <= high
+            (status is None or row.status == status)
+            and low <= row.total_amount <= high
             and (not needle or found(row))
         )
 

@@ -43,7 +43,7 @@ _CHUNK: Final = 256  # events folded per hold of the lock: a query waits for one
 # so queries seldom pay for it; a large backlog (a replay) is left for one re-sort at the next
 # query instead of ~8 sorted-list updates per event.
 _EAGER_SYNC: Final = 512
-_MODEL_VERSION: Final = 2  # 2: order lines keep their price as text (RowLine)
+_MODEL_VERSION: Final = 3  # 2: order lines keep their price as text (RowLine); 3: flat rows
 _OWNERS_IN_BACKGROUND: Final = True  # tests turn it off to drive the query path's build
 _SCANS_BEFORE_BUILD: Final = 3  # searches by id part answered by a scan before the build starts
 

@@ -70,13 +70,13 @@ def _scaled(total: Decimal) -> SortKey:
 
 def _entries(row: OrderRow) -> tuple[str, Entry, Entry, Entry]:
     """Return the row's status and its (created, total, count) ordering entries."""
-    view, position = row.view, row.position
-    order_id = view.order_id
+    position = row.position
+    order_id = row.order_id
     return (
-        view.status,
+        row.status,
         (row.created_us, position, order_id),
-        (_scaled(view.total_amount), position, order_id),
-        (view.item_count, position, order_id),
+        (_scaled(row.total_amount), position, order_id),
+        (row.item_count, position, order_id),
     )
 
 
@@ -198,11 +198,11 @@ class SearchIndex:
         self._model.apply(self._storage, record)
         new = self.rows[order_id]
         self._index_texts(order_id, old, new)
-        status = new.view.status
+        status = new.status
         if old is None:
             self._by_status[status].add(order_id)
-        elif old.view.status != status:
-            self._by_status[old.view.status].discard(order_id)
+        elif old.status != status:
+            self._by_status[old.status].discard(order_id)
             self._by_status[status].add(order_id)
         self._dirty.add(order_id)
 
@@ -331,7 +331,7 @@ class SearchIndex:
             ceiling = _PLUS if query.max_total is None else query.max_total
 
             def accept(order_id: str) -> bool:
-                return floor <= rows[order_id].view.total_amount <= ceiling
+                return floor <= rows[order_id].total_amount <= ceiling
 
             found = self._bounded_walk(ordering, desc, accept, stop, in_range)
             if found is not None:
@@ -367,7 +367,7 @@ class SearchIndex:
                 rows = self.rows
                 floor = _MINUS if query.min_total is None else query.min_total
                 ceiling = _PLUS if query.max_total is None else query.max_total
-                hits = {o for o in hits if floor <= rows[o].view.total_amount <= ceiling}
+                hits = {o for o in hits if floor <= rows[o].total_amount <= ceiling}
         count = len(hits)
         start = (query.page - 1) * query.page_size
         stop = start + query.page_size
@@ -402,7 +402,7 @@ class SearchIndex:
 
     def _page(self, order_ids: Iterable[str], total: int) -> Plan:
         rows = self.rows
-        return Plan(items=[rows[order_id].view for order_id in order_ids], total=total)
+        return Plan(items=[rows[order_id].view() for order_id in order_ids], total=total)
 
     def _build_owners(self) -> list[set[str]]:
         owners = build_owners(list(self.rows.items()), self._text_ids, len(self._texts))
@@ -476,13 +476,13 @@ class SearchIndex:
     ) -> SearchIndex:
         """Build an index from a snapshot's rows, texts and postings."""
         index = cls()
-        index.rows.update((row.view.order_id, row) for row in rows)
+        index.rows.update((row.order_id, row) for row in rows)
         index._texts = texts
         index._text_ids = {text: number for number, text in enumerate(texts)}
         index._grams = grams
         by_status = index._by_status
         for row in rows:
-            by_status[row.view.status].add(row.view.order_id)
+            by_status[row.status].add(row.order_id)
         index._owners = None  # built when needle searches need it (see _plan_needle)
         index._rebuild_orderings()
         return index

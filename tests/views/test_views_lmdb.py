@@ -123,8 +123,8 @@ class _DetailsV1(OrderDetailsModel):
     version = 1  # the rows' shape before order lines kept their price as text
 
 
-class _CustomersV3(CustomerOrdersModel):
-    version = 3
+class _CustomersV4(CustomerOrdersModel):
+    version = 4
 
 
 def test_rows_of_another_model_version_are_dropped_and_replayed_from_zero(
@@ -133,15 +133,15 @@ def test_rows_of_another_model_version_are_dropped_and_replayed_from_zero(
     with open_store(data) as store:
         # Version 1 never recorded itself: a directory made before versions were recorded.
         LmdbView(_DetailsV1(), store).apply(log.records, len(log.records))
-        ahead = LmdbView(_CustomersV3(), store)
+        ahead = LmdbView(_CustomersV4(), store)
         ahead.apply(log.records, len(log.records))
     with open_store(data) as store:
         with capture_logs() as logs:
             views = [LmdbView(OrderDetailsModel(), store), LmdbView(CustomerOrdersModel(), store)]
         changed = [e for e in logs if e["event"] == "view_version_changed"]
         assert [(e["view"], e["stored_version"], e["version"]) for e in changed] == [
-            ("order_details", 1, 2),
-            ("customer_orders", 3, 2),
+            ("order_details", 1, 3),
+            ("customer_orders", 4, 3),
         ]
         assert all(e["dropped_position"] == len(log.records) for e in changed)
         for view in views:
@@ -164,7 +164,7 @@ def test_a_reader_waits_for_the_writer_to_replay_another_versions_rows(
         LmdbView(_DetailsV1(), store).apply(log.records, len(log.records))
         reader = FollowedView(OrderDetailsModel(), store)
         assert reader.position() == 0  # after= waits rather than read version 1's rows
-        with pytest.raises(InvalidView, match="read-model version 1, this is version 2"):
+        with pytest.raises(InvalidView, match="read-model version 1, this is version 3"):
             reader.query(GetOrderById("o-1"))
         writer = LmdbView(OrderDetailsModel(), store)
         writer.apply(log.records, len(log.records))
