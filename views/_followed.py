@@ -17,6 +17,7 @@ import lmdb
 
 from domain.errors import EngineClosed, InvalidView
 from store import RecordedEvent
+from views._lmdb_keys import KEY_LAYOUT, parse_version_record
 from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db, LmdbStorage
 from views._view import Backend, ReadModel, View, check_query, model_version
 
@@ -92,16 +93,19 @@ class FollowedView:
             self._versions_db = self._source.db(VERSIONS_DB)
         return self._versions_db
 
-    def _stored_version(self, txn: lmdb.Transaction, versions: Db | None) -> int:
+    def _stored_version(self, txn: lmdb.Transaction, versions: Db | None) -> tuple[int, int]:
         raw = None if versions is None else txn.get(self._name_key, db=versions)
-        return 1 if raw is None else int(raw)
+        return parse_version_record(raw)
 
-    def _other_version(self, stored: int) -> InvalidView:
+    def _other_version(self, stored: tuple[int, int]) -> InvalidView:
+        version, layout = stored
+        written = f"read-model version {version}, this is version {self._version}"
+        if version == self._version:
+            written = f"key layout {layout}, this reads layout {KEY_LAYOUT}"
         return InvalidView(
             repr(self.name),
-            f"its rows were written by read-model version {stored}, this is version "
-            f"{self._version}; the writing process replays the view when it opens with this "
-            "version: ask again after that",
+            f"its rows were written by {written}; the writing process replays the view when it "
+            "opens with this version: ask again after that",
         )
 
     def position(self) -> int:
@@ -111,7 +115,8 @@ class FollowedView:
         """
         self._check_open()
         versions = self._versions()
-        if self._source.read(lambda txn: self._stored_version(txn, versions)) != self._version:
+        stored = self._source.read(lambda txn: self._stored_version(txn, versions))
+        if stored != (self._version, KEY_LAYOUT):
             return 0
         return self._source.checkpoint(self.name)
 
@@ -130,7 +135,7 @@ class FollowedView:
             # The slot pointer is read in the same transaction as the rows: a rebuild's swap in
             # the writing process is seen whole or not at all.
             stored = self._stored_version(txn, versions)
-            if stored != self._version:
+            if stored != (self._version, KEY_LAYOUT):
                 raise self._other_version(stored)  # its rows would be misread
             slot = 1 if txn.get(key, db=slots) == b"1" else 0
             return model.query(LmdbStorage(txn, dbs[slot]), query)

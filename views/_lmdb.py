@@ -9,14 +9,17 @@ the store checkpoint ``<name>``; a shadow (a rebuild in progress) fills the othe
 checkpoint ``<name>:shadow``. Adopting a shadow flips the slot pointer, moves the checkpoint and
 empties the old slot in one write transaction, so a reader sees either the old or the new view.
 The shared database ``view:_versions`` records the read-model ``version`` that wrote each view's
-rows (none recorded: version 1, the only one before the record existed); a view opened by another
-version is emptied and replays the log from 0, since its rows would be misread.
+rows and their key layout (none recorded: version 1, the only one before the record existed); a
+view opened by another version or layout is emptied and replays the log from 0, since its rows
+would be misread.
 
 Keys inside a slot: ``b"t" + table + b"\\0" + key`` for table rows (msgpack-encoded values) and
 ``b"i" + index + b"\\0" + group + b"\\0" + position (8 bytes, big-endian)`` for index entries, so a
-group's entries sort by position and a prefix scan reads them in order. Keys too long for LMDB
-(more than 400 UTF-8 bytes) are replaced by ``b"\\xff"`` + a 32-byte BLAKE2b digest; ``0xff``
-never occurs in UTF-8, so a digest never collides with a plain key.
+group's entries sort by position and a prefix scan reads them in order. A key, a group and an
+index value are stored packed (:mod:`views._lmdb_keys`: a UUID in 17 bytes), and the record in
+``view:_versions`` names that key layout too. Keys too long for LMDB (more than 400 bytes) are
+replaced by ``b"\\xff"`` + a 32-byte BLAKE2b digest; no packed text starts with ``0xff`` (UTF-8
+never holds it), so a digest never collides with a plain key.
 
 Transactions. ``apply`` writes rows and checkpoint in ONE write transaction (``store.write``), so
 a batch is applied exactly once or not at all. The read model computes the batch's changes
@@ -34,6 +37,7 @@ import lmdb
 
 from domain.errors import EngineClosed
 from store import RecordedEvent, ViewStore, get_logger
+from views._lmdb_keys import KEY_LAYOUT, parse_version_record, version_record
 from views._lmdb_storage import (
     SLOTS_DB,
     VERSIONS_DB,
@@ -96,7 +100,7 @@ class LmdbView:
             self._checkpoint_key = model.name
             # Rows another read-model version wrote would be misread: start this one afresh.
             stored = store.read(self._stored_version)
-            if stored != self._version:
+            if stored != (self._version, KEY_LAYOUT):
                 self._adopt_version(stored)
             self._slot = store.read(self._live_slot)
         else:  # a shadow writes to a fixed slot, never the live one
@@ -131,11 +135,10 @@ class LmdbView:
     def _live_slot(self, txn: lmdb.Transaction) -> int:
         return 1 if txn.get(self._name_key, db=self._slots_db) == b"1" else 0
 
-    def _stored_version(self, txn: lmdb.Transaction) -> int:
-        raw = txn.get(self._name_key, db=self._versions_db)
-        return 1 if raw is None else int(raw)
+    def _stored_version(self, txn: lmdb.Transaction) -> tuple[int, int]:
+        return parse_version_record(txn.get(self._name_key, db=self._versions_db))
 
-    def _adopt_version(self, stored: int) -> None:
+    def _adopt_version(self, stored: tuple[int, int]) -> None:
         """Empty both slots, reset both checkpoints and record this version: one transaction."""
         dropped = self._store.checkpoint(self._checkpoint_key)
         shadow_key = f"{self.name}:shadow"
@@ -145,15 +148,17 @@ class LmdbView:
                 txn.drop(db, delete=False)
             self._store.set_checkpoint(self._checkpoint_key, 0, txn)
             self._store.set_checkpoint(shadow_key, 0, txn)
-            txn.put(self._name_key, str(self._version).encode(), db=self._versions_db)
+            txn.put(self._name_key, version_record(self._version), db=self._versions_db)
 
         self._store.write(reset)
         if dropped:
             _log.warning(
                 "view_version_changed",
                 view=self.name,
-                stored_version=stored,
+                stored_version=stored[0],
                 version=self._version,
+                stored_key_layout=stored[1],
+                key_layout=KEY_LAYOUT,
                 dropped_position=dropped,
                 action="replaying the log from 0",
             )

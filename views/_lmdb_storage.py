@@ -16,6 +16,7 @@ import lmdb
 import msgspec
 
 from store import RecordedEvent, ViewStore, last_key_under
+from views._lmdb_keys import pack, unpack
 from views._row_cache import RowCache, cacheable
 from views._view import Storage
 
@@ -49,7 +50,7 @@ _CACHED_ROWS: Final = 256  # decoded rows a table keeps after such a write
 
 
 def _key(text: str) -> bytes:
-    raw = text.encode()
+    raw = pack(text)
     if len(raw) <= _MAX_PLAIN_KEY:
         return raw
     return b"\xff" + hashlib.blake2b(raw, digest_size=32).digest()
@@ -110,7 +111,7 @@ class _LmdbIndex:
 
     def add(self, group: str, position: int, value: str) -> None:
         key = self._prefix + _key(group) + b"\x00" + position.to_bytes(8, "big")
-        self._txn.put(key, value.encode(), db=self._db)
+        self._txn.put(key, pack(value), db=self._db)
 
     def scan(self, group: str, *, reverse: bool = False) -> Iterator[str]:
         prefix = self._prefix + _key(group) + b"\x00"
@@ -127,7 +128,7 @@ class _LmdbIndex:
             if not key.startswith(prefix):
                 return
             if len(key) == length:
-                yield value.decode()
+                yield unpack(value)
 
 
 class LmdbStorage:
@@ -309,7 +310,7 @@ class _BatchIndex:
 
     def add(self, group: str, position: int, value: str) -> None:
         key = self._prefix + _key(group) + b"\x00" + position.to_bytes(8, "big")
-        self._writes[key] = value.encode()
+        self._writes[key] = pack(value)
 
     def scan(self, group: str, *, reverse: bool = False) -> Iterator[str]:
         # Not on any hot path (no read model scans while applying): merges snapshot and writes.
@@ -319,7 +320,7 @@ class _BatchIndex:
         keys = [key for key in _merged(txn, db, writes, prefix) if len(key) == length]
         for key in reversed(keys) if reverse else keys:
             raw = writes[key] if key in writes else txn.get(key, db=db)
-            yield cast("bytes", raw).decode()
+            yield unpack(cast("bytes", raw))
 
 
 class BatchChanges:

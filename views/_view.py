@@ -58,7 +58,10 @@ class Table(Protocol[V]):
         ...
 
     def values(self) -> Iterator[V]:
-        """Iterate over every row (memory: insertion order; LMDB: key order).
+        """Iterate over every row (memory: insertion order; LMDB: stored-key order).
+
+        LMDB's stored-key order is the keys' UTF-8 order, except that canonical UUIDs (stored
+        packed, see :mod:`views._lmdb_keys`) come first, in their own order.
 
         The iterator is only valid inside the ``apply``/``query`` call that produced it.
         """

@@ -14,6 +14,7 @@ from domain.orders import OrderShipped
 from store import ViewStore
 from views import LmdbView, MemoryView, View
 from views._followed import FollowedView
+from views._lmdb_storage import VERSIONS_DB
 from views._search import SearchView
 from views.orders import (
     DEFAULT_BACKENDS,
@@ -155,6 +156,44 @@ def test_rows_of_another_model_version_are_dropped_and_replayed_from_zero(
         views = [LmdbView(OrderDetailsModel(), store), LmdbView(CustomerOrdersModel(), store)]
         assert not [e for e in logs if e["event"] == "view_version_changed"]
         assert all(view.position() == len(log.records) for view in views)  # kept this time
+
+
+def test_uuid_keyed_rows_are_stored_packed_and_answer_like_the_reference(data: Path) -> None:
+    log = random_log(seed=12, commands=150, uuid_ids=True)
+    with open_store(data) as store:
+        views = _lmdb_views(store)
+        for view in views:
+            view.apply(log.records, len(log.records))
+        _check(views, log)
+        details = store.open_db("view:order_details:0")
+        keys = store.read(lambda txn: list(txn.cursor(db=details).iternext(values=False)))
+        # b"torder\0" + b"\0" + the id's 16 bytes, not its 36 characters
+        assert keys
+        assert all(len(key) == 7 + 17 for key in keys)
+    with open_store(data) as store:
+        _check(_lmdb_views(store), log)  # read back after a reopen
+
+
+def test_rows_of_the_older_key_layout_are_dropped_and_replayed(data: Path) -> None:
+    log = random_log(seed=13, commands=80, uuid_ids=True)
+    with open_store(data) as store:
+        LmdbView(OrderDetailsModel(), store).apply(log.records, len(log.records))
+        versions = store.open_db(VERSIONS_DB)
+        # What a build before packed keys recorded: the bare version, layout 1 implied.
+        old = str(OrderDetailsModel.version).encode()
+        store.write(lambda txn: txn.put(b"order_details", old, db=versions))
+    with open_store(data) as store:
+        reader = FollowedView(OrderDetailsModel(), store)
+        assert reader.position() == 0  # after= waits rather than look keys up the wrong way
+        with pytest.raises(InvalidView, match="key layout 1, this reads layout 2"):
+            reader.query(GetOrderById(next(iter(log.states))))
+        with capture_logs() as logs:
+            view = LmdbView(OrderDetailsModel(), store)
+        changed = [e for e in logs if e["event"] == "view_version_changed"]
+        assert [(e["stored_key_layout"], e["key_layout"]) for e in changed] == [(1, 2)]
+        assert view.position() == 0
+        view.apply(log.records, len(log.records))
+        _check([view, reader], log, only=True)
 
 
 def test_a_reader_waits_for_the_writer_to_replay_another_versions_rows(

@@ -8,6 +8,7 @@ model of the contract.
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -145,18 +146,27 @@ class OrderLog:
         self.created.setdefault(order_id, record.position)
 
 
-def random_log(seed: int, commands: int, customers: int = 6, products: int = 14) -> OrderLog:
-    """A log of ``commands`` random commands (rejected ones leave no event) with tied times."""
+def random_log(
+    seed: int, commands: int, customers: int = 6, products: int = 14, *, uuid_ids: bool = False
+) -> OrderLog:
+    """A log of ``commands`` random commands (rejected ones leave no event) with tied times.
+
+    ``uuid_ids``: order and customer ids are canonical UUIDs (the LMDB views store them packed).
+    """
     rng = random.Random(seed)
     log = OrderLog()
-    customer_ids = [f"Cust-{i}" for i in range(customers)]
+
+    def uuid_id() -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128)))
+
+    customer_ids = [uuid_id() if uuid_ids else f"Cust-{i}" for i in range(customers)]
     product_ids = [f"sku-{i:02d}" for i in range(products)]
     order_ids: list[str] = []
     for step in range(commands):
         now = EPOCH + timedelta(minutes=rng.randrange(20))  # ties and out-of-order times
         roll = rng.random()
         if roll < 0.35 or not order_ids:
-            order_id = f"ORD-{step:04d}"
+            order_id = uuid_id() if uuid_ids else f"ORD-{step:04d}"
             items = [
                 OrderItem(
                     product_id=rng.choice(product_ids),
