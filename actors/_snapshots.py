@@ -170,7 +170,7 @@ class ViewSnapshots:
                 position, data = view.snapshot_parts()
                 if position <= self._saved[name]:
                     continue
-                write_snapshot_file(self._directory, name, data)
+                path = write_snapshot_file(self._directory, name, data)
             except Exception:  # a failed snapshot only costs replay time at the next open
                 log.exception("view_snapshot_failed", view=name)
                 continue
@@ -180,7 +180,8 @@ class ViewSnapshots:
                 "view_snapshot_written",
                 view=name,
                 position=position,
-                bytes=sum(len(part) for part in data),
+                bytes=path.stat().st_size,  # compressed (see views._snapshot_file)
+                encoded_bytes=sum(len(part) for part in data),
                 seconds=round(self._clock() - started, 4),
             )
 

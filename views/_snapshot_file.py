@@ -13,6 +13,12 @@ discarded, never misread.
 Files are written to ``<name>.snapshot.tmp``, fsynced, then renamed over ``<name>.snapshot`` and
 the directory fsynced: a reader sees the old snapshot or the new one, whole. The fsync runs on the
 projector's thread, never on a command's path.
+
+On disk the framed snapshot is one zstd frame (level 1, its content size in its header), written
+part by part (each call releases the GIL) and expanded whole when read: the memory views'
+snapshot files took ~123 bytes per event at 1M events beside ~300 of LMDB, now ~44. A file
+that is not zstd (written before compression) is read as it is; a damaged frame, or one claiming
+an implausible size, is discarded like a torn snapshot (the view replays from 0).
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from __future__ import annotations
 import os
 import pathlib
 import zlib
+from collections.abc import Iterator
 from typing import Final
 
 import msgspec
+import zstandard
 
 from store import get_logger
 from views._chunked import Parts
@@ -41,6 +49,15 @@ __all__ = [
 log = get_logger(__name__)
 
 MAGIC: Final = b"OLVS"  # orderlog view snapshot
+_ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+# Level 1, measured on 1M events' snapshots (123 MB encoded): 44 MB in ~0.25 s; level 3 made
+# 37 MB in ~0.44 s, on the snapshot thread whose share of the process is budgeted. Expanding
+# both at open takes ~0.15 s.
+_LEVEL: Final = 1
+# A frame claiming more than this many times its own size is damaged (msgpack rows compress ~4x):
+# refusing it spares a huge allocation before the CRC could tell.
+_MAX_RATIO: Final = 256
+_MAX_SMALL: Final = 64 * 2**20
 SNAPSHOT_FORMAT: Final = 1
 """Version of the frame itself (bumped if the header's layout ever changes)."""
 
@@ -157,9 +174,10 @@ def write_snapshot_file(directory: pathlib.Path, view: str, data: bytes | Parts)
     directory.mkdir(parents=True, exist_ok=True)
     final = snapshot_path(directory, view)
     temporary = final.with_name(final.name + ".tmp")  # <hex>.snapshot.tmp, as documented
+    parts: Parts = [data] if isinstance(data, bytes) else data
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        for part in [data] if isinstance(data, bytes) else data:
+        for part in _compressed(parts):
             remaining = memoryview(part)
             while remaining:
                 written = os.write(fd, remaining)  # releases the GIL
@@ -177,9 +195,37 @@ def write_snapshot_file(directory: pathlib.Path, view: str, data: bytes | Parts)
     return final
 
 
+def _compressed(parts: Parts) -> Iterator[bytes | memoryview]:
+    """Yield ``parts`` as one zstd frame that records its content size."""
+    size = sum(len(part) for part in parts)
+    compressor = zstandard.ZstdCompressor(level=_LEVEL).compressobj(size=size)
+    for part in parts:
+        out = compressor.compress(part)  # releases the GIL
+        if out:
+            yield out
+    yield compressor.flush()
+
+
 def read_snapshot_file(directory: pathlib.Path, view: str) -> bytes | None:
-    """Return the bytes of ``view``'s snapshot file, or None if there is none."""
+    """Return the framed snapshot of ``view`` (expanded), or None if there is none.
+
+    None too for a file that cannot be expanded (logged ``view_snapshot_discarded``): the caller
+    then replays the view from 0, as for any snapshot it cannot trust.
+    """
     try:
-        return snapshot_path(directory, view).read_bytes()
+        data = snapshot_path(directory, view).read_bytes()
     except FileNotFoundError:
         return None
+    if not data.startswith(_ZSTD_MAGIC):
+        return data  # written before snapshots were compressed
+    reason = ""
+    try:
+        claimed = zstandard.get_frame_parameters(data).content_size
+        if claimed > max(_MAX_SMALL, _MAX_RATIO * len(data)):
+            reason = f"damaged compressed file: it claims {claimed} bytes"
+        else:
+            return zstandard.ZstdDecompressor().decompress(data)
+    except zstandard.ZstdError as error:
+        reason = f"damaged compressed file: {error}"
+    log.warning("view_snapshot_discarded", view=view, reason=reason)
+    return None

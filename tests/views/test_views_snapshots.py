@@ -404,6 +404,41 @@ def test_any_view_name_gets_its_own_file(tmp_path: Path) -> None:
     assert [read_snapshot_file(tmp_path, name) for name in names] == [n.encode() for n in names]
 
 
+def test_a_snapshot_file_is_compressed_and_reads_back_whole(tmp_path: Path) -> None:
+    _, data = _fed(OrderStatsModel(), RECORDS, HEAD).snapshot()
+    parts: Parts = [data[:10], memoryview(data)[10:100], data[100:]]  # compressed part by part
+    path = write_snapshot_file(tmp_path, "order_stats", parts)
+    stored = path.read_bytes()
+    assert stored.startswith(b"\x28\xb5\x2f\xfd")  # one zstd frame
+    assert len(stored) < len(data)
+    assert read_snapshot_file(tmp_path, "order_stats") == data
+
+
+def test_a_snapshot_file_written_before_compression_reads_as_it_is(tmp_path: Path) -> None:
+    _, data = _fed(OrderStatsModel(), RECORDS, HEAD).snapshot()
+    snapshot_path(tmp_path, "order_stats").write_bytes(data)
+    assert read_snapshot_file(tmp_path, "order_stats") == data
+    restored = MemoryView(OrderStatsModel())
+    assert restored.restore(data) == HEAD
+
+
+@pytest.mark.parametrize("damage", ["truncated", "claims a huge size"])
+def test_a_damaged_compressed_file_is_discarded(tmp_path: Path, damage: str) -> None:
+    _, data = _fed(OrderStatsModel(), RECORDS, HEAD).snapshot()
+    path = write_snapshot_file(tmp_path, "order_stats", data)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-20])
+    else:
+        # A frame header (no single segment, 8-byte content size) claiming 1 TiB, then one empty
+        # last block: expanding it would first allocate the claimed size.
+        huge = (2**40).to_bytes(8, "little")
+        path.write_bytes(b"\x28\xb5\x2f\xfd" + bytes([0xC0, 0x50]) + huge + b"\x01\x00\x00")
+    with capture_logs() as logs:
+        assert read_snapshot_file(tmp_path, "order_stats") is None
+    assert [e["event"] for e in logs] == ["view_snapshot_discarded"]
+    assert "damaged compressed file" in logs[0]["reason"]
+
+
 # ---------------------------------------------------------------- misuse
 
 
