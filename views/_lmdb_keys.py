@@ -15,27 +15,37 @@ like rows of another version, since their keys would be looked up wrong.
 
 from __future__ import annotations
 
-import functools
-import re
 from typing import Final
 
 __all__ = ["KEY_LAYOUT", "pack", "parse_version_record", "unpack", "version_record"]
 
 KEY_LAYOUT: Final = 2
-_UUID: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _UUID_LENGTH: Final = 36
 _PACKED: Final = 0x00
 _ESCAPED: Final = 0x01
 _PACKED_LENGTH: Final = 17
 
 
-# Cached: a batch keys the same order id several times (read, write, cache bound), and the
-# test of the UUID form costs ~0.4 us against ~60 ns for a hit.
-@functools.lru_cache(maxsize=16384)
+# Not lru_cached: with more live orders than a cache holds (a rebuild over 100k orders), every
+# call missed and a miss cost 0.89 us; this test costs 0.40 us for a UUID, 0.11 for other text.
+# The LMDB batch tables pack each row's key once per batch.
 def pack(text: str) -> bytes:
     """Return the stored bytes of ``text`` (see the module docstring)."""
-    if len(text) == _UUID_LENGTH and _UUID.fullmatch(text) is not None:
-        return b"\x00" + bytes.fromhex(text.replace("-", ""))
+    if (
+        len(text) == _UUID_LENGTH
+        and text[8] == "-"
+        and text[13] == "-"
+        and text[18] == "-"
+        and text[23] == "-"
+    ):
+        digits = text.replace("-", "")
+        try:
+            raw = bytes.fromhex(digits)
+        except ValueError:
+            raw = b""
+        # fromhex also takes uppercase digits and whitespace: only the canonical form round-trips.
+        if raw.hex() == digits:
+            return b"\x00" + raw
     raw = text.encode()
     if raw and raw[0] <= _ESCAPED:
         return b"\x01" + raw

@@ -183,6 +183,7 @@ class _BatchTable(Generic[V]):
         "_db",
         "_decode",
         "_dirty",
+        "_fulls",
         "_kept",
         "_name",
         "_prefix",
@@ -222,6 +223,7 @@ class _BatchTable(Generic[V]):
         self._rows: dict[str, Any] = {}  # None: no row (absent, or deleted in this batch)
         self._dirty: set[str] = set()
         self._written: dict[str, V | None] = {}  # every row this batch wrote, as written last
+        self._fulls: dict[str, bytes] = {}  # full keys get() built, for flush() to reuse
 
     def keep_into(self) -> None:
         """Tell the cache what this batch leaves committed (call once its commit succeeded)."""
@@ -251,7 +253,7 @@ class _BatchTable(Generic[V]):
             if value is _MISSING:
                 value = self._kept.get(key, _MISSING)
             if value is _MISSING:
-                full = self._prefix + _key(key)
+                full = self._fulls[key] = self._prefix + _key(key)
                 if self._absent(full):
                     value = None  # a new key (time-ordered ids mostly are): no LMDB get
                 else:
@@ -286,17 +288,18 @@ class _BatchTable(Generic[V]):
 
     def flush(self) -> None:
         """Encode the rows changed since the last flush into the batch's writes."""
-        writes, prefix, rows = self._writes, self._prefix, self._rows
+        writes, prefix, rows, fulls = self._writes, self._prefix, self._rows, self._fulls
         top = self._top_written
         for key in self._dirty:
             value = rows[key]
-            full = prefix + _key(key)
+            full = fulls.get(key) or prefix + _key(key)
             writes[full] = None if value is None else _encode(value)
             top = max(top, full)
         self._top_written = top
         self._dirty.clear()
         if len(rows) > _CACHED_ROWS:
             rows.clear()
+            fulls.clear()
 
 
 class _BatchIndex:
