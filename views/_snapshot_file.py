@@ -57,7 +57,7 @@ _LEVEL: Final = 1
 # A frame claiming more than this many times its own size is damaged (msgpack rows compress ~4x):
 # refusing it spares a huge allocation before the CRC could tell.
 _MAX_RATIO: Final = 256
-_MAX_SMALL: Final = 64 * 2**20
+_MAX_SMALL: Final = 64 * 2**20  # what any frame may claim, whatever its own size
 SNAPSHOT_FORMAT: Final = 1
 """Version of the frame itself (bumped if the header's layout ever changes)."""
 
