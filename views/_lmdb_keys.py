@@ -23,6 +23,7 @@ KEY_LAYOUT: Final = 2
 _UUID_LENGTH: Final = 36
 _PACKED: Final = 0x00
 _ESCAPED: Final = 0x01
+_UUID_BYTES: Final = 16
 _PACKED_LENGTH: Final = 17
 
 
@@ -43,8 +44,9 @@ def pack(text: str) -> bytes:
             raw = bytes.fromhex(digits)
         except ValueError:
             raw = b""
-        # fromhex also takes uppercase digits and whitespace: only the canonical form round-trips.
-        if raw.hex() == digits:
+        # fromhex also takes uppercase digits and whitespace, and more dashes elsewhere leave
+        # fewer digits: only 16 bytes that round-trip are the canonical form.
+        if len(raw) == _UUID_BYTES and raw.hex() == digits:
             return b"\x00" + raw
     raw = text.encode()
     if raw and raw[0] <= _ESCAPED:
