@@ -26,6 +26,7 @@ from store._retention import (
     RecentCommands,
 )
 from store._store import EventStore
+from store._uuids import uuid_bytes, uuid_text
 from store._viewstore import ViewStore
 
 __all__ = [
@@ -55,4 +56,6 @@ __all__ = [
     "compact",
     "get_logger",
     "last_key_under",
+    "uuid_bytes",
+    "uuid_text",
 ]

@@ -23,13 +23,13 @@ Both end with ``first, last``: the idempotency retention reads only those
 from __future__ import annotations
 
 import functools
-import re
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from domain.errors import CorruptLog
 from store._records import CommandRecord
+from store._uuids import uuid_bytes, uuid_text
 
 if TYPE_CHECKING:
     from store._env import Database, Txn
@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 __all__ = ["command_id_of", "command_key", "command_span", "decode_command", "encode_command"]
 
 _PACKED: Final = b"\x00"
-_UUID_TEXT_LENGTH: Final = 36
-_UUID_TEXT: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _DECODER: Final = msgspec.msgpack.Decoder(list[Any])
 _SHORT: Final = 3
@@ -66,16 +64,14 @@ def command_key(command_id: str) -> bytes:
     Raises:
         UnicodeEncodeError: ``command_id`` is not valid UTF-8 (the store refuses it first).
     """
-    if len(command_id) == _UUID_TEXT_LENGTH and _UUID_TEXT.fullmatch(command_id) is not None:
-        return _PACKED + bytes.fromhex(command_id.replace("-", ""))
-    return command_id.encode()
+    raw = uuid_bytes(command_id)
+    return command_id.encode() if raw is None else _PACKED + raw
 
 
 def command_id_of(key: bytes) -> str:
     """Return the command id whose :func:`command_key` is ``key``."""
     if key[:1] == _PACKED and len(key) == 17:  # noqa: PLR2004 - the marker and 16 uuid bytes
-        digits = key[1:].hex()
-        return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+        return uuid_text(key[1:])
     return key.decode()
 
 
