@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--projection",
         choices=("in-process", "process"),
         default="in-process",
-        help="where the LMDB views are projected: in this process (default) or in a projection "
+        help="where the views are kept: in this process (default) or in a projection "
         "process of their own (Engine.open(projection=...); one engine only)",
     )
     return parser

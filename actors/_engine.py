@@ -137,14 +137,16 @@ class Engine:
                 ``react(record) -> commands``): each follows the log from its checkpoint and
                 submits its commands with ids derived from the event, so none is applied twice
                 (see :mod:`actors._saga`); ``status().sagas`` shows them.
-            projection: Where the LMDB views are projected. ``"in-process"``: by projector
-                actors of this process (memory views always are). ``"process"``: by a
-                projection process of their own (its own GIL), which follows the log
-                read-only and writes the views environment, while this process keeps answering
-                their queries, ``after=`` included; it is supervised (restarted with backoff if
-                it dies; ``status().projection``) and stopped at close. Its read models, the
-                deciders' event types and the codec's upcasters must be importable there (a
-                class defined in ``__main__`` is not). See the README for when to pick which.
+            projection: Where the views are kept. ``"in-process"``: by projector actors of
+                this process. ``"process"``: by a projection process of their own (its own
+                GIL), which follows the log read-only, writes the views environment and keeps
+                the memory views, while this process answers every query (memory views'
+                through the pipe), ``after=`` included; it is supervised (restarted with
+                backoff if it dies; ``status().projection``) and stopped at close. Its read
+                models, the deciders' event types and the codec's upcasters must be importable
+                there (a class defined in ``__main__`` is not: such a memory model stays in
+                this process, such an LMDB one is refused). See the README for when to pick
+                which.
             skip_unknown_events: Let views skip (and count) events they cannot decode.
             workers: Dispatcher worker threads for aggregate actors.
             max_batch: Most commands per group commit.

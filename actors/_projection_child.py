@@ -12,7 +12,12 @@ rebuild by shadow and swap), fed differently:
   read-your-writes queries wait for them;
 - parked events are recorded in the log's environment, which only the engine writes: parking is a
   call to the engine, answered once it is committed, *before* the view's checkpoint passes the
-  event (a failed call leaves the view to retry later: nothing is skipped unrecorded).
+  event (a failed call leaves the view to retry later: nothing is skipped unrecorded);
+- its memory views (their rows live here, snapshotted to the views directory as in the engine)
+  answer the engine's ``query`` calls on a small pool of threads; a call names a *floor*, the
+  highest position the engine was ever told of that view, and waits until the view is there
+  (a view restored from an older snapshot after a restart catches up first), so no answer is
+  older than one given before.
 
 It stops when asked, or when the pipe breaks (the engine died): either way it flushes the views
 environment and exits. Killed, it loses nothing: the next one resumes from the checkpoints.
@@ -22,8 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,11 +41,12 @@ import pykka
 from actors._channel import Advanced, Call, Channel, Head, Ready, Rebuilding
 from actors._messages import HeadAdvanced
 from actors._projector import ViewAdvanced
-from actors._readside import ReadSide, RebuildReport
+from actors._readside import SNAPSHOT_EVERY, ReadSide, RebuildReport
+from actors._router import run_query
 from actors._tail import EventTail
 from domain.errors import ProjectionUnavailable
 from store import Codec, LogFollower, ParkedEvent, RecordedEvent, ViewStore, get_logger
-from views import ReadModel
+from views import Backend, ReadModel
 
 __all__ = ["ChildSpec", "main"]
 
@@ -45,6 +54,8 @@ log = get_logger(__name__)
 
 HOUSEKEEPING_PERIOD = 0.5  # seconds between two flush checks of the views environment
 CALL_TIMEOUT = 30.0  # seconds a park / unpark may wait for the engine
+SWITCH_INTERVAL = 0.0005  # seconds: see main()
+QUERY_THREADS = 4  # threads answering the engine's queries of the memory views
 
 
 class ChildSpec(NamedTuple):
@@ -54,9 +65,11 @@ class ChildSpec(NamedTuple):
         path: The data directory.
         views_dir: The views environment's directory.
         codec: The engine's codec (event types and upcasters).
-        models: The read models it keeps (the engine's LMDB views).
+        models: The read models it keeps.
         skip_unknown: Let views skip (and count) events they cannot decode.
-        batch_size: Events per projector batch.
+        backends: Where each model lives (``"lmdb"`` when not named): memory views are kept
+            here and queried through the pipe.
+        snapshot_every: Events a memory view applies between two background snapshots.
     """
 
     path: str
@@ -64,7 +77,8 @@ class ChildSpec(NamedTuple):
     codec: Codec
     models: list[ReadModel]
     skip_unknown: bool
-    batch_size: int = 2000
+    backends: Mapping[str, Backend] = {}
+    snapshot_every: int = SNAPSHOT_EVERY
 
 
 class _FollowedLog:
@@ -93,13 +107,16 @@ class _FollowedLog:
 
 
 class _Uplink:
-    """Tells the engine the checkpoints each projector batch committed."""
+    """Tells the engine the checkpoints each projector batch committed; wakes floor waiters."""
 
     def __init__(self, channel: Channel) -> None:
         self._channel = channel
+        self.advanced = threading.Condition()
 
     def tell(self, message: Any) -> None:
         if isinstance(message, ViewAdvanced):
+            with self.advanced:
+                self.advanced.notify_all()
             with contextlib.suppress(ProjectionUnavailable):  # the engine is gone: we stop too
                 self._channel.send(Advanced(dict(message.positions)))
 
@@ -112,6 +129,9 @@ class _Child:
         self.subscribers: list[pykka.ActorRef[Any]] = []
         self.read: ReadSide | None = None
         self.channel = Channel(conn, self.handle, on_close=self.stop.set, name="projection-wire")
+        self.uplink = _Uplink(self.channel)
+        # Queries are short and frequent: a pool, not a thread per call as for the rare calls.
+        self.queries = ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="projection-query")
 
     def handle(self, message: Any) -> None:
         """Reader thread: wake the projectors on a head, run calls on threads of their own."""
@@ -122,6 +142,8 @@ class _Child:
         elif isinstance(message, Call) and message.op == "stop":
             self.stop_call = message
             self.stop.set()
+        elif isinstance(message, Call) and message.op == "query":
+            self.queries.submit(self.channel.reply, message, lambda: self.query(*message.args))
         elif isinstance(message, Call):
             # Never on this thread: a rebuild may park events, a call answered on this thread.
             threading.Thread(
@@ -145,6 +167,28 @@ class _Child:
             return read.status(call.args[0])
         raise ValueError(f"unknown call {call.op!r}")
 
+    def query(self, name: str, query: Any, floor: int, timeout: float) -> Any:
+        """Answer ``query`` from memory view ``name`` once it has applied ``floor``.
+
+        Raises:
+            ProjectionUnavailable: The view did not get to ``floor`` within ``timeout``.
+        """
+        read = self.read
+        if read is None:
+            raise ProjectionUnavailable("still starting")
+        view = read.views[name]
+        deadline = time.monotonic() + timeout
+        with self.uplink.advanced:
+            while view.position() < floor:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ProjectionUnavailable(
+                        f"view {name!r} is at {view.position()}, catching up to {floor} (it "
+                        "was restored from an older snapshot): ask again shortly"
+                    )
+                self.uplink.advanced.wait(left)
+        return run_query(view, query)
+
     def _progress(self, done: int, total: int) -> None:
         # One message per replayed batch (2,000 events): the engine's caller sees the bar move.
         with contextlib.suppress(ProjectionUnavailable):
@@ -161,11 +205,12 @@ class _Child:
                 source,
                 self.subscribers.append,
                 views=spec.models,
-                view_backends=dict.fromkeys((m.name for m in spec.models), "lmdb"),
+                view_backends={m.name: spec.backends.get(m.name, "lmdb") for m in spec.models},
                 skip_unknown=spec.skip_unknown,
                 view_store=view_store,
                 tail=EventTail(source),
-                advanced_to=_Uplink(self.channel),
+                snapshot_every=spec.snapshot_every,
+                advanced_to=self.uplink,
             )
             try:
                 positions = {name: view.position() for name, view in self.read.views.items()}
@@ -174,6 +219,7 @@ class _Child:
                 while not self.stop.wait(HOUSEKEEPING_PERIOD):
                     view_store.sync_if_due()
             finally:
+                self.queries.shutdown(wait=True, cancel_futures=True)
                 self.read.close()
         finally:
             view_store.close()
@@ -198,5 +244,9 @@ def _rebuild(
 
 def main(conn: Connection, spec: ChildSpec) -> None:
     """Run a projection process until it is asked to stop or its engine goes away."""
+    # This process is ours alone (the embedding program's own switch interval is its choice):
+    # hand the GIL over sooner, so that the pipe's reader and the query threads do not wait
+    # out a projector batch's default 5 ms slice.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     Path(spec.views_dir).mkdir(parents=True, exist_ok=True)
     _Child(conn, spec).serve()

@@ -15,8 +15,11 @@ from the views environment (:class:`~views.FollowedView`). :class:`ProjectionPro
   ``projection_process_died``, and starts a new one after a capped exponential backoff (0.1 s
   doubling to 5 s, reset once one runs); the new one resumes from the views' checkpoints, so no
   event is skipped or applied twice. ``status()`` shows it (:class:`ProjectionStatus`);
-- **forwards** rebuild, ``retry_view`` and ``retry_parked`` of its views, with timeouts: while it
-  is down they raise :class:`~domain.errors.ProjectionUnavailable`;
+- **forwards** rebuild, ``retry_view`` and ``retry_parked`` of its views, and the queries of its
+  memory views (:class:`~actors._remote_view.RemoteView`), with timeouts: while it is down they
+  raise :class:`~domain.errors.ProjectionUnavailable`. A query carries the highest position ever
+  reported for its view (its *floor*): a child restored from an older snapshot after a restart
+  answers only once it is back there, so no answer goes back in time;
 - **stops** it at close: asked first, killed if it does not exit in time.
 """
 
@@ -56,6 +59,7 @@ RESTART_BACKOFF = Backoff(first=0.1, factor=2.0, cap=5.0)
 
 START_TIMEOUT = 60.0  # seconds a new projection process may take to report Ready
 STATUS_TIMEOUT = 2.0  # seconds status() waits for the process's view health
+QUERY_TIMEOUT = 10.0  # seconds a query of a memory view there may take (catching up included)
 
 ProcessState = Literal["starting", "running", "restarting", "stopped"]
 
@@ -87,9 +91,14 @@ class ProjectionProcess:
     Args:
         spec: What the child needs (data directory, codec, read models).
         store: The engine's event store (parked events are written there).
-        router: The query router: told :class:`ViewAdvanced` when the child's views advance.
-        served: The engine's read-only views of the child's views, by name.
+        names: The views it keeps.
         backoff: Restart delays.
+
+    Attributes:
+        router: The query router: told :class:`ViewAdvanced` when the child's views advance
+            (set before :meth:`start`).
+        served: The engine's read-only views of the child's views, by name (set before
+            :meth:`start`; the status of a view falls back on them while the child is down).
     """
 
     def __init__(
@@ -97,15 +106,18 @@ class ProjectionProcess:
         spec: ChildSpec,
         *,
         store: EventStore,
-        router: Teller,
-        served: Mapping[str, View],
+        names: frozenset[str],
         backoff: Backoff = RESTART_BACKOFF,
     ) -> None:
-        self.names = frozenset(served)
+        self.names = names
+        self.router: Teller | None = None
+        self.served: dict[str, View] = {}
         self._spec = spec
         self._store = store
-        self._router = router
-        self._served = dict(served)
+        # The child's views' positions as it last reported them, and the highest ever reported
+        # (the floor a query of a memory view there must not go below, across restarts).
+        self._positions: dict[str, int] = dict.fromkeys(names, 0)
+        self._floors: dict[str, int] = dict.fromkeys(names, 0)
         # The progress callback of the rebuild in flight (one at a time: the read side's lock).
         self._rebuild_progress: Callable[[int, int], None] | None = None
         self._rebuild_lock = threading.Lock()
@@ -185,8 +197,7 @@ class ProjectionProcess:
         self._error = ""
         self._state = "running"
         self._wake.set()
-        with contextlib.suppress(pykka.ActorDeadError):
-            self._router.tell(ViewAdvanced(dict(got[0].positions)))
+        self._advanced(got[0].positions, restarted=True)
         log.info("projection_process_started", pid=process.pid, views=sorted(self.names))
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -274,8 +285,7 @@ class ProjectionProcess:
     def _handle(self, channel: Channel, message: Any) -> None:
         """Channel thread: wake waiting queries; park and unpark for the process."""
         if isinstance(message, Advanced):
-            with contextlib.suppress(pykka.ActorDeadError):
-                self._router.tell(ViewAdvanced(dict(message.positions)))
+            self._advanced(message.positions)
         elif isinstance(message, Rebuilding):
             progress = self._rebuild_progress
             if progress is not None:
@@ -284,6 +294,30 @@ class ProjectionProcess:
             channel.reply(message, lambda: self._store.park(message.args[0]))
         elif isinstance(message, Call) and message.op == "unpark":
             channel.reply(message, lambda: self._store.unpark(*message.args))
+
+    def _advanced(self, positions: Mapping[str, int], *, restarted: bool = False) -> None:
+        """Note the child's positions (a new child's may be lower) and wake waiting queries."""
+        if restarted:
+            self._positions = dict.fromkeys(self.names, 0)
+        for name, position in positions.items():
+            self._positions[name] = position
+            self._floors[name] = max(self._floors.get(name, 0), position)
+        if self.router is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.router.tell(ViewAdvanced(dict(positions)))
+
+    def position(self, view: str) -> int:
+        """Return the position the child last reported for ``view``."""
+        return self._positions.get(view, 0)
+
+    def query(self, view: str, query: Any) -> Any:
+        """Answer ``query`` from memory view ``view`` there, never older than any answer before.
+
+        Raises:
+            ProjectionUnavailable: The child is down, or did not answer in time.
+        """
+        floor = self._floors.get(view, 0)
+        return self._call("query", view, query, floor, QUERY_TIMEOUT, timeout=QUERY_TIMEOUT + 5.0)
 
     # ------------------------------------------------------------ calls
 
@@ -324,13 +358,13 @@ class ProjectionProcess:
         except ProjectionUnavailable as error:
             now = time.time()
             found = {}
-            for name, view in self._served.items():
+            for name, view in self.served.items():
                 position = view.position()
                 found[name] = ViewStatus(
                     position=position,
                     lag_events=max(0, head - position),
                     lag_seconds=0.0,
-                    backend="lmdb",
+                    backend=view.backend,
                     state="retrying",
                     error=f"ProjectionUnavailable: {error.reason}",
                     attempts=max(1, self._restarts),

@@ -10,16 +10,16 @@ checkpoint the writer committed with the rows (never a cached number: the writer
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 import lmdb
 
 from domain.errors import EngineClosed, InvalidView
-from store import RecordedEvent
 from views._lmdb_keys import KEY_LAYOUT, parse_version_record
 from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db, LmdbStorage
-from views._view import Backend, ReadModel, View, check_query, model_version
+from views._read_only import ReadOnlyView
+from views._view import Backend, ReadModel, check_query, model_version
 
 __all__ = ["FollowedView", "ViewSource"]
 
@@ -42,7 +42,7 @@ class ViewSource(Protocol):
         ...
 
 
-class FollowedView:
+class FollowedView(ReadOnlyView):
     """A read model's LMDB view, read here and written by another process.
 
     It answers ``query`` and ``position`` (see :class:`~views.View`); every method that would
@@ -141,32 +141,6 @@ class FollowedView:
             return model.query(LmdbStorage(txn, dbs[slot]), query)
 
         return self._source.read(answer)
-
-    def _read_only(self, what: str) -> TypeError:
-        return TypeError(f"view {self.name!r} is written by another process; cannot {what} here")
-
-    def apply(self, events: Sequence[RecordedEvent], up_to: int) -> None:
-        """Refuse: the projection process applies events."""
-        del events, up_to
-        raise self._read_only("apply events")
-
-    def reapply(self, event: RecordedEvent) -> None:
-        """Refuse: the projection process retries parked events."""
-        del event
-        raise self._read_only("reapply an event")
-
-    def new_shadow(self) -> View:
-        """Refuse: the projection process rebuilds."""
-        raise self._read_only("make a shadow")
-
-    def adopt(self, shadow: View) -> None:
-        """Refuse: the projection process swaps rebuilt copies in."""
-        del shadow
-        raise self._read_only("adopt a shadow")
-
-    def clear(self) -> None:
-        """Refuse: the projection process clears its views."""
-        raise self._read_only("clear it")
 
     def close(self) -> None:
         """Stop answering (the environment belongs to its owner). Idempotent."""

@@ -38,7 +38,8 @@ from domain.errors import InvalidView
 from domain.orders import ORDERS, CreateOrder, OrderItem, OrderState
 from store import Codec, EventStore
 from views import ViewReader
-from views.orders import GetOrderById, GetOrderStats, order_read_models
+from views._snapshot_file import snapshot_path
+from views.orders import GetOrderById, GetOrderStats, SearchOrders, order_read_models
 
 ALL_LMDB: Any = dict.fromkeys(
     ("order_details", "customer_orders", "order_search", "order_stats"), "lmdb"
@@ -85,7 +86,12 @@ def test_process_mode_answers_the_order_queries_exactly_as_in_process_mode(
                 status = engine.status()
                 assert status.projection is not None
                 assert status.projection.state == "running"
-                assert set(status.projection.views) == {"order_details", "customer_orders"}
+                assert set(status.projection.views) == {
+                    "order_details",
+                    "customer_orders",
+                    "order_search",
+                    "order_stats",
+                }
                 assert status.views["order_details"].position == head
     assert answers[0] == answers[1]
     assert answers[0][0].total_orders == 40
@@ -157,10 +163,12 @@ def test_a_second_process_answers_queries_from_the_views_while_the_engine_writes
             writer.join(timeout=30)
 
 
+@pytest.mark.parametrize("backends", [ALL_LMDB, None], ids=["all-lmdb", "default-backends"])
 def test_kill_minus_nine_of_the_projection_process_skips_and_doubles_nothing(
-    tmp_path: Path,
+    tmp_path: Path, backends: Any
 ) -> None:
-    with Engine.open(tmp_path / "data", projection="process", view_backends=ALL_LMDB) as engine:
+    # Default backends: the memory views die with the child and the next one replays them.
+    with Engine.open(tmp_path / "data", projection="process", view_backends=backends) as engine:
         killed_behind = 0
         for round_no in range(3):
             futures = [engine.submit(c) for c in all_commands(f"k{round_no}", 150)]
@@ -319,3 +327,70 @@ def test_the_log_map_grown_by_the_engine_is_adopted_by_the_projection_process(
         projection = engine.status().projection
         assert projection is not None
         assert projection.restarts == 0
+
+
+def test_memory_views_live_in_the_projection_process_and_snapshot_there(tmp_path: Path) -> None:
+    path = tmp_path / "data"
+    with Engine.open(path, projection="process") as engine:
+        head = run_all(engine, all_commands("mem", 30))
+        # Read-your-writes through the pipe: the child's reported position wakes the query.
+        stats = engine.query(GetOrderStats(), after=head, timeout=10)
+        assert stats == check_log(engine.store).stats()
+        found = engine.query(SearchOrders(query="mem", page_size=100), after=head, timeout=10)
+        assert found.total == 30
+        status = engine.status()
+        assert status.views["order_search"].backend == "memory"
+        assert status.views["order_stats"].position == head
+        assert status.projection is not None
+        child = status.projection.pid
+    # The child snapshotted its memory views as it stopped; an in-process engine loads them.
+    directory = path / "views" / "snapshots"
+    assert snapshot_path(directory, "order_search").exists()
+    assert snapshot_path(directory, "order_stats").exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)
+    with Engine.open(path) as engine:
+        assert engine.status().views["order_search"].position == head  # loaded, not replayed
+        assert engine.query(GetOrderStats()) == stats
+
+
+def test_after_a_restart_the_memory_views_never_answer_older_than_before(tmp_path: Path) -> None:
+    path = tmp_path / "data"
+    with EventStore.open(path, codec=Codec(ORDERS.event_types), durability="async") as store:
+        head = write_orders(store, "floor", 1500)  # the new child replays them all: ~0.3 s
+    with Engine.open(path, projection="process") as engine:
+        before = engine.query(GetOrderStats(), after=head, timeout=60)
+        status = engine.status().projection
+        assert status is not None
+        os.kill(status.pid, signal.SIGKILL)
+        answers: list[Any] = []
+
+        def answered() -> bool:
+            try:
+                answers.append(engine.query(GetOrderStats()))
+            except ProjectionUnavailable:
+                return False  # down, or still catching up to what was answered before
+            return engine.status().projection.restarts == 1  # type: ignore[union-attr]
+
+        wait_until(answered, timeout=60)
+        # Every answer, including any the old child gave before it died, is the whole log's.
+        assert answers
+        assert all(answer == before for answer in answers)
+
+
+def test_a_memory_read_model_the_projection_process_cannot_import_stays_here(
+    tmp_path: Path,
+) -> None:
+    class LocalMemory(PoisonCounter):  # defined in a function: the other process cannot import it
+        name = "local_memory_counter"
+        default_backend = "memory"
+
+    with Engine.open(
+        tmp_path / "data", projection="process", views=[*order_read_models(), LocalMemory()]
+    ) as engine:
+        result = engine.execute(command_for(command_id("here", 0, 0, 0)))
+        assert engine.query(CountEvents(), after=result.position, timeout=10) == 1
+        status = engine.status()
+        assert status.projection is not None
+        assert "local_memory_counter" not in status.projection.views
+        assert "order_stats" in status.projection.views
