@@ -143,7 +143,12 @@ class _Child:
             self.stop_call = message
             self.stop.set()
         elif isinstance(message, Call) and message.op == "query":
-            self.queries.submit(self.channel.reply, message, lambda: self.query(*message.args))
+            if self.caught_up(message.args[0], message.args[2]):
+                # Answered right here: a hand-off to the pool (two thread wake-ups) cost more
+                # than most queries do (a search plan is bounded by its page or its hits).
+                self.channel.reply(message, lambda: self.query(*message.args))
+            else:  # it must wait for the view: never on this thread
+                self.queries.submit(self.channel.reply, message, lambda: self.query(*message.args))
         elif isinstance(message, Call):
             # Never on this thread: a rebuild may park events, a call answered on this thread.
             threading.Thread(
@@ -166,6 +171,12 @@ class _Child:
         if call.op == "status":
             return read.status(call.args[0])
         raise ValueError(f"unknown call {call.op!r}")
+
+    def caught_up(self, name: str, floor: int) -> bool:
+        """Whether view ``name`` has applied ``floor`` (False while starting or unknown)."""
+        read = self.read
+        view = None if read is None else read.views.get(name)
+        return view is not None and view.position() >= floor
 
     def query(self, name: str, query: Any, floor: int, timeout: float) -> Any:
         """Answer ``query`` from memory view ``name`` once it has applied ``floor``.
