@@ -14,10 +14,10 @@ rebuild by shadow and swap), fed differently:
   call to the engine, answered once it is committed, *before* the view's checkpoint passes the
   event (a failed call leaves the view to retry later: nothing is skipped unrecorded);
 - its memory views (their rows live here, snapshotted to the views directory as in the engine)
-  answer the engine's ``query`` calls on a small pool of threads; a call names a *floor*, the
-  highest position the engine was ever told of that view, and waits until the view is there
-  (a view restored from an older snapshot after a restart catches up first), so no answer is
-  older than one given before.
+  answer the engine's ``query`` calls; a call names a *floor*, the highest position the engine
+  was ever told of that view, and is answered on the pipe's reader thread when the view is
+  there, else on a small pool of threads once it gets there (a view restored from an older
+  snapshot after a restart catches up first), so no answer is older than one given before.
 
 It stops when asked, or when the pipe breaks (the engine died): either way it flushes the views
 environment and exits. Killed, it loses nothing: the next one resumes from the checkpoints.
