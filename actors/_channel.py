@@ -34,9 +34,14 @@ log = get_logger(__name__)
 
 
 class Head(NamedTuple):
-    """Engine -> projection: the log's head is now ``position``."""
+    """Engine -> projection: the log's head is now ``position``.
+
+    ``wanted`` names the views queries are waiting for in the engine's router (as it sent the
+    head): those are stepped first and reported one by one, as a local projector does.
+    """
 
     position: int
+    wanted: frozenset[str] = frozenset()
 
 
 class Ready(NamedTuple):

@@ -128,6 +128,7 @@ class _Child:
         self.stop_call: Call | None = None
         self.subscribers: list[pykka.ActorRef[Any]] = []
         self.read: ReadSide | None = None
+        self.wanted: frozenset[str] = frozenset()  # views queries wait for in the engine
         self.channel = Channel(conn, self.handle, on_close=self.stop.set, name="projection-wire")
         self.uplink = _Uplink(self.channel)
         # Queries are short and frequent: a pool, not a thread per call as for the rare calls.
@@ -136,6 +137,7 @@ class _Child:
     def handle(self, message: Any) -> None:
         """Reader thread: wake the projectors on a head, run calls on threads of their own."""
         if isinstance(message, Head):
+            self.wanted = message.wanted
             for ref in self.subscribers:
                 with contextlib.suppress(pykka.ActorDeadError):
                     ref.tell(HeadAdvanced(message.position))
@@ -222,6 +224,8 @@ class _Child:
                 tail=EventTail(source),
                 snapshot_every=spec.snapshot_every,
                 advanced_to=self.uplink,
+                waiting=lambda: len(self.wanted),
+                wanted=lambda name: name in self.wanted,
             )
             try:
                 positions = {name: view.position() for name, view in self.read.views.items()}

@@ -96,7 +96,11 @@ class ProjectionProcess:
 
     Attributes:
         router: The query router: told :class:`ViewAdvanced` when the child's views advance
-            (set before :meth:`start`).
+            while ``waiting()`` (set before :meth:`start`, as the next two).
+        waiting: Whether queries are parked in the router (default: assume so). Reports that
+            nobody waits for do not wake it: it reads the positions again after parking a
+            query, so a report and a parking that race are never both missed.
+        wanted: The views queries wait for, sent to the child with each head.
         served: The engine's read-only views of the child's views, by name (set before
             :meth:`start`; the status of a view falls back on them while the child is down).
     """
@@ -112,6 +116,8 @@ class ProjectionProcess:
         self.names = names
         self.router: Teller | None = None
         self.served: dict[str, View] = {}
+        self.waiting: Callable[[], bool] = lambda: True
+        self.wanted: Callable[[], frozenset[str]] = frozenset
         self._spec = spec
         self._store = store
         # The child's views' positions as it last reported them, and the highest ever reported
@@ -271,7 +277,7 @@ class ProjectionProcess:
             if head == self._sent or channel is None or self._state != "running":
                 continue
             try:
-                channel.send(Head(head))
+                channel.send(Head(head, self.wanted()))
             except ProjectionUnavailable:
                 continue  # it died: the monitor starts a new one, which reads the head itself
             self._sent = head
@@ -302,7 +308,7 @@ class ProjectionProcess:
         for name, position in positions.items():
             self._positions[name] = position
             self._floors[name] = max(self._floors.get(name, 0), position)
-        if self.router is not None:
+        if self.router is not None and (restarted or self.waiting()):
             with contextlib.suppress(pykka.ActorDeadError):
                 self.router.tell(ViewAdvanced(dict(positions)))
 

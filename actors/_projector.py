@@ -94,6 +94,9 @@ class Projector(Supervised, pykka.ThreadingActor):
             router by a moment); those views are stepped first, and again between the other
             views of a step when newer events arrived (see :meth:`_serve_wanted`). None: the
             views' order, one batch each per step.
+        report_steps: Also tell the router every step's positions at its end, whether or not
+            queries wait (the ``router`` of a projection process is the pipe to the engine,
+            which keeps the positions of the views there from these reports).
         backoff: When a view whose storage failed is tried again (default:
             :data:`~actors._backoff.VIEW_RETRY`).
         fault_seam: Called before each message is handled (tests raise there); None in use.
@@ -115,12 +118,14 @@ class Projector(Supervised, pykka.ThreadingActor):
         on_batch: Any = None,
         waiting: Callable[[], int] | None = None,
         wanted: Callable[[str], bool] | None = None,
+        report_steps: bool = False,
         backoff: Backoff | None = None,
         fault_seam: FaultSeam | None = None,
     ) -> None:
         super().__init__()
         self._waiting = waiting
         self._wanted = wanted
+        self._report_steps = report_steps
         self._store = store
         self._read: Reader = tail.read if tail is not None else store_reader(store)
         self._progress = {progress.view.name: progress for progress in progresses}
@@ -238,6 +243,9 @@ class Projector(Supervised, pykka.ThreadingActor):
                 behind = True
             else:
                 progress.behind_since = None
+        if advanced and self._report_steps and self._router is not None:
+            # Every step's positions, whether or not queries wait (see report_steps).
+            self._router.tell(ViewAdvanced(dict(advanced)))
         if advanced and self._on_batch is not None:
             self._on_batch(advanced)
         self._failures = 0

@@ -176,6 +176,8 @@ def start_read_side(
         return read
     remote.router = read.router
     remote.served = {view.name: view for view in served}
+    remote.waiting = lambda: read.queries_waiting > 0
+    remote.wanted = read.waiting_views
     read.remote = remote
     try:
         subscribe(remote)

@@ -70,12 +70,14 @@ class ReadSide:
         tail: EventTail | None = None,
         snapshots: ViewSnapshots | None = None,
         parked: dict[int, Any] | None = None,
+        heaps: dict[str, list[tuple[int, int]]] | None = None,
         remote: ProjectionProcess | None = None,
     ) -> None:
         self._store = store
         # Views a projection process keeps (process mode): served here, projected there.
         self.remote = remote
         self._parked_asks: dict[int, Any] = {} if parked is None else parked
+        self._heaps: dict[str, list[tuple[int, int]]] = {} if heaps is None else heaps
         self.tail = tail
         self.snapshots = snapshots
         self.views = {view.name: view for view in views}
@@ -101,6 +103,8 @@ class ReadSide:
         fault_seam: FaultSeam | None = None,
         served: Sequence[View] = (),
         advanced_to: Teller | None = None,
+        waiting: Callable[[], int] | None = None,
+        wanted: Callable[[str], bool] | None = None,
         remote: ProjectionProcess | None = None,
     ) -> ReadSide:
         """Create the views (default: the order read models) and start their actors.
@@ -109,7 +113,9 @@ class ReadSide:
         ``subscribe``). ``served`` views are answered and waited for here but projected by
         ``remote`` (a projection process; it wakes waiting queries through the router).
         ``advanced_to`` gets the projectors' :class:`ViewAdvanced` instead of the local router
-        (in a projection process: the wire to the engine).
+        (in a projection process: the wire to the engine), after every step, and after each
+        view's share of a step while ``waiting()`` (queries wait there; ``wanted(name)``: for
+        that view, stepped first).
 
         ``views`` may hold read models (bound here to the backend ``view_backends`` names, see
         :func:`views.bind_views`) and views already bound, mixed. Each query type is routed to
@@ -148,9 +154,9 @@ class ReadSide:
                 router if advanced_to is None else advanced_to,
                 tail=tail,
                 on_batch=snapshots.on_batch if snapshots is not None else None,
-                # Only the local router's parked queries can be known here.
-                waiting=parked.__len__ if advanced_to is None else None,
-                wanted=(lambda name: bool(heaps.get(name))) if advanced_to is None else None,
+                waiting=parked.__len__ if advanced_to is None else waiting,
+                wanted=(lambda name: bool(heaps.get(name))) if advanced_to is None else wanted,
+                report_steps=advanced_to is not None,
                 fault_seam=fault_seam,
             )
             subscribe(ref)
@@ -165,6 +171,7 @@ class ReadSide:
             tail=tail,
             snapshots=snapshots,
             parked=parked,
+            heaps=heaps,
             remote=remote,
         )
 
@@ -177,6 +184,10 @@ class ReadSide:
     def queries_waiting(self) -> int:
         """Return how many queries are parked in the router, waiting for their view."""
         return len(self._parked_asks)  # a dict's size is read atomically
+
+    def waiting_views(self) -> frozenset[str]:
+        """Return the views some query waits for (a hint: it may lag the router a moment)."""
+        return frozenset(name for name, heap in list(self._heaps.items()) if heap)
 
     def close(self) -> None:
         """Stop the projector and the router, snapshot the memory views, close the views."""
