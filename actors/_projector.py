@@ -127,7 +127,7 @@ class Projector(Supervised, pykka.ThreadingActor):
         self._wanted = wanted
         self._report_steps = report_steps
         self._store = store
-        self._read: Reader = tail.read if tail is not None else store_reader(store)
+        self._read: Reader = tail.reader() if tail is not None else store_reader(store)
         self._progress = {progress.view.name: progress for progress in progresses}
         self._router = router
         self._batch_size = batch_size

@@ -179,7 +179,7 @@ class SagaRunner(Supervised, pykka.ThreadingActor):
         self._store = store
         self._submit = submit
         self._progress = progress
-        self._read: Reader = tail.read if tail is not None else store_reader(store)
+        self._read: Reader = tail.reader() if tail is not None else store_reader(store)
         self._batch_size = batch_size
         self._command_timeout = command_timeout
         self._backoff = VIEW_RETRY if backoff is None else backoff

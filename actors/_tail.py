@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from domain.errors import CorruptLog
@@ -46,6 +46,19 @@ class EventTail:
         self._lock = threading.Lock()
         self.decoded = 0  # records decoded from LMDB (misses), for tests and the bench
         self.published = 0  # records handed over by the writer
+        self.readers = 0  # projectors and sagas reading it: none, and the writer publishes nothing
+
+    def reader(self) -> Callable[[int, int], list[RecordedEvent]]:
+        """Register a reader (a projector, a saga) and return its :meth:`read`.
+
+        The writer hands records over only while someone reads them: in projection-process
+        mode every view may live in the child, and building records nobody reads would cost
+        the engine's process ~1-2 us per event for nothing. A reader registered later finds
+        what it lacks by decoding (a miss), as after any gap.
+        """
+        with self._lock:
+            self.readers += 1
+        return self.read
 
     def publish(self, records: Sequence[RecordedEvent]) -> None:
         """Add freshly committed records (consecutive positions, in order): the writer's path."""
