@@ -2,8 +2,9 @@
 
 Runs ``bench_store.run(quick)``, ``bench_engine.run(quick)``, ``bench_views.run(quick)``,
 ``bench_pipeline.run(quick)`` (the read pipeline as users run it), ``bench_http.run(quick)`` and
-``bench_growth.run(quick)`` (cost as aggregates grow) and ``bench_cluster.run(quick)`` (shards
-on a local Ray against one engine)
+``bench_growth.run(quick)`` (cost as aggregates grow), ``bench_projection_process.run(quick)``
+(the views in the engine's process or in a projection process, against ``views=[]``) and
+``bench_cluster.run(quick)`` (shards on a local Ray against one engine)
 in this process (the ``eventsourcing`` peer runs once and is shared by the engine and view
 figures; the HTTP server runs in a subprocess), then prints one table: each figure, our value,
 every reference measured in the same run, the ratios, the aim and whether it is met. Progress
@@ -32,6 +33,7 @@ import bench_engine
 import bench_growth
 import bench_http
 import bench_pipeline
+import bench_projection_process
 import bench_store
 import bench_views
 from _common import (
@@ -162,6 +164,7 @@ def _run_all(
         ("pipeline", bench_pipeline.run, lambda r: list(r["figures"])),
         ("http", bench_http.run, lambda r: list(r["figures"])),
         ("growth", bench_growth.run, lambda r: list(r["figures"])),
+        ("projection", bench_projection_process.run, lambda r: list(r["figures"])),
         ("cluster", bench_cluster.run, lambda r: list(r["figures"])),
     ]
     figures: list[Figure] = []
