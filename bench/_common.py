@@ -206,12 +206,15 @@ def deep_size(roots: Iterable[object], exclude: Iterable[object] = ()) -> int:
     return total
 
 
-def rss_anon_bytes() -> int:
-    """Return this process's anonymous resident memory (``resident - shared`` of statm).
+def rss_anon_bytes(pid: int | None = None) -> int:
+    """Return a process's anonymous resident memory (``resident - shared`` of statm).
 
     The LMDB map is file-backed and counted as shared, so the log itself stays out of it.
+
+    Args:
+        pid: The process (None: this one).
     """
-    fields = Path("/proc/self/statm").read_text().split()
+    fields = Path(f"/proc/{pid or 'self'}/statm").read_text().split()
     return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
 
 

@@ -6,7 +6,9 @@ submitted with the engine's backpressure, then the next wave comes. Commands are
 the benchmark's own memory stays flat. 10M events are a million orders: ten times the default
 ``max_live_aggregates`` (100k), so the LRU keeps passivating once the cap is reached.
 
-Engine: ``Engine.open(path)`` as the README shows it (durable, the four order views).
+Engine: ``Engine.open(path)`` as the README shows it (durable, the four order views);
+``--projection process`` soaks ``Engine.open(path, projection="process")`` instead (labelled),
+its RSS then being the engine's and its projection process's together.
 
 Every ``--every`` events (default 100k) it records the window's commands/s, the process's
 anonymous RSS (``/proc/self/statm``: the LMDB maps are file-backed and stay out), the live
@@ -17,7 +19,8 @@ Aims (issue 13): throughput at the end >= 0.8x the throughput at 100k events; RS
 live-aggregate cap is reached (reported as the RSS growth from the first checkpoint past the cap to
 the end).
 
-Run: ``python bench/bench_soak.py [--events N] [--every N] [--json FILE] [--chart FILE]``.
+Run: ``python bench/bench_soak.py [--events N] [--every N] [--projection MODE] [--json FILE]
+[--chart FILE]``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from _common import RESULTS_DIR, configure_logging, progress, rss_anon_bytes, write_json
 from _workload import order_workload
@@ -69,6 +72,9 @@ def _checkpoint(
     engine: Engine, path: Path, events: int, seconds: float, window: float
 ) -> dict[str, Any]:
     status = engine.status()
+    child = status.projection.pid if status.projection is not None else 0
+    engine_rss = rss_anon_bytes()
+    child_rss = rss_anon_bytes(child) if child else 0
     used = _pages_bytes(engine.store.env)
     views_used = _pages_bytes(engine._view_store.env)  # noqa: SLF001 - a benchmark's probe
     on_disk = (path / "data.mdb").stat().st_blocks * 512
@@ -77,7 +83,9 @@ def _checkpoint(
         "events": events,
         "elapsed_s": seconds,
         "commands_per_s": window,
-        "rss_anon_mib": rss_anon_bytes() / 2**20,
+        "rss_anon_mib": (engine_rss + child_rss) / 2**20,
+        "engine_rss_anon_mib": engine_rss / 2**20,
+        "projection_rss_anon_mib": child_rss / 2**20,
         "live_aggregates": status.live_aggregates,
         "bytes_used_per_event": (used + views_used) / max(events, 1),
         "bytes_on_disk_per_event": (on_disk + views_disk) / max(events, 1),
@@ -85,14 +93,16 @@ def _checkpoint(
     }
 
 
-def run(total_events: int, every: int) -> dict[str, Any]:
-    """Soak the default engine; return the checkpoints and the aims' verdicts."""
+def run(
+    total_events: int, every: int, projection: Literal["in-process", "process"] = "in-process"
+) -> dict[str, Any]:
+    """Soak the default engine (or in ``projection`` mode); return checkpoints and verdicts."""
     configure_logging()
     points: list[dict[str, Any]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         path = Path(tmp) / "data"
-        with Engine.open(path) as engine:
+        with Engine.open(path, projection=projection) as engine:
             pending: list[Any] = []
             window_start = time.perf_counter()
             done = 0
@@ -116,6 +126,7 @@ def run(total_events: int, every: int) -> dict[str, Any]:
                 future.get(timeout=600)
     return {
         "bench": "soak",
+        "projection": projection,
         "events": total_events,
         "every": every,
         "seconds": time.perf_counter() - started,
@@ -140,7 +151,9 @@ def _verdicts(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def print_points(result: dict[str, Any]) -> None:
     """Print the checkpoints and the verdicts as a table."""
-    table = Table(title=f"soak, default engine ({result['seconds']:.0f} s)")
+    mode = result.get("projection", "in-process")
+    label = "default engine" if mode == "in-process" else f'projection="{mode}"'
+    table = Table(title=f"soak, {label} ({result['seconds']:.0f} s)")
     for column in ("events", "cmd/s", "RSS MiB", "live", "B/event LMDB", "B/event disk", "lag"):
         table.add_column(column, justify="right")
     for p in result["points"]:
@@ -178,7 +191,9 @@ def chart(result: dict[str, Any], target: Path) -> Path:
         axis.set_ylabel(label)
         axis.grid(visible=True, alpha=0.3)
     axes[-1].set_xlabel("events written (millions)")
-    fig.suptitle("Soak: the default engine, durable")
+    mode = result.get("projection", "in-process")
+    label = "the default engine" if mode == "in-process" else f'projection="{mode}"'
+    fig.suptitle(f"Soak: {label}, durable")
     fig.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target, dpi=100)
@@ -193,8 +208,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--every", type=int, default=100_000, help="events per checkpoint")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="results file")
     parser.add_argument("--chart", type=Path, default=RESULTS_DIR / "soak.png", metavar="FILE")
+    parser.add_argument(
+        "--projection",
+        choices=("in-process", "process"),
+        default="in-process",
+        help="projection mode (default: in-process, as Engine.open(path) does)",
+    )
     args = parser.parse_args(argv)
-    result = run(args.events, args.every)
+    result = run(
+        args.events, args.every, "process" if args.projection == "process" else "in-process"
+    )
     print_points(result)
     progress(f"wrote {write_json(result, args.json, 'soak.json')}")
     progress(f"wrote {chart(result, args.chart)}")
