@@ -122,6 +122,29 @@ def test_concurrent_activations_keep_the_live_set_near_the_cap_from_both_sides(
         assert registry.activations == 600
 
 
+def test_actors_asked_to_passivate_leave_the_lru_index_so_activations_never_walk_them(
+    tmp_path: Path,
+) -> None:
+    # A burst of activations far over the cap: asked actors retire only when a worker gets to
+    # their Passivate, so thousands can be pending at once. They must not stay in the LRU index
+    # (every activation over the cap scanned it from its LRU end: 1,480 entries per activation
+    # here, and half the soak's throughput past the cap).
+    cap = 10
+    with open_engine(
+        tmp_path, deciders=[COUNTER], max_live_aggregates=cap, idle_timeout=None
+    ) as engine:
+        registry = _registry(engine, COUNTER)
+        futures = []
+        for i in range(3000):
+            futures.append(engine.submit(Increment(counter_id=f"c-{i}", by=1)))
+            assert len(registry._index) <= cap  # what an activation scans: never the asked
+        for future in futures:
+            future.get(timeout=TIMEOUT)
+        wait_until(lambda: len(registry) <= cap and registry._asked == 0)
+        assert registry.activations == 3000
+        assert registry.passivations >= 3000 - cap
+
+
 def test_tune_gc_false_never_freezes_the_collector(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -156,15 +179,16 @@ def test_an_aggregate_with_commands_in_flight_refuses_to_passivate(tmp_path: Pat
         wait_until(wrappers[0].waiting.is_set)
         pending += [engine.submit(add("o", f"p{i}")) for i in range(5)]
         assert registry.sweep(0.0) == 1  # asked while its commits are held at the gate
-        entry = registry._index["o"]
+        entry = registry._leaving["o"]  # asked: out of the LRU index until it answers
         entry.ref.ask("barrier", timeout=TIMEOUT)  # it has handled the Passivate by now
-        assert "o" in registry._index
-        assert not entry.passivating  # it refused
+        assert "o" in registry._index  # it refused: back in the index, at the LRU end
+        assert "o" not in registry._leaving
+        assert next(iter(registry._index)) == "o"
         gate.set()
         results = [future.get(timeout=TIMEOUT) for future in pending]
         assert [result.version for result in results] == [1, 2, 3, 4, 5, 6]
         assert registry.sweep(0.0) == 1
-        wait_until(lambda: "o" not in registry._index)
+        wait_until(lambda: len(registry) == 0)
         # reactivated from the log: a duplicate gets its original result, versions continue
         assert engine.execute(create("o", command_id="c1")) == results[0]
         assert engine.execute(add("o", "late")).version == 7
