@@ -5,8 +5,8 @@ took 8 s there). This index is an ``OrderedDict`` in least-recently-used order, 
 activation and passivation are all O(1). Actors asked to passivate leave it for a set of their
 own until they retire (or refuse, or get a command): left in the index, every activation over
 the cap walked over all of them from its LRU end, and under a burst of activations thousands
-were pending there (measured: 1,480 entries visited per activation at a cap of 10, and half the
-throughput past the cap in the soak).
+were pending there (measured: 1,480 entries visited per activation at a cap of 10; past a cap
+of 10k, 5.9-7.3k commands/s against 11.1-12.4k once they left it, ``views=[]``).
 
 Passivation protocol: the registry *asks* an aggregate to passivate (idle timeout, or the LRU
 cap); the aggregate agrees only if nothing of its own is still in flight, and then calls
