@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from domain.errors import EngineClosed
 from views import Backend, ReadModel
 from views._read_only import ReadOnlyView
 from views._view import check_query
@@ -34,32 +33,16 @@ class RemoteView(ReadOnlyView):
     """
 
     backend: Backend = "memory"
-    skip_unknown = False
     owner = "the projection process"
 
     def __init__(self, model: ReadModel, process: ProjectionProcess) -> None:
-        self.name = model.name
-        self.tags = model.tags
-        self.query_types = model.query_types
-        self._model = model
+        super().__init__(model)
         self._process = process
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"RemoteView({self.name!r})"
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise EngineClosed(f"view {self.name!r} is closed")
 
     def position(self) -> int:
         """Return the position the projection process last reported for the view."""
         self._check_open()
         return self._process.position(self.name)
-
-    def validate(self, query: object) -> None:
-        """Raise InvalidQuery if this view does not answer ``query`` or its model refuses it."""
-        check_query(self, self._model, query)
 
     def query(self, query: object) -> object:
         """Answer ``query`` in the projection process (checked here first: no needless trip).
@@ -71,7 +54,3 @@ class RemoteView(ReadOnlyView):
         self._check_open()
         check_query(self, self._model, query)
         return self._process.query(self.name, query)
-
-    def close(self) -> None:
-        """Stop answering (the projection process keeps the rows). Idempotent."""
-        self._closed = True

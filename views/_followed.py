@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 import lmdb
 
-from domain.errors import EngineClosed, InvalidView
+from domain.errors import InvalidView
 from views._lmdb_keys import KEY_LAYOUT, parse_version_record
 from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db, LmdbStorage
 from views._read_only import ReadOnlyView
@@ -57,18 +57,13 @@ class FollowedView(ReadOnlyView):
     """
 
     backend: Backend = "lmdb"
-    skip_unknown = False
 
     def __init__(self, model: ReadModel, source: ViewSource) -> None:
-        self.name = model.name
-        self.tags = model.tags
-        self.query_types = model.query_types
-        self._model = model
+        super().__init__(model)
         self._source = source
         self._name_key = model.name.encode()
         self._version = model_version(model)
         self._versions_db: Db | None = None
-        self._closed = False
         slots = source.db(SLOTS_DB)
         dbs = (source.db(f"view:{model.name}:0"), source.db(f"view:{model.name}:1"))
         if slots is None or dbs[0] is None or dbs[1] is None:
@@ -79,13 +74,6 @@ class FollowedView(ReadOnlyView):
             )
         self._slots_db = slots
         self._dbs = dbs
-
-    def __repr__(self) -> str:
-        return f"FollowedView({self.name!r})"
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise EngineClosed(f"view {self.name!r} is closed")
 
     def _versions(self) -> Db | None:
         # Looked up (outside any transaction) until it exists: a writer creates it at open.
@@ -120,10 +108,6 @@ class FollowedView(ReadOnlyView):
             return 0
         return self._source.checkpoint(self.name)
 
-    def validate(self, query: object) -> None:
-        """Raise InvalidQuery if this view does not answer ``query`` or its model refuses it."""
-        check_query(self, self._model, query)
-
     def query(self, query: object) -> object:
         """Answer ``query`` from the live slot, in one short read transaction."""
         self._check_open()
@@ -141,7 +125,3 @@ class FollowedView(ReadOnlyView):
             return model.query(LmdbStorage(txn, dbs[slot]), query)
 
         return self._source.read(answer)
-
-    def close(self) -> None:
-        """Stop answering (the environment belongs to its owner). Idempotent."""
-        self._closed = True

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-from engine_kit import ADDRESS, COUNTER, Increment, Incremented, open_engine
+from engine_kit import COUNTER, Increment, Incremented, create, open_engine
 
 from actors import Engine
 from actors._tail import CHUNK, EventTail
 from domain.errors import CorruptLog
-from domain.orders import CreateOrder, OrderItem
 from store import Codec, EventStore, RecordedEvent, StreamAppend
 from views.orders import GetOrderById
 
@@ -117,15 +115,6 @@ def test_the_writer_hands_the_projectors_exactly_what_the_log_holds(tmp_path: Pa
         assert [_as_tuple(r) for r in served] == [_as_tuple(r) for r in log]
 
 
-def _create(order_id: str) -> CreateOrder:
-    return CreateOrder(
-        order_id=order_id,
-        customer_id="c",
-        items=[OrderItem(product_id="p", quantity=1, price=Decimal(1))],
-        shipping_address=ADDRESS,
-    )
-
-
 def test_with_every_view_in_the_projection_process_the_writer_publishes_nothing(
     tmp_path: Path,
 ) -> None:
@@ -136,12 +125,12 @@ def test_with_every_view_in_the_projection_process_the_writer_publishes_nothing(
         assert tail is not None
         assert tail.readers == 0
         for i in range(20):
-            result = engine.execute(_create(f"t-{i}"))
+            result = engine.execute(create(f"t-{i}"))
         assert engine.query(GetOrderById(result.aggregate_id), after=result.position) is not None
         assert tail.published == 0
     with Engine.open(tmp_path / "data") as engine:  # in-process: its projector reads it
         tail = engine._read.tail
         assert tail is not None
         assert tail.readers == 1
-        engine.execute(_create("t-99"))
+        engine.execute(create("t-99"))
         assert tail.published == 1
