@@ -8,7 +8,8 @@ the benchmark's own memory stays flat. 10M events are a million orders: ten time
 
 Engine: ``Engine.open(path)`` as the README shows it (durable, the four order views);
 ``--projection process`` soaks ``Engine.open(path, projection="process")`` instead (labelled),
-its RSS then being the engine's and its projection process's together.
+its RSS then being the engine's and its projection process's together; ``--no-views`` soaks the
+write side alone (``views=[]``, labelled), to tell its decline from the views'.
 
 Every ``--every`` events (default 100k) it records the window's commands/s, the process's
 anonymous RSS (``/proc/self/statm``: the LMDB maps are file-backed and stay out), the live
@@ -54,8 +55,11 @@ def commands(total_events: int) -> Iterator[OrderCommand]:
     waves = -(-total_events // (WAVE * per_order))
     produced = 0
     for wave in range(waves):
-        # A different seed per wave: fresh orders with fresh (time-ordered) ids.
-        for command in order_workload(WAVE, ADDS, seed=1000 + wave):
+        # A different seed per wave: fresh orders, and ids that carry on in time from the wave
+        # before (each wave takes ~27 ms of the ids' clock; a second apart), as a client's
+        # new_id gives them. Until 2026-12-07 every wave's ids restarted at the same instant and
+        # landed amid all the earlier waves' keys: the soak measured a random-insert load there.
+        for command in order_workload(WAVE, ADDS, seed=1000 + wave, start_ms=wave * 1000):
             if produced >= total_events:
                 return
             produced += 1
@@ -94,15 +98,20 @@ def _checkpoint(
 
 
 def run(
-    total_events: int, every: int, projection: Literal["in-process", "process"] = "in-process"
+    total_events: int,
+    every: int,
+    projection: Literal["in-process", "process"] = "in-process",
+    *,
+    views: bool = True,
 ) -> dict[str, Any]:
-    """Soak the default engine (or in ``projection`` mode); return checkpoints and verdicts."""
+    """Soak the default engine (in ``projection`` mode, or without views); return checkpoints."""
     configure_logging()
     points: list[dict[str, Any]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         path = Path(tmp) / "data"
-        with Engine.open(path, projection=projection) as engine:
+        options: dict[str, Any] = {} if views else {"views": []}
+        with Engine.open(path, projection=projection, **options) as engine:
             pending: list[Any] = []
             window_start = time.perf_counter()
             done = 0
@@ -127,6 +136,7 @@ def run(
     return {
         "bench": "soak",
         "projection": projection,
+        "views": "default" if views else "none (views=[], labelled: not the default)",
         "events": total_events,
         "every": every,
         "seconds": time.perf_counter() - started,
@@ -214,9 +224,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="in-process",
         help="projection mode (default: in-process, as Engine.open(path) does)",
     )
+    parser.add_argument(
+        "--no-views", action="store_true", help="views=[]: the write side alone (labelled)"
+    )
     args = parser.parse_args(argv)
     result = run(
-        args.events, args.every, "process" if args.projection == "process" else "in-process"
+        args.events,
+        args.every,
+        "process" if args.projection == "process" else "in-process",
+        views=not args.no_views,
     )
     print_points(result)
     progress(f"wrote {write_json(result, args.json, 'soak.json')}")

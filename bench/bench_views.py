@@ -101,7 +101,8 @@ class LoadThread(threading.Thread):
         in_flight: collections.deque[Any] = collections.deque()
         try:
             for seed in itertools.count(1000):
-                for command in order_workload(250, seed=seed):
+                # Ids later than the log's and each round's (see _workload: start_ms).
+                for command in order_workload(250, seed=seed, start_ms=seed * 1000):
                     if self._stop_flag.is_set():
                         return
                     in_flight.append(self._engine.submit(command, timeout=60))
