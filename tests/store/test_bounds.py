@@ -3,7 +3,8 @@
 ``lookup_command``, ``stream_version``, ``read_stream`` and ``load_snapshot`` answer "absent"
 for a key above every key its table may hold (see ``store._bounds``). These tests hold them to
 a plain model over random id orders, stream types whose names prefix each other, reopens, a
-write reported failed after its commit, and a reader racing the appends.
+write reported failed after its commit, and a reader racing the appends; and the appends' own
+answers (duplicates, versions) to the same model, also with two threads sending the same ids.
 """
 
 from __future__ import annotations
@@ -21,11 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.orders import OrderItemAdded
-from store import Codec, EventStore, Snapshot, StreamAppend
+from store import Codec, Committed, EventStore, Snapshot, StreamAppend
 
 _IDS = st.text(alphabet="abcz019-.é", min_size=1, max_size=6)
 _TYPES = ("order", "order2", "a", "zz")  # "order" prefixes "order2"; "zz" sorts after all
 TIMEOUT = 30
+_EXAMPLES = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 def _append(stream_type: str, stream_id: str, expected: int, command_id: str = "") -> StreamAppend:
@@ -40,11 +46,7 @@ def _append(stream_type: str, stream_id: str, expected: int, command_id: str = "
     )
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@_EXAMPLES
 @given(steps=st.lists(st.tuples(st.lists(_IDS, max_size=4), st.booleans()), max_size=12))
 def test_command_lookups_agree_with_every_recorded_id_whatever_their_order(
     codec: Codec, steps: list[tuple[list[str], bool]]
@@ -70,11 +72,7 @@ def test_command_lookups_agree_with_every_recorded_id_whatever_their_order(
             store.close()
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@_EXAMPLES
 @given(
     steps=st.lists(
         st.tuples(st.lists(st.tuples(st.sampled_from(_TYPES), _IDS), max_size=4), st.booleans()),
@@ -174,3 +172,82 @@ def test_a_snapshot_saved_apart_from_any_append_is_found_before_and_after_a_reop
         found = store.load_snapshot("z", stream_type="order")
         assert found == Snapshot("z", "order", 3, 1, b"z")
         assert store.stream_version("zz", stream_type="order") == 0
+
+
+@_EXAMPLES
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.sampled_from(_TYPES), _IDS, _IDS), max_size=5), st.booleans()
+        ),
+        max_size=10,
+    )
+)
+def test_the_writer_reads_every_key_an_earlier_batch_may_have_written(
+    codec: Codec, steps: list[tuple[list[tuple[str, str, str]], bool]]
+) -> None:
+    # The writer's own reads (command ids, heads): retries and existing streams are found
+    # whatever the ids' order, within a batch, across batches and across reopens.
+    versions: dict[tuple[str, str], int] = {}
+    commands: dict[str, tuple[str, int]] = {}  # command id -> (stream id, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = EventStore.open(tmp, codec=codec, durability="async")
+        try:
+            for spec, reopen in steps:
+                appends, expected = [], []
+                for stream_type, stream_id, command_id in spec:
+                    version = versions.get((stream_type, stream_id), 0)
+                    appends.append(_append(stream_type, stream_id, version, command_id))
+                    if command_id in commands:
+                        expected.append((True, commands[command_id]))
+                    else:
+                        versions[stream_type, stream_id] = version + 1
+                        commands[command_id] = (stream_id, version + 1)
+                        expected.append((False, (stream_id, version + 1)))
+                results = store.append_batch(appends)
+                for result, (duplicate, want) in zip(results, expected, strict=True):
+                    assert isinstance(result, Committed), result
+                    assert result.duplicate is duplicate
+                    assert (result.stream_id, result.version) == want
+                if reopen:
+                    store.close()
+                    store = EventStore.open(tmp, codec=codec, durability="async")
+        finally:
+            store.close()
+
+
+def test_threads_appending_the_same_new_command_ids_record_each_once(
+    tmp_path: pathlib.Path, codec: Codec
+) -> None:
+    # Both threads send every id, on streams of their own: exactly one append per id commits,
+    # the other is answered as its duplicate, whichever transaction ran first.
+    results: dict[str, list[Committed]] = {"x": [], "y": []}
+    errors: list[BaseException] = []
+    with EventStore.open(tmp_path / "data", codec=codec, durability="async") as store:
+
+        def send(name: str) -> None:
+            try:
+                for number in range(300):
+                    command_id = f"c-{number:05d}"
+                    (result,) = store.append_batch(
+                        [_append("order", f"{name}-{number:05d}", 0, command_id)]
+                    )
+                    assert isinstance(result, Committed), result
+                    results[name].append(result)
+            except BaseException as error:  # reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=send, args=(name,)) for name in results]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(TIMEOUT)
+        assert not any(thread.is_alive() for thread in threads)
+        assert errors == []
+        for number, (x, y) in enumerate(zip(results["x"], results["y"], strict=True)):
+            assert x.duplicate != y.duplicate, number
+            assert (x.stream_id, x.version) == (y.stream_id, y.version)
+            winner = x.stream_id
+            assert store.stream_version(winner, stream_type="order") == 1
+            loser = ("y" if winner.startswith("x") else "x") + winner[1:]
+            assert store.stream_version(loser, stream_type="order") == 0
