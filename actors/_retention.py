@@ -61,6 +61,12 @@ class Retention:
         self._batch = batch
         self._budget = budget
         self._snapshots_after: bytes | None = b""  # None: the one walk after open is done
+        # The timestamp of the oldest command kept inside a duration window, once a batch has
+        # stopped there: until the cutoff passes it there is nothing to prune, and no write
+        # transaction is taken. Each one used to read and expand a batch of log records while
+        # holding the log's write lock, twice a second: profiled under a write load, the writer
+        # waited on that lock ~8% of the time. New commands only come after the edge.
+        self._edge_ns: int | None = None
         self.pruned = 0  # rows deleted since open (for tests and logs)
         self.snapshots_dropped = 0
 
@@ -85,7 +91,10 @@ class Retention:
                 result = self._store.prune_commands(keep=window.count, limit=self._batch)
             else:
                 cutoff = cutoff_of(self._clock(), window)
+                if self._edge_ns is not None and cutoff <= self._edge_ns:
+                    return  # the oldest command kept is still inside the window
                 result = self._store.prune_commands(cutoff_ns=cutoff, limit=self._batch)
+                self._edge_ns = result.edge_ns
             if result.pruned:
                 self.pruned += result.pruned
                 log.debug("idempotency_pruned", rows=result.pruned, cursor=result.cursor)

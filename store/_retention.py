@@ -98,11 +98,15 @@ class PruneResult(msgspec.Struct, frozen=True):
         pruned: Rows deleted in this batch.
         more: True when the batch stopped at its limit with more to prune; False when it
             reached the window's edge (or the head).
+        edge_ns: The timestamp of the first event kept because it is inside the window (the
+            edge), when the batch stopped there; nothing is prunable before the cutoff passes
+            it. None otherwise.
     """
 
     cursor: int
     pruned: int
     more: bool
+    edge_ns: int | None = None
 
 
 class IdempotencyStats(msgspec.Struct, frozen=True):
@@ -185,10 +189,12 @@ def prune_commands_in_txn(  # noqa: PLR0917 - internal: tables and bounds, in or
         return PruneResult(cursor, 0, more=False)
     pruned = 0
     reached_edge = False
+    edge_ns = None
     for offset, raw in enumerate(read_log_values(txn, dbs["log"], frames, start, limit, head)):
         stamp = _STAMP.decode(raw)
         if cutoff_ns is not None and stamp.timestamp >= cutoff_ns:
             reached_edge = True
+            edge_ns = stamp.timestamp
             break
         position = start + offset
         if stamp.command_id:
@@ -206,7 +212,7 @@ def prune_commands_in_txn(  # noqa: PLR0917 - internal: tables and bounds, in or
     if cursor >= start:
         txn.put(_CURSOR_KEY, cursor.to_bytes(8, "big"), db=meta)
     more = not reached_edge and cursor < head
-    return PruneResult(cursor, pruned, more=more)
+    return PruneResult(cursor, pruned, more=more, edge_ns=edge_ns)
 
 
 def idempotency_stats_in_txn(

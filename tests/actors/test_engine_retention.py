@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from engine_kit import (
     COUNTER,
     CounterDecider,
@@ -19,6 +21,7 @@ from structlog.testing import capture_logs
 from actors import Engine, RecentCommands
 from actors._retention import Retention
 from store import Codec, EventStore, Snapshot, StreamAppend
+from store._retention import PruneResult
 
 HOUR = timedelta(hours=1)
 
@@ -136,6 +139,52 @@ def test_pruning_runs_in_bounded_batches(tmp_path: Path) -> None:
     batches = [entry["rows"] for entry in logs if entry["event"] == "idempotency_pruned"]
     assert batches == [40] * 6 + [10]
     assert retention.pruned == 250
+
+
+def test_a_duration_window_takes_no_write_transaction_until_its_oldest_command_is_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    with EventStore.open(tmp_path, codec=Codec(COUNTER.event_types)) as store:
+        stamp = int(clock().timestamp()) * 10**9
+        store.append_batch(
+            [
+                StreamAppend(
+                    stream_id=f"s{index}",
+                    stream_type="counter",
+                    expected_version=0,
+                    events=[Incremented(counter_id=f"s{index}", by=1)],
+                    command_id=f"c{index}",
+                    timestamp=stamp + index,
+                )
+                for index in range(5)
+            ]
+        )
+        calls: list[int | None] = []
+        real = store.prune_commands
+
+        def counted(**kwargs: Any) -> PruneResult:
+            result = real(**kwargs)
+            calls.append(result.edge_ns)
+            return result
+
+        monkeypatch.setattr(store, "prune_commands", counted)
+        retention = Retention(store, window=3600.0, clock=clock, schemas={})
+        retention.run_round()
+        assert calls == [stamp]  # stopped at the oldest command: its timestamp is the edge
+        clock.advance(timedelta(minutes=59))
+        for _ in range(3):
+            retention.run_round()
+        assert calls == [stamp]  # inside the window: no write transaction at all
+        clock.advance(timedelta(minutes=1))  # the cutoff is now exactly the oldest stamp
+        retention.run_round()
+        assert len(calls) == 1
+        clock.advance(timedelta(microseconds=1))  # 1 us past: the first 1,000 events are due
+        retention.run_round()
+        assert calls[1:] == [None]
+        assert retention.pruned == 5
+        assert store.lookup_command("c0") is None
+        assert store.lookup_command("c4") is None
 
 
 class CounterV2(CounterDecider):
