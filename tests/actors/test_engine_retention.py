@@ -116,21 +116,22 @@ def test_pruning_resumes_from_its_cursor_after_a_reopen(tmp_path: Path) -> None:
         assert engine.execute(commands[4]).version == 5  # still answered from the table
 
 
+def _new_counter(index: int, timestamp: int = 0) -> StreamAppend:
+    """Counter ``s<index>``'s first event, by command ``c<index>`` (stamped at commit if 0)."""
+    return StreamAppend(
+        stream_id=f"s{index}",
+        stream_type="counter",
+        expected_version=0,
+        events=[Incremented(counter_id=f"s{index}", by=1)],
+        command_id=f"c{index}",
+        timestamp=timestamp,
+    )
+
+
 def test_pruning_runs_in_bounded_batches(tmp_path: Path) -> None:
     with EventStore.open(tmp_path, codec=Codec(COUNTER.event_types)) as store:
         for start in range(0, 250, 50):
-            store.append_batch(
-                [
-                    StreamAppend(
-                        stream_id=f"s{index}",
-                        stream_type="counter",
-                        expected_version=0,
-                        events=[Incremented(counter_id=f"s{index}", by=1)],
-                        command_id=f"c{index}",
-                    )
-                    for index in range(start, start + 50)
-                ]
-            )
+            store.append_batch([_new_counter(index) for index in range(start, start + 50)])
         retention = Retention(
             store, window=RecentCommands(0), clock=Clock(), schemas={}, batch=40, budget=60.0
         )
@@ -147,19 +148,7 @@ def test_a_duration_window_takes_no_write_transaction_until_its_oldest_command_i
     clock = Clock()
     with EventStore.open(tmp_path, codec=Codec(COUNTER.event_types)) as store:
         stamp = int(clock().timestamp()) * 10**9
-        store.append_batch(
-            [
-                StreamAppend(
-                    stream_id=f"s{index}",
-                    stream_type="counter",
-                    expected_version=0,
-                    events=[Incremented(counter_id=f"s{index}", by=1)],
-                    command_id=f"c{index}",
-                    timestamp=stamp + index,
-                )
-                for index in range(5)
-            ]
-        )
+        store.append_batch([_new_counter(index, stamp + index) for index in range(5)])
         calls: list[int | None] = []
         real = store.prune_commands
 
