@@ -26,6 +26,7 @@ Two orderings of the same commands:
 
 from __future__ import annotations
 
+import itertools
 import random
 import uuid
 from collections.abc import Iterator, Sequence
@@ -50,6 +51,7 @@ __all__ = [
     "SEED",
     "ids_in_sending_order",
     "order_scripts",
+    "order_waves",
     "order_workload",
     "price_of",
     "product_id",
@@ -203,6 +205,29 @@ def order_workload(
     else:
         ordered = [command for script in scripts for command in script]
     return ids_in_sending_order(ordered, seed, start_ms)
+
+
+def order_waves(
+    waves: int | None, orders: int, adds_per_order: int = ADDS_PER_ORDER, first: int = 0
+) -> Iterator[OrderCommand]:
+    """Yield successive workloads of ``orders`` orders each, as one engine gets them over time.
+
+    Wave ``n`` (from ``first``) is :func:`order_workload` with seed ``1000 + n`` (fresh orders)
+    and its ids a second of the ids' clock after wave ``n - 1``'s (a wave takes ~0.3 us of it per
+    command), so that every wave's ids come after every earlier wave's, as a client's ``new_id``
+    makes them (see the module). One wave's commands are built at a time.
+
+    Args:
+        waves: How many waves (None: without end).
+        orders: Orders per wave, interleaved within it.
+        adds_per_order: As for :func:`order_workload`.
+        first: The first wave's number: a later one starts later (after a log built at 0).
+    """
+    numbers = itertools.count(first) if waves is None else range(first, first + waves)
+    for number in numbers:
+        yield from order_workload(
+            orders, adds_per_order, seed=1000 + number, start_ms=number * 1000
+        )
 
 
 def ids_in_sending_order(

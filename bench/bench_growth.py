@@ -40,7 +40,7 @@ from typing import Any, Final
 
 import lmdb
 from _common import BenchResult, Figure, bench_main, configure_logging, figure, progress
-from _workload import order_workload
+from _workload import order_waves, order_workload
 
 from actors import Engine
 from domain.orders import OrderCommand
@@ -123,28 +123,17 @@ def _run_one(commands: Sequence[OrderCommand], *, views: bool) -> dict[str, floa
     }
 
 
-def _in_waves(orders: int, wave: int) -> list[OrderCommand]:
-    """Return ``orders`` orders' commands, ``wave`` orders at a time, each wave interleaved."""
-    commands: list[OrderCommand] = []
-    for number in range(orders // wave):
-        # Its own seed and a later start per wave: fresh orders, ids that carry on in time.
-        commands += order_workload(wave, ADDS, seed=1000 + number, start_ms=number * 1000)
-    return commands
-
-
 def _live_set(orders: int, raw: dict[str, Any]) -> list[Figure]:
     """Measure ``orders`` orders in waves of the smallest size vs all interleaved (see module)."""
     figures: list[Figure] = []
     wave = FULL_SIZES[0]
-    commands = _in_waves(orders, wave)
+    commands = list(order_waves(orders // wave, wave, ADDS))
     for config, views, label in (
         ("default", True, "default engine"),
         ("views_off", False, "views=[]"),
     ):
         progress(f"growth: {_label(orders)} orders in waves of {_label(wave)}, {config}")
-        waves = raw[config][f"{_label(orders)} in waves of {_label(wave)}"] = _run_one(
-            commands, views=views
-        )
+        waves = raw["live_set"][config] = _run_one(commands, views=views)
         interleaved = raw[config][_label(orders)]["commands_per_s"]
         figures.append(
             figure(
@@ -165,7 +154,8 @@ def run(quick: bool = False) -> BenchResult:
     configure_logging()
     started = time.perf_counter()
     sizes = QUICK_SIZES if quick else FULL_SIZES
-    raw: dict[str, dict[str, dict[str, float]]] = {"default": {}, "views_off": {}}
+    # Per configuration and size; "live_set": the largest size in waves, per configuration.
+    raw: dict[str, dict[str, dict[str, float]]] = {"default": {}, "views_off": {}, "live_set": {}}
     for orders in sizes:
         commands = order_workload(orders, ADDS)
         for config, views in (("default", True), ("views_off", False)):
@@ -194,8 +184,6 @@ def run(quick: bool = False) -> BenchResult:
     if not quick:
         figures += _live_set(sizes[-1], raw)
     for size, got in raw["default"].items():
-        if " in waves of " in size:
-            continue  # the live-set runs: their bytes are the interleaved run's, near enough
         aim = "<= 320 B" if size == "100k" else ""  # issue 13: at 1M events
         figures.append(
             figure(

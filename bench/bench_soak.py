@@ -27,6 +27,7 @@ Run: ``python bench/bench_soak.py [--events N] [--every N] [--projection MODE] [
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 import time
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from _common import RESULTS_DIR, configure_logging, progress, rss_anon_bytes, write_json
-from _workload import order_workload
+from _workload import order_waves
 from rich.console import Console
 from rich.table import Table
 
@@ -50,20 +51,13 @@ THROUGHPUT_AIM: Final = 0.8
 
 
 def commands(total_events: int) -> Iterator[OrderCommand]:
-    """Yield waves of interleaved order commands until ``total_events`` (10 per order)."""
-    per_order = ADDS + 2
-    waves = -(-total_events // (WAVE * per_order))
-    produced = 0
-    for wave in range(waves):
-        # A different seed per wave: fresh orders, and ids that carry on in time from the wave
-        # before (each wave takes ~27 ms of the ids' clock; a second apart), as a client's
-        # new_id gives them. Until 2026-12-07 every wave's ids restarted at the same instant and
-        # landed amid all the earlier waves' keys: the soak measured a random-insert load there.
-        for command in order_workload(WAVE, ADDS, seed=1000 + wave, start_ms=wave * 1000):
-            if produced >= total_events:
-                return
-            produced += 1
-            yield command
+    """Yield waves of interleaved order commands until ``total_events`` (10 per order).
+
+    Each wave's ids come after the wave before's (:func:`_workload.order_waves`). Until
+    2026-12-07 every wave's ids restarted at the same instant and landed amid all the earlier
+    waves' keys: the soak measured a random-insert load there.
+    """
+    return itertools.islice(order_waves(None, WAVE, ADDS), total_events)
 
 
 def _pages_bytes(env: Any) -> int:
@@ -159,11 +153,18 @@ def _verdicts(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _engine_label(result: dict[str, Any]) -> str:
+    """Name the configuration soaked: the default engine, or the labelled variant."""
+    mode = result.get("projection", "in-process")
+    parts = [] if mode == "in-process" else [f'projection="{mode}"']
+    if result.get("views", "default") != "default":
+        parts.append("views=[]")
+    return ", ".join(parts) if parts else "default engine"
+
+
 def print_points(result: dict[str, Any]) -> None:
     """Print the checkpoints and the verdicts as a table."""
-    mode = result.get("projection", "in-process")
-    label = "default engine" if mode == "in-process" else f'projection="{mode}"'
-    table = Table(title=f"soak, {label} ({result['seconds']:.0f} s)")
+    table = Table(title=f"soak, {_engine_label(result)} ({result['seconds']:.0f} s)")
     for column in ("events", "cmd/s", "RSS MiB", "live", "B/event LMDB", "B/event disk", "lag"):
         table.add_column(column, justify="right")
     for p in result["points"]:
@@ -201,9 +202,7 @@ def chart(result: dict[str, Any], target: Path) -> Path:
         axis.set_ylabel(label)
         axis.grid(visible=True, alpha=0.3)
     axes[-1].set_xlabel("events written (millions)")
-    mode = result.get("projection", "in-process")
-    label = "the default engine" if mode == "in-process" else f'projection="{mode}"'
-    fig.suptitle(f"Soak: {label}, durable")
+    fig.suptitle(f"Soak: {_engine_label(result)}, durable")
     fig.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target, dpi=100)

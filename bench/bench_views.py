@@ -24,7 +24,6 @@ Run: ``python bench/bench_views.py [--quick] [--json FILE]``.
 from __future__ import annotations
 
 import collections
-import itertools
 import sys
 import tempfile
 import threading
@@ -43,7 +42,7 @@ from _common import (
     progress,
     timed,
 )
-from _workload import order_workload
+from _workload import order_waves, order_workload
 from bench_engine import append_directly
 
 from actors import Engine
@@ -100,15 +99,14 @@ class LoadThread(threading.Thread):
         started = time.perf_counter()
         in_flight: collections.deque[Any] = collections.deque()
         try:
-            for seed in itertools.count(1000):
-                # Ids later than the log's and each round's (see _workload: start_ms).
-                for command in order_workload(250, seed=seed, start_ms=seed * 1000):
-                    if self._stop_flag.is_set():
-                        return
-                    in_flight.append(self._engine.submit(command, timeout=60))
-                    if len(in_flight) >= WINDOW:
-                        in_flight.popleft().get(timeout=60)
-                    self.commands += 1
+            # Waves of 250 orders, their ids later than the log's and each wave's.
+            for command in order_waves(None, 250, first=1000):
+                if self._stop_flag.is_set():
+                    return
+                in_flight.append(self._engine.submit(command, timeout=60))
+                if len(in_flight) >= WINDOW:
+                    in_flight.popleft().get(timeout=60)
+                self.commands += 1
         except BaseException as error:  # reported by the benchmark, whatever it is
             self.error = error
         finally:
