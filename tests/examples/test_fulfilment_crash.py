@@ -84,10 +84,12 @@ def run_and_kill(path: Path, kill_after_issued: int) -> bool:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        # The reader drains the dead child's pipe to EOF before it is closed: closing it while
+        # the reader still iterates raises "I/O operation on closed file" in the reader's thread.
+        reader.join(timeout=30)
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 pipe.close()
-        reader.join(timeout=30)
 
 
 def test_kill_minus_nine_mid_flow_loses_and_duplicates_nothing(tmp_path: Path) -> None:

@@ -131,8 +131,11 @@ class Child:
     def _read(self) -> None:
         stdout = self.proc.stdout
         assert stdout is not None
-        for line in stdout:
-            self._lines.put(line.rstrip("\n"))
+        # The pipe may be closed under us by __exit__ when a grandchild still holds its write
+        # end (the reader then never sees EOF by itself): that ends the reading, not an error.
+        with contextlib.suppress(ValueError, OSError):
+            for line in stdout:
+                self._lines.put(line.rstrip("\n"))
         self._lines.put(None)
 
     def line(self, timeout: float = 30.0) -> str:
@@ -183,6 +186,9 @@ class Child:
         try:
             self.kill()
         finally:
+            # The reader first drains what the dead child left in the pipe and sees EOF; closing
+            # stdout while it still iterates made it raise "I/O operation on closed file".
+            self._reader.join(timeout=10)
             for pipe in (self.proc.stdin, self.proc.stdout):
                 if pipe is not None:
                     with contextlib.suppress(BrokenPipeError):  # the child is dead already
