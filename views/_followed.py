@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 import lmdb
 
 from domain.errors import InvalidView
-from views._lmdb_keys import KEY_LAYOUT, parse_version_record
+from views._lmdb_keys import KEY_LAYOUT, UNREADABLE, parse_version_record
 from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db, LmdbStorage
 from views._read_only import ReadOnlyView
 from views._view import Backend, ReadModel, check_query, model_version
@@ -88,7 +88,9 @@ class FollowedView(ReadOnlyView):
     def _other_version(self, stored: tuple[int, int]) -> InvalidView:
         version, layout = stored
         written = f"read-model version {version}, this is version {self._version}"
-        if version == self._version:
+        if stored == UNREADABLE:
+            written = "a version this build cannot read (its record is damaged or newer)"
+        elif version == self._version:
             written = f"key layout {layout}, this reads layout {KEY_LAYOUT}"
         return InvalidView(
             repr(self.name),

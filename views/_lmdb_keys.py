@@ -19,12 +19,14 @@ from typing import Final
 
 from store import uuid_bytes, uuid_text
 
-__all__ = ["KEY_LAYOUT", "pack", "parse_version_record", "unpack", "version_record"]
+__all__ = ["KEY_LAYOUT", "UNREADABLE", "pack", "parse_version_record", "unpack", "version_record"]
 
 KEY_LAYOUT: Final = 2
 _PACKED: Final = 0x00
 _ESCAPED: Final = 0x01
 _PACKED_LENGTH: Final = 17
+UNREADABLE: Final = (0, 0)
+"""What :func:`parse_version_record` returns for a record it cannot read: no version's."""
 
 
 # Not lru_cached: with more live orders than a cache holds (a rebuild over 100k orders), every
@@ -61,12 +63,17 @@ def version_record(version: int) -> bytes:
 def parse_version_record(raw: bytes | memoryview | None) -> tuple[int, int]:
     """Return (read-model version, key layout) of a ``view:_versions`` record.
 
-    No record: version 1 in layout 1 (both predate the record); a bare number: layout 1.
-
-    Raises:
-        ValueError: The record is neither form (a damaged table).
+    No record: version 1 in layout 1 (both predate the record); a bare number: layout 1. Fields
+    after the layout (a later build's) are ignored. A record this build cannot read at all (a
+    damaged table) is ``(0, 0)``, which matches no read model: its rows are dropped and replayed
+    from the log like another version's, never misread, and opening does not fail on them.
     """
     if raw is None:
         return 1, 1
-    version, _, layout = bytes(raw).decode().partition(" keys=")
-    return int(version), int(layout) if layout else 1
+    # "<version>[ keys=<layout>]", then whatever a later build adds after a space.
+    fields = bytes(raw).split(b" ")
+    version = fields[0]
+    layout = fields[1].removeprefix(b"keys=") if len(fields) > 1 else b"1"
+    if not (version.isdigit() and layout.isdigit()):
+        return UNREADABLE
+    return int(version), int(layout)

@@ -196,6 +196,30 @@ def test_rows_of_the_older_key_layout_are_dropped_and_replayed(data: Path) -> No
         _check([view, reader], log, only=True)
 
 
+def test_a_damaged_version_record_drops_the_rows_and_replays_without_failing_the_open(
+    data: Path, log: OrderLog
+) -> None:
+    with open_store(data) as store:
+        LmdbView(OrderDetailsModel(), store).apply(log.records, len(log.records))
+        versions = store.open_db(VERSIONS_DB)
+        store.write(lambda txn: txn.put(b"order_details", b"\xffgarbage", db=versions))
+    with open_store(data) as store:
+        reader = FollowedView(OrderDetailsModel(), store)
+        assert reader.position() == 0  # after= waits for the writer's replay
+        with pytest.raises(InvalidView, match="cannot read"):
+            reader.query(GetOrderById(next(iter(log.states))))
+        with capture_logs() as logs:
+            view = LmdbView(OrderDetailsModel(), store)
+        changed = [e for e in logs if e["event"] == "view_version_changed"]
+        assert [(e["stored_version"], e["dropped_position"]) for e in changed] == [
+            (0, len(log.records))
+        ]
+        assert view.position() == 0
+        _check([view], OrderLog(), only=True)  # nothing of the old rows is read
+        view.apply(log.records, len(log.records))
+        _check([view, reader], log, only=True)
+
+
 def test_a_reader_waits_for_the_writer_to_replay_another_versions_rows(
     data: Path, log: OrderLog
 ) -> None:
