@@ -176,6 +176,44 @@ def test_a_duration_window_takes_no_write_transaction_until_its_oldest_command_i
         assert store.lookup_command("c4") is None
 
 
+def _count_prunes(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch ``store.prune_commands`` to record the rows each call deleted."""
+    calls: list[int] = []
+    real = store.prune_commands
+
+    def counted(**kwargs: Any) -> PruneResult:
+        result = real(**kwargs)
+        calls.append(result.pruned)
+        return result
+
+    monkeypatch.setattr(store, "prune_commands", counted)
+    return calls
+
+
+@pytest.mark.parametrize("window", [RecentCommands(3), 60.0], ids=["count", "duration"])
+def test_nothing_left_to_prune_takes_no_write_transaction_until_a_command_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, window: float | RecentCommands
+) -> None:
+    # Count window: down to its size. Duration window: every command pruned (all are older).
+    clock = Clock()
+    with EventStore.open(tmp_path, codec=Codec(COUNTER.event_types)) as store:
+        store.append_batch([_new_counter(index, 1) for index in range(5)])
+        calls = _count_prunes(store, monkeypatch)
+        retention = Retention(store, window=window, clock=clock, schemas={})
+        retention.run_round()
+        kept = 3 if isinstance(window, RecentCommands) else 0
+        assert calls == [5 - kept]
+        for _ in range(3):
+            clock.advance(timedelta(hours=1))  # time alone makes nothing more due
+            retention.run_round()
+        assert calls == [5 - kept]  # no write transaction at all
+        store.append_batch([_new_counter(5, 1)])
+        retention.run_round()
+        assert calls == [5 - kept, 1]  # a new command: pruned at the next round
+        assert retention.pruned == 6 - kept
+        assert store.idempotency_stats().entries == kept
+
+
 class CounterV2(CounterDecider):
     """The counter after a change of its state's shape: older snapshots no longer fit."""
 
