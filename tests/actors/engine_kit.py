@@ -9,7 +9,6 @@ delegate every call and only add a failure or a wait around ``append_batch``.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -310,16 +309,6 @@ def open_engine(path: Path, **options: Any) -> Iterator[Engine]:
         yield engine
     finally:
         engine.close()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        # Polling interval, not synchronisation: the condition is what the test waits for.
-        threading.Event().wait(0.005)
 
 
 def all_events(store: EventStore) -> list[RecordedEvent]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -380,17 +379,6 @@ def assert_answers(engine: Engine, model: OrderModel, queries: Iterable[Any]) ->
 def answers(engine: Engine, queries: Sequence[Any], after: int = 0) -> list[Any]:
     """The engine's answers to ``queries``."""
     return [engine.query(query, after=after, timeout=WAIT) for query in queries]
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> bool:
-    """Poll ``condition`` until it holds or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        pause.wait(0.002)  # a bounded poll of a condition, not a sleep for ordering
-    return True
 
 
 # ---------------------------------------------------------------- view wrappers

@@ -29,10 +29,10 @@ from engine_kit import (
     remove,
     replay,
     ship,
-    wait_until,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from waiting import wait_until
 
 from actors import (
     AggregateNotFound,

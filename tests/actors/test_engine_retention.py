@@ -14,9 +14,9 @@ from engine_kit import (
     Increment,
     Incremented,
     open_engine,
-    wait_until,
 )
 from structlog.testing import capture_logs
+from waiting import wait_until
 
 from actors import Engine, RecentCommands
 from actors._retention import Retention

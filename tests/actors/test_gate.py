@@ -16,9 +16,9 @@ from engine_kit import (
     Increment,
     assert_log_contiguous,
     open_engine,
-    wait_until,
 )
 from structlog.testing import capture_logs
+from waiting import wait_until
 
 from actors import CommandResult, CommandTimeout, EngineClosed
 from actors._gate import InFlightGate

@@ -13,9 +13,9 @@ from engine_kit import (
     create,
     new_id,
     open_engine,
-    wait_until,
 )
 from msgspec.structs import astuple
+from waiting import wait_until
 
 from actors import Engine
 from views.orders import GetOrderById

@@ -31,9 +31,9 @@ from readside_kit import (
     random_steps,
     run,
     run_steps,
-    wait_until,
 )
 from structlog.testing import capture_logs
+from waiting import wait_until
 
 import actors._projector
 from actors import Engine

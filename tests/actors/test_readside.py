@@ -27,8 +27,8 @@ from readside_kit import (
     random_steps,
     run,
     run_steps,
-    wait_until,
 )
+from waiting import wait_until
 
 from actors import Engine, RebuildReport
 from actors._router import LONG_QUERY_SECONDS

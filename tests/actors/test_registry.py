@@ -20,8 +20,8 @@ from engine_kit import (
     live_state,
     open_engine,
     replay,
-    wait_until,
 )
+from waiting import wait_until
 
 import actors._registry as registry_module
 from actors import CommandResult, Engine, EngineClosed

@@ -20,8 +20,8 @@ from readside_kit import (
     random_steps,
     run,
     run_steps,
-    wait_until,
 )
+from waiting import wait_until
 
 from actors import Engine
 from domain.errors import ConsistencyTimeout, InvalidQuery, UnknownView

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 import pytest
-from readside_kit import WrappedView, wait_until
+from readside_kit import WrappedView
+from waiting import wait_until
 
 from actors._snapshots import ViewSnapshots
 from views import View

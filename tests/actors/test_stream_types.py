@@ -24,8 +24,8 @@ from engine_kit import (
     live_state,
     open_engine,
     replay,
-    wait_until,
 )
+from waiting import wait_until
 
 from actors import CommitFailed, Engine
 from domain.orders import ORDERS, OrderCreated, OrderItemAdded

@@ -25,8 +25,8 @@ from engine_kit import (
     assert_log_contiguous,
     create,
     open_engine,
-    wait_until,
 )
+from waiting import wait_until
 
 from actors import ActorFailed, ConsistencyTimeout, Engine, EngineClosed, EngineError
 from actors._messages import AppendCommand, Execute, HeadAdvanced

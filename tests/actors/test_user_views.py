@@ -27,7 +27,8 @@ from bank_kit import (
     OpenAccount,
     Withdraw,
 )
-from engine_kit import create, wait_until
+from engine_kit import create
+from waiting import wait_until
 
 from actors import Engine
 from domain.errors import CommandRejected, InvalidQuery, InvalidView, UnknownView

@@ -20,9 +20,9 @@ from engine_kit import (
     live_state,
     open_engine,
     replay,
-    wait_until,
 )
 from structlog.testing import capture_logs
+from waiting import wait_until
 
 from actors import CommandResult, CommitFailed, IdempotencyConflict
 from actors._messages import Resync

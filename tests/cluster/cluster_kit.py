@@ -5,8 +5,7 @@ Test modules import the fixtures they use from here (a second ``conftest`` modul
 with ``tests/store/conftest.py`` under mypy).
 """
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -54,15 +53,6 @@ def workload(orders: int) -> list[Any]:
         elif i % 5 == 2:
             commands.append(CancelOrder(order_id=order_id, reason="changed my mind"))
     return commands
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ from typing import Any
 
 import cluster_kit
 import pytest
-from cluster_kit import add, create, wait_until
+from cluster_kit import add, create
+from waiting import wait_until
 
 from actors import CommandResult
 from cluster import ShardedEngine, ShardUnavailable

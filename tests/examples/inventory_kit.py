@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -33,16 +31,6 @@ def inventory_engine(path: Path, backend: Backend = "memory", **options: Any) ->
         yield engine
     finally:
         engine.close()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        # Polling interval, not synchronisation: the condition is what the test waits for.
-        threading.Event().wait(0.005)
 
 
 def all_events(store: EventStore) -> list[RecordedEvent]:

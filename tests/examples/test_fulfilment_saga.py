@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
-from inventory_kit import TIMEOUT, all_events, wait_until
+from inventory_kit import TIMEOUT, all_events
 from structlog.testing import capture_logs
+from waiting import wait_until
 
 from actors import Engine, InvalidSaga, saga_command_id
 from actors._messages import AppendCommand

@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +31,7 @@ from reliability_kit import (
     view_answers,
     write_orders,
 )
+from waiting import wait_until
 
 from actors import Engine, ProjectionUnavailable
 from domain.errors import InvalidView
@@ -45,16 +45,6 @@ ALL_LMDB: Any = dict.fromkeys(
     ("order_details", "customer_orders", "order_search", "order_stats"), "lmdb"
 )
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        threading.Event().wait(delay)
-        delay = min(delay * 2, 0.05)
 
 
 def state_of(engine: Engine, order_id: str) -> OrderState:

@@ -4,7 +4,6 @@ and a view's poison event parked without harming the other views or the write si
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import msgspec
 import pytest
 from reliability_kit import STEPS, all_commands, command_for
 from structlog.testing import capture_logs
+from waiting import wait_until
 
 from actors import CorruptLog, Engine
 from domain.orders import ORDERS
@@ -31,15 +31,6 @@ class GiftWrapped(msgspec.Struct, frozen=True, kw_only=True, tag="GiftWrapped"):
     """An event type the engine does not know (written by a newer program, say)."""
 
     order_id: str
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)  # polling a condition with a deadline
-    return True
 
 
 def write_log(path: Path) -> None:

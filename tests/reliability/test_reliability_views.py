@@ -26,6 +26,7 @@ from reliability_kit import (
     write_orders,
 )
 from structlog.testing import capture_logs
+from waiting import wait_until
 
 from actors import Engine
 from domain.orders import ORDERS
@@ -36,17 +37,6 @@ from views.orders import GetOrderById, GetOrderStats, order_views
 WAIT = 60.0
 
 T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> bool:
-    """Poll ``condition`` until it holds or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        pause.wait(0.005)  # a bounded poll of a condition, not a sleep for ordering
-    return True
 
 
 def _log_with_views(path: Path, orders: int) -> int:

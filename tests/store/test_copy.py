@@ -6,7 +6,8 @@ import pathlib
 
 import lmdb
 import pytest
-from engine_kit import create, wait_until
+from engine_kit import create
+from waiting import wait_until
 
 from actors import Engine, LogLocked, MaintenanceFailed, RecentCommands
 from store import backup, compact
