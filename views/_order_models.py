@@ -2,7 +2,8 @@
 
 Every model keeps the per-order data it needs itself (views are independent, each with its own
 checkpoint), as an :class:`~views._order_rows.OrderRow` folded from the events by
-:func:`~views._order_rows.evolve`.
+:func:`~views._order_rows.evolve`, computed once per event for all of them
+(:func:`~views._order_rows.shared_evolve`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from views._order_rows import (
     SEP,
     OrderEvent,
     OrderRow,
-    evolve,
     haystack,
     row_matcher,
+    shared_evolve,
 )
 from views._order_types import (
     STATUSES,
@@ -81,7 +82,7 @@ class _OrderRowsModel:
         if not isinstance(event, ORDER_EVENTS):
             return None  # another aggregate's event: not ours (the tag filter usually drops it)
         old = orders.get(event.order_id)
-        return old, evolve(old, event, record.position), event
+        return old, shared_evolve(old, event, record.position), event
 
     def _orders(self, storage: Storage) -> Table[OrderRow]:
         return storage.table(self._TABLE, OrderRow)

@@ -38,6 +38,7 @@ __all__ = [
     "evolve",
     "haystack",
     "row_matcher",
+    "shared_evolve",
     "texts_of",
 ]
 
@@ -209,6 +210,45 @@ def evolve(row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
     if isinstance(event, OrderShipped):
         return msgspec.structs.replace(row, status="shipped", shipped_at=event.shipped_at)
     return msgspec.structs.replace(row, status="cancelled")
+
+
+class _SharedFolds:
+    """The rows :func:`evolve` returned for the latest events, shared by the order views.
+
+    Every order view folds the same row from the same decoded event: the projector fans one
+    decoded batch out to all of them, so four views called ``evolve`` four times per event (a
+    third of their work under a write load, profiled). Now the first computes and the others
+    reuse its row. Safe because ``evolve`` is pure and an entry is used only for the very event
+    object it was computed from (never another engine's, nor a rebuild's own scan) and an input
+    row equal to the one given. Entries hold rows without their search text: only
+    ``order_search`` keeps one, and ``evolve`` carries it over untouched, so that view shares them
+    too. Two generations bound the memory: a lookup finds the last ``size`` to 2 x ``size``
+    events. Thread-safe under the GIL (each dict operation is atomic; a lost entry is only a
+    miss).
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._new: dict[int, tuple[OrderEvent, OrderRow | None, OrderRow]] = {}
+        self._old: dict[int, tuple[OrderEvent, OrderRow | None, OrderRow]] = {}
+
+    def evolve(self, row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
+        """Return ``evolve(row, event, position)``, computed once per event for all views."""
+        text = "" if row is None else row.haystack
+        core = row if row is None or not text else msgspec.structs.replace(row, haystack="")
+        entry = self._new.get(position) or self._old.get(position)
+        if entry is not None and entry[0] is event and (entry[1] is core or entry[1] == core):
+            new = entry[2]
+        else:
+            new = evolve(core, event, position)  # raises for a poison event: nothing is kept
+            if len(self._new) >= self._size:
+                self._old, self._new = self._new, {}
+            self._new[position] = (event, core, new)
+        return msgspec.structs.replace(new, haystack=text) if text else new
+
+
+shared_evolve: Final = _SharedFolds().evolve
+""":func:`evolve`, computed once per decoded event for every order view (see ``_SharedFolds``)."""
 
 
 def haystack(row: OrderRow) -> str:
