@@ -36,6 +36,26 @@ SNAPSHOT_EVERY = 100_000
 log = get_logger(__name__)
 
 
+def _unanswered(heaps: dict[str, list[tuple[int, int]]]) -> Callable[[str, int], bool]:
+    """Return whether a query parked in the router for a view at or before a position waits.
+
+    Read from the projector's thread: the router's per-view heaps of (position, ticket), whose
+    first entry is the lowest position waited for (a cancelled ask stays there until its
+    position is reached: a pause for it ends then, too).
+    """
+
+    def due(name: str, position: int) -> bool:
+        heap = heaps.get(name)
+        if not heap:
+            return False
+        try:
+            return heap[0][0] <= position
+        except IndexError:  # emptied by the router since the test above
+            return False
+
+    return due
+
+
 class RebuildReport(msgspec.Struct, frozen=True):
     """What a rebuild did.
 
@@ -156,6 +176,7 @@ class ReadSide:
                 on_batch=snapshots.on_batch if snapshots is not None else None,
                 waiting=parked.__len__ if advanced_to is None else waiting,
                 wanted=(lambda name: bool(heaps.get(name))) if advanced_to is None else wanted,
+                due=_unanswered(heaps) if advanced_to is None else None,
                 report_steps=advanced_to is not None,
                 fault_seam=fault_seam,
             )

@@ -30,7 +30,9 @@ from readside_kit import (
 )
 from waiting import wait_until
 
+import actors._projector as projector_module
 from actors import Engine, RebuildReport
+from actors._projector import ViewAdvanced
 from actors._router import LONG_QUERY_SECONDS
 from domain.errors import UnknownView
 from domain.orders import AddOrderItem, ShipOrder
@@ -451,6 +453,95 @@ def test_a_waited_for_view_takes_newer_events_between_the_later_views_of_a_step(
         finally:
             held.gate.set()
             last.gate.set()
+
+
+class _HeldWakes:
+    """A fault seam: the router handles a :class:`ViewAdvanced` only once ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.passed = threading.Event()  # a ViewAdvanced went past the seam
+
+    def __call__(self, kind: str, message: object) -> None:
+        if kind == "router" and isinstance(message, ViewAdvanced):
+            self.release.wait(WAIT)
+            self.passed.set()
+
+
+class _Recording(WrappedView):
+    """Records, per apply, whether the router had been let through to answer by then."""
+
+    def __init__(self, inner: View, seam: _HeldWakes) -> None:
+        super().__init__(inner)
+        self.seam = seam
+        self.answering_first: list[bool] = []
+        self.applied = threading.Event()
+
+    def apply(self, events: Sequence[RecordedEvent], up_to: int) -> None:
+        """Record, then apply."""
+        if events:
+            self.answering_first.append(self.seam.passed.is_set())
+            self.applied.set()
+        super().apply(events, up_to)
+
+
+def _held_engine(path: Path) -> tuple[Engine, _HeldWakes, _Recording]:
+    seam = _HeldWakes()
+    details, customers, search, stats = order_views(None)
+    last = _Recording(stats, seam)
+    engine = Engine.open(
+        path, durability="async", views=[details, customers, search, last], fault_seam=seam
+    )
+    return engine, seam, last
+
+
+def test_the_projector_lets_the_router_answer_before_going_on_with_the_other_views(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(projector_module, "_HAND_OVER_SECONDS", WAIT)
+    engine, seam, last = _held_engine(tmp_path)
+    with engine:
+        seam.release.set()
+        done = engine.execute(create("o-1"))
+        assert engine.wait_for_views(done.position, timeout=WAIT)
+        seam.release.clear()
+        seam.passed.clear()
+        last.applied.clear()
+        asker, answers = park_query(engine, GetOrderById("o-2"), done.position + 1)
+        engine.execute(create("o-2"))
+        # order_details applied o-2 and told the router, which is held: the projector pauses
+        # rather than go on to the other views (order_stats last) while its answer waits.
+        assert not last.applied.wait(0.5)
+        seam.release.set()
+        asker.join(WAIT)
+        assert [view.order_id for view in answers] == ["o-2"]
+        assert last.applied.wait(WAIT)
+        assert last.answering_first[-1]
+
+
+def test_a_query_the_router_is_slow_to_answer_holds_the_views_back_only_briefly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(projector_module, "_HAND_OVER_SECONDS", 0.05)
+    engine, seam, last = _held_engine(tmp_path)
+    with engine:
+        seam.release.set()
+        done = engine.execute(create("o-1"))
+        assert engine.wait_for_views(done.position, timeout=WAIT)
+        seam.release.clear()
+        seam.passed.clear()
+        last.applied.clear()
+        try:
+            asker, answers = park_query(engine, GetOrderById("o-2"), done.position + 1)
+            written = engine.execute(create("o-2"))
+            # The router stays held: every view still gets o-2 once the pause's budget is spent.
+            assert last.applied.wait(WAIT)
+            assert wait_until(lambda: last.position() == written.position)
+            assert not last.answering_first[-1]
+        finally:
+            seam.release.set()
+        asker.join(WAIT)
+        assert [view.order_id for view in answers] == ["o-2"]
 
 
 class _StaleAtFirstLook(WrappedView):
