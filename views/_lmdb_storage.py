@@ -17,7 +17,7 @@ import msgspec
 
 from store import RecordedEvent, ViewStore, last_key_under
 from views._lmdb_keys import pack, unpack
-from views._row_cache import RowCache, SharedEncodings, cacheable
+from views._row_cache import RowCache, cacheable
 from views._view import Storage
 
 __all__ = [
@@ -40,7 +40,6 @@ VERSIONS_DB: Final = "view:_versions"  # the read-model version that wrote each 
 _MAX_PLAIN_KEY: Final = 400  # LMDB's default key limit is 511 bytes; leave room for prefixes
 _DECODERS: dict[type, msgspec.msgpack.Decoder[Any]] = {}
 _encode = msgspec.msgpack.encode
-_SHARED: Final = SharedEncodings(_encode)  # immutable rows another view may store too
 _MISSING: Final = object()
 # Buffer bounds, measured: rows written back while still in the CPU's cache encode about twice
 # as fast as rows held for a whole batch (2,000 events), which made a batch touching each order
@@ -184,7 +183,6 @@ class _BatchTable(Generic[V]):
         "_db",
         "_decode",
         "_dirty",
-        "_encode",
         "_fulls",
         "_kept",
         "_name",
@@ -208,10 +206,8 @@ class _BatchTable(Generic[V]):
         *,
         cache: RowCache | None,
         name: str,
-        encode: Callable[[Any], bytes] = _encode,
     ) -> None:
         self._txn = txn
-        self._encode = encode
         self._db = db
         self._writes = writes
         self._prefix = prefix
@@ -294,11 +290,10 @@ class _BatchTable(Generic[V]):
         """Encode the rows changed since the last flush into the batch's writes."""
         writes, prefix, rows, fulls = self._writes, self._prefix, self._rows, self._fulls
         top = self._top_written
-        encode = self._encode
         for key in self._dirty:
             value = rows[key]
             full = fulls.get(key) or prefix + _key(key)
-            writes[full] = None if value is None else encode(value)
+            writes[full] = None if value is None else _encode(value)
             top = max(top, full)
         self._top_written = top
         self._dirty.clear()
@@ -371,17 +366,15 @@ class _BatchStorage:
         table = self._tables.get(name)
         if table is None:
             prefix = b"t" + name.encode() + b"\x00"
-            immutable = cacheable(row_type)
+            cache = self._cache if cacheable(row_type) else None
             table = _BatchTable(
                 self._txn,
                 self._db,
                 self._writes,
                 prefix,
                 _decoder(row_type),
-                cache=self._cache if immutable else None,
+                cache=cache,
                 name=name,
-                # Immutable rows may be the very objects another view stored: encoded once.
-                encode=_SHARED.encode if immutable else _encode,
             )
             self._tables[name] = table
         return table

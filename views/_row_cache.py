@@ -16,19 +16,11 @@ row it had read, then failed, would otherwise leave a cached row the log never p
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
 
-__all__ = [
-    "KEPT_ROWS",
-    "CachedStorage",
-    "NeedsLmdb",
-    "RowCache",
-    "SharedEncodings",
-    "cacheable",
-]
+__all__ = ["KEPT_ROWS", "CachedStorage", "NeedsLmdb", "RowCache", "cacheable"]
 
 _MISSING: Final = object()
 KEPT_ROWS: Final = 16384  # rows kept per table; the oldest half goes when it is full
@@ -168,34 +160,3 @@ class CachedStorage:
         """Indexes are not kept: LMDB."""
         del name
         raise NeedsLmdb
-
-
-class SharedEncodings:
-    """The bytes of the rows last encoded, by the row object, for views storing the same rows.
-
-    ``order_details`` and ``customer_orders`` store the very same row object per event (one
-    fold for all order views, :func:`views._order_rows.shared_evolve`), so the second to write it
-    takes the first one's bytes (encoding a 20-line order row costs ~1 us). Only rows of
-    immutable types may be given (:func:`cacheable`): an entry holds its row, so its id is not
-    reused while the entry lives, and the row cannot have changed since it was encoded. Two
-    generations bound the memory: the last ``size`` to 2 x ``size`` rows. Thread-safe under the
-    GIL (a lost entry is only a miss).
-    """
-
-    def __init__(self, encode: Callable[[Any], bytes], size: int = 4096) -> None:
-        self._encode = encode
-        self._size = size
-        self._new: dict[int, tuple[Any, bytes]] = {}
-        self._old: dict[int, tuple[Any, bytes]] = {}
-
-    def encode(self, row: Any) -> bytes:
-        """Return the encoding of ``row``, an immutable row: computed once while it is recent."""
-        key = id(row)
-        entry = self._new.get(key) or self._old.get(key)
-        if entry is not None and entry[0] is row:
-            return entry[1]
-        raw = self._encode(row)
-        if len(self._new) >= self._size:
-            self._old, self._new = self._new, {}
-        self._new[key] = (row, raw)
-        return raw

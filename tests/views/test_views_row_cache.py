@@ -16,7 +16,7 @@ from domain.orders import AddOrderItem, CreateOrder, OrderItem, OrderShipped
 from store import RecordedEvent, ViewStore
 from views import LmdbView, View
 from views._order_rows import OrderRow
-from views._row_cache import RowCache, SharedEncodings, cacheable
+from views._row_cache import RowCache, cacheable
 from views._view import Storage
 from views.orders import (
     CustomerOrdersModel,
@@ -272,26 +272,3 @@ def test_a_model_catching_every_exception_still_falls_back_to_lmdb(
         assert view.query(GetOrderById("nope")) is None
         some = next(iter(log.states))
         assert view.query(GetOrderById(some)) == reference(log, GetOrderById(some))
-
-
-class _Point(msgspec.Struct, frozen=True):
-    x: int
-
-
-def test_a_row_object_is_encoded_once_while_recent() -> None:
-    encoded: list[object] = []
-
-    def encode(row: Any) -> bytes:
-        encoded.append(row)
-        return msgspec.msgpack.encode(row)
-
-    shared = SharedEncodings(encode, size=2)
-    first, same_value = _Point(1), _Point(1)
-    raw = shared.encode(first)
-    assert shared.encode(first) is raw  # a second view storing the same object
-    assert shared.encode(same_value) == raw  # an equal row is another object: encoded again
-    assert encoded == [first, same_value]
-    for x in range(2, 6):  # more than two generations of other rows: the first is forgotten
-        shared.encode(_Point(x))
-    assert shared.encode(first) == raw
-    assert encoded[-1] is first
