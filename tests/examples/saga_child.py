@@ -8,12 +8,15 @@ once (a SIGKILL may come right after):
 
 - ``READY <head> <saga position>`` once the engine is open;
 - ``PLACED <order id>`` per acknowledged order;
-- ``SAGA <position> <issued>`` every few milliseconds, from a monitor thread;
-- ``DONE`` once every order is placed and the saga has settled; then it waits to be killed.
+- ``SAGA <position> <issued> <state>`` every few milliseconds, from a monitor thread;
+- ``DONE`` once every order is placed and the saga has settled; then it waits to be killed;
+- ``STUCK <status>`` instead if the saga did not settle in time, ``ERR ...`` on any failure (the
+  parent fails at once with it, rather than waiting for a line that will not come).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections import deque
@@ -40,9 +43,10 @@ def monitor(engine: Engine, stop: threading.Event) -> None:
     while not stop.wait(0.003):  # a reporting interval, not synchronisation
         try:
             status = engine.status().sagas["fulfilment"]
-        except Exception:
+        except Exception as error:
+            emit("ERR", "monitor", repr(error).replace("\n", " "))
             return
-        emit("SAGA", status.position, status.issued)
+        emit("SAGA", status.position, status.issued, status.state)
 
 
 def placed(order_id: str) -> Any:
@@ -81,6 +85,8 @@ def main(path: str, orders: int) -> None:
         future.get(timeout=30)
     if engine.wait_for_sagas(timeout=60):
         emit("DONE")
+    else:
+        emit("STUCK", repr(engine.status().sagas["fulfilment"]).replace("\n", " "))
     sys.stdin.readline()  # wait for the parent's kill (or its closing our stdin)
     stop.set()
     engine.close()
@@ -88,4 +94,10 @@ def main(path: str, orders: int) -> None:
 
 if __name__ == "__main__":
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
-    main(sys.argv[1], int(sys.argv[2]))
+    try:
+        main(sys.argv[1], int(sys.argv[2]))
+    except BaseException as failure:
+        # The engine's actor threads are not daemons: without this exit, a failure here would
+        # leave a silent process behind rather than a line the parent can report.
+        emit("ERR", "main", repr(failure).replace("\n", " "))
+        os._exit(1)
