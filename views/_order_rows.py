@@ -217,33 +217,60 @@ class _SharedFolds:
 
     Every order view folds the same row from the same decoded event: the projector fans one
     decoded batch out to all of them, so four views called ``evolve`` four times per event (a
-    third of their work under a write load, profiled). Now the first computes and the others
-    reuse its row. Safe because ``evolve`` is pure and an entry is used only for the very event
-    object it was computed from (never another engine's, nor a rebuild's own scan) and an input
-    row equal to the one given. Entries hold rows without their search text: only
-    ``order_search`` keeps one, and ``evolve`` carries it over untouched, so that view shares them
-    too. Two generations bound the memory: a lookup finds the last ``size`` to 2 x ``size``
-    events. Thread-safe under the GIL (each dict operation is atomic; a lost entry is only a
-    miss).
+    third of their work under a write load, profiled). The first view to fold an event records
+    its result; a view folding the same event object from the same row gets that result. Safe
+    because ``evolve`` is pure and an entry is only used for the very event object it was
+    computed from (never another engine's, nor a rebuild's own scan) and an input row that is
+    the recorded one, or equal to it while sharing its lines (the search view's rows differ
+    only by their search text, which entries leave out and ``evolve`` carries over). Rows equal
+    but decoded apart (an LMDB view reading a row its cache no longer holds) are folded by the
+    view itself: comparing two 20-line rows costs more than folding one.
+
+    Entries keep rows alive, which costs every fold (measured: ~1 us with 8k entries, from the
+    caches), so the memo steps aside while it does not pay: a window of calls with under an
+    eighth of hits (a rebuild of many orders, where every view decodes its own rows) turns it
+    off for the next ``bypass`` calls, then it tries again. Two generations bound the entries
+    to the last ``size`` to 2 x ``size`` events. Thread-safe under the GIL (each dict operation
+    is atomic; a lost entry or count is only a miss).
     """
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 4096, window: int = 4096, bypass: int = 65536) -> None:
         self._size = size
+        self._window = window  # calls per hit-rate window
+        self._bypass = bypass  # calls folded directly after a window of too few hits
         self._new: dict[int, tuple[OrderEvent, OrderRow | None, OrderRow]] = {}
         self._old: dict[int, tuple[OrderEvent, OrderRow | None, OrderRow]] = {}
+        self._calls = 0
+        self._hits = 0
+        self._direct = 0  # calls left to fold without the memo
 
     def evolve(self, row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
         """Return ``evolve(row, event, position)``, computed once per event for all views."""
+        if self._direct:
+            self._direct -= 1
+            return evolve(row, event, position)
+        self._calls += 1
+        if self._calls >= self._window:
+            if self._hits * 8 < self._calls:
+                self._direct = self._bypass
+                self._new, self._old = {}, {}
+            self._calls = self._hits = 0
         text = "" if row is None else row.haystack
-        core = row if row is None or not text else msgspec.structs.replace(row, haystack="")
+        core = msgspec.structs.replace(row, haystack="") if text and row is not None else row
         entry = self._new.get(position) or self._old.get(position)
-        if entry is not None and entry[0] is event and (entry[1] is core or entry[1] == core):
-            new = entry[2]
-        else:
-            new = evolve(core, event, position)  # raises for a poison event: nothing is kept
-            if len(self._new) >= self._size:
-                self._old, self._new = self._new, {}
-            self._new[position] = (event, core, new)
+        if entry is not None and entry[0] is event:
+            seen = entry[1]
+            if seen is core or (
+                seen is not None and core is not None and seen.lines is core.lines and seen == core
+            ):
+                self._hits += 1
+                new = entry[2]
+                return msgspec.structs.replace(new, haystack=text) if text else new
+            return evolve(row, event, position)  # another row: folded, the first one's kept
+        new = evolve(core, event, position)  # raises for a poison event: nothing is kept
+        if len(self._new) >= self._size:
+            self._old, self._new = self._new, {}
+        self._new[position] = (event, core, new)
         return msgspec.structs.replace(new, haystack=text) if text else new
 
 

@@ -97,6 +97,10 @@ def _created() -> OrderCreated:
     return event
 
 
+def _created_at(position: int) -> OrderCreated:
+    return msgspec.structs.replace(_created(), order_id=f"o-{position}")
+
+
 def _added(product: str = "p-2", price: str = "1.25") -> OrderItemAdded:
     return OrderItemAdded(order_id="o-1", product_id=product, quantity=2, price=Decimal(price))
 
@@ -115,14 +119,50 @@ def test_each_event_is_folded_once_for_every_view_sharing_its_row(
     added = _added()
     details = shared_evolve(first, added, 2)
     customers = shared_evolve(first, added, 2)  # the same row object
-    stats = shared_evolve(_copy(first), added, 2)  # an equal row, read back
     searched = msgspec.structs.replace(first, haystack=haystack(first))
-    search = shared_evolve(searched, added, 2)  # equal but for its search text
+    search = shared_evolve(searched, added, 2)  # the same but for its search text
     assert calls == [2]
     assert details is customers
-    assert stats is details
     assert search.haystack == searched.haystack  # carried over, as evolve does
     assert msgspec.structs.replace(search, haystack="") == details
+    # An equal row read back from storage: comparing it would cost more than folding it.
+    stats = shared_evolve(_copy(first), added, 2)
+    assert calls == [2, 2]
+    assert stats == details
+
+
+def test_the_memo_steps_aside_while_views_do_not_share_and_comes_back() -> None:
+    folds = rows_module._SharedFolds(size=64, window=16, bypass=32)
+    calls: list[int] = []
+
+    def fold_twice(position: int) -> None:
+        # Two views folding one event object: shared while the memo is on.
+        created = _created_at(position)
+        one = folds.evolve(None, created, position)
+        assert folds.evolve(None, created, position) == one
+
+    original = rows_module.evolve
+
+    def counted(row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
+        calls.append(position)
+        return original(row, event, position)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rows_module, "evolve", counted)
+        fold_twice(1)
+        assert calls == [1]  # on: the second view got the first one's row
+        # A rebuild-like stretch: every event folded once, by one view. Under an eighth of hits
+        # in a window turns the memo off for the next 32 calls.
+        for position in range(2, 2 + 16):
+            folds.evolve(None, _created_at(position), position)
+        calls.clear()
+        fold_twice(100)
+        assert calls == [100, 100]  # off: each view folds for itself
+        for position in range(200, 200 + 32):
+            folds.evolve(None, _created_at(position), position)
+        calls.clear()
+        fold_twice(300)
+        assert calls == [300]  # on again
 
 
 def test_another_event_object_or_another_row_at_a_position_is_folded_afresh() -> None:
