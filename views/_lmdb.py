@@ -329,3 +329,7 @@ class LmdbView:
     def close(self) -> None:
         """Stop using the store (which stays open: it belongs to the engine). Idempotent."""
         self._closed = True
+        # Let the kept rows go now: a closed engine's actors may wait for the cycle collector,
+        # which then frees 100k+ rows inside whatever runs next (measured: the next open in the
+        # same process took 1.46 s instead of 0.99 at 1M events).
+        self._cache.clear()
