@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from engine_kit import (
@@ -22,6 +23,8 @@ from actors import Engine, RecentCommands
 from actors._retention import Retention
 from store import Codec, EventStore, Snapshot, StreamAppend
 from store._retention import PruneResult
+
+T = TypeVar("T")
 
 HOUR = timedelta(hours=1)
 
@@ -149,15 +152,7 @@ def test_a_duration_window_takes_no_write_transaction_until_its_oldest_command_i
     with EventStore.open(tmp_path, codec=Codec(COUNTER.event_types)) as store:
         stamp = int(clock().timestamp()) * 10**9
         store.append_batch([_new_counter(index, stamp + index) for index in range(5)])
-        calls: list[int | None] = []
-        real = store.prune_commands
-
-        def counted(**kwargs: Any) -> PruneResult:
-            result = real(**kwargs)
-            calls.append(result.edge_ns)
-            return result
-
-        monkeypatch.setattr(store, "prune_commands", counted)
+        calls = _record_prunes(store, monkeypatch, lambda result: result.edge_ns)
         retention = Retention(store, window=3600.0, clock=clock, schemas={})
         retention.run_round()
         assert calls == [stamp]  # stopped at the oldest command: its timestamp is the edge
@@ -176,14 +171,16 @@ def test_a_duration_window_takes_no_write_transaction_until_its_oldest_command_i
         assert store.lookup_command("c4") is None
 
 
-def _count_prunes(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Patch ``store.prune_commands`` to record the rows each call deleted."""
-    calls: list[int] = []
+def _record_prunes(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch, field: Callable[[PruneResult], T]
+) -> list[T]:
+    """Patch ``store.prune_commands`` to record ``field`` of each call's result."""
+    calls: list[T] = []
     real = store.prune_commands
 
     def counted(**kwargs: Any) -> PruneResult:
         result = real(**kwargs)
-        calls.append(result.pruned)
+        calls.append(field(result))
         return result
 
     monkeypatch.setattr(store, "prune_commands", counted)
@@ -198,7 +195,7 @@ def test_nothing_left_to_prune_takes_no_write_transaction_until_a_command_commit
     clock = Clock()
     with EventStore.open(tmp_path, codec=Codec(COUNTER.event_types)) as store:
         store.append_batch([_new_counter(index, 1) for index in range(5)])
-        calls = _count_prunes(store, monkeypatch)
+        calls = _record_prunes(store, monkeypatch, lambda result: result.pruned)
         retention = Retention(store, window=window, clock=clock, schemas={})
         retention.run_round()
         kept = 3 if isinstance(window, RecentCommands) else 0

@@ -31,7 +31,7 @@ from readside_kit import (
 from waiting import wait_until
 
 import actors._projector as projector_module
-from actors import Engine, RebuildReport
+from actors import CommandResult, Engine, RebuildReport
 from actors._projector import ViewAdvanced
 from actors._router import LONG_QUERY_SECONDS
 from domain.errors import UnknownView
@@ -495,18 +495,24 @@ def _held_engine(path: Path) -> tuple[Engine, _HeldWakes, _Recording]:
     return engine, seam, last
 
 
+def _caught_up_then_held(engine: Engine, seam: _HeldWakes, last: _Recording) -> CommandResult:
+    """Commit o-1 with the router free, wait for every view, then hold the router again."""
+    seam.release.set()
+    done = engine.execute(create("o-1"))
+    assert engine.wait_for_views(done.position, timeout=WAIT)
+    seam.release.clear()
+    seam.passed.clear()
+    last.applied.clear()
+    return done
+
+
 def test_the_projector_lets_the_router_answer_before_going_on_with_the_other_views(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(projector_module, "_HAND_OVER_SECONDS", WAIT)
     engine, seam, last = _held_engine(tmp_path)
     with engine:
-        seam.release.set()
-        done = engine.execute(create("o-1"))
-        assert engine.wait_for_views(done.position, timeout=WAIT)
-        seam.release.clear()
-        seam.passed.clear()
-        last.applied.clear()
+        done = _caught_up_then_held(engine, seam, last)
         asker, answers = park_query(engine, GetOrderById("o-2"), done.position + 1)
         engine.execute(create("o-2"))
         # order_details applied o-2 and told the router, which is held: the projector pauses
@@ -525,12 +531,7 @@ def test_a_query_the_router_is_slow_to_answer_holds_the_views_back_only_briefly(
     monkeypatch.setattr(projector_module, "_HAND_OVER_SECONDS", 0.05)
     engine, seam, last = _held_engine(tmp_path)
     with engine:
-        seam.release.set()
-        done = engine.execute(create("o-1"))
-        assert engine.wait_for_views(done.position, timeout=WAIT)
-        seam.release.clear()
-        seam.passed.clear()
-        last.applied.clear()
+        done = _caught_up_then_held(engine, seam, last)
         try:
             asker, answers = park_query(engine, GetOrderById("o-2"), done.position + 1)
             written = engine.execute(create("o-2"))
