@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final, Self
 import lmdb
 
 from domain.errors import EngineError
-from store import _checkpoints, _log, _retention, _snapshots, _upgrade
+from store import _append, _checkpoints, _log, _retention, _snapshots, _upgrade
 from store._bounds import KeyBounds
 from store._codec import Codec
 from store._commands import command_key
@@ -224,7 +224,7 @@ class EventStore(Transactions):
 
         def run(txn: Txn) -> None:
             outcome.clear()  # a retry after map growth starts from scratch
-            outcome.append(_log.append_in_txn(txn, dbs, codec, frames, appends, self._head, now))
+            outcome.append(_append.append_in_txn(txn, dbs, codec, frames, appends, self._head, now))
 
         # Raised before the write, never after: whatever becomes of the transaction (even a
         # failure reported after its commit), the bounds cover every key it may write.

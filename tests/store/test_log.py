@@ -341,12 +341,12 @@ def test_a_failing_transaction_writes_nothing_of_the_batch(
     store: EventStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store.append_batch([append("a", 0)])
-    import store._log as log_module  # noqa: PLC0415 - the module is patched for this test only
+    import store._append as append_module  # noqa: PLC0415 - the module is patched for this test only
 
     def broken(*_: object) -> None:
         raise lmdb.Error("disk on fire")
 
-    monkeypatch.setattr(log_module, "_flush", broken)
+    monkeypatch.setattr(append_module, "_flush", broken)
     with pytest.raises(lmdb.Error):
         store.append_batch([append("b", 0), append("a", 1)])
     monkeypatch.undo()
