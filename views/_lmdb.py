@@ -37,16 +37,9 @@ import lmdb
 
 from domain.errors import EngineClosed
 from store import RecordedEvent, ViewStore, get_logger
+from views._lmdb_batch import BatchChanges, commit, compute
 from views._lmdb_keys import KEY_LAYOUT, parse_version_record, version_record
-from views._lmdb_storage import (
-    SLOTS_DB,
-    VERSIONS_DB,
-    BatchChanges,
-    Db,
-    LmdbStorage,
-    commit,
-    compute,
-)
+from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db, LmdbStorage
 from views._row_cache import CachedStorage, NeedsLmdb, RowCache
 from views._view import Backend, ReadModel, View, check_query, check_up_to, model_version
 
