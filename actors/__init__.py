@@ -7,7 +7,8 @@ from actors._dispatch import Dispatcher, DispatcherActor, DispatcherFuture, free
 from actors._engine import Engine, EngineStatus
 from actors._messages import CommandResult
 from actors._projection_process import ProjectionStatus
-from actors._readside import RebuildReport, ViewStatus
+from actors._readside import ViewStatus
+from actors._rebuild import RebuildReport
 from actors._saga_spec import Saga, SagaStatus, saga_command_id
 from domain.errors import (
     ActorFailed,

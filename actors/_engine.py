@@ -23,7 +23,8 @@ from actors._housekeeping import Housekeeper
 from actors._idempotency import Idempotency
 from actors._messages import CommandResult, Execute
 from actors._read_wiring import check_projection
-from actors._readside import ReadSide, RebuildReport
+from actors._readside import ReadSide
+from actors._rebuild import RebuildReport
 from actors._registry import AggregateRegistry, tune_collector
 from actors._retention import Retention
 from actors._saga_spec import check_sagas

@@ -41,7 +41,8 @@ import pykka
 from actors._channel import Advanced, Call, Channel, Head, Ready, Rebuilding
 from actors._messages import HeadAdvanced
 from actors._projector import ViewAdvanced
-from actors._readside import SNAPSHOT_EVERY, ReadSide, RebuildReport
+from actors._readside import SNAPSHOT_EVERY, ReadSide
+from actors._rebuild import RebuildReport
 from actors._router import run_query
 from actors._tail import EventTail
 from domain.errors import ProjectionUnavailable

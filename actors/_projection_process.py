@@ -45,7 +45,7 @@ from actors._messages import HeadAdvanced, Teller
 from actors._progress import ViewStatus
 from actors._projection_child import ChildSpec
 from actors._projector import ViewAdvanced
-from actors._readside import RebuildReport
+from actors._rebuild import RebuildReport
 from domain.errors import ProjectionUnavailable
 from store import EventStore, get_logger
 from views import View

@@ -14,8 +14,8 @@ import pykka
 
 from actors._future import DispatcherFuture, bridge
 from actors._progress import Progress, ViewStatus
-from actors._projector import Projector, RetryParked, RetryView, Swap, Teller
-from actors._replay import replay_many
+from actors._projector import Projector, RetryParked, RetryView, Teller
+from actors._rebuild import RebuildReport, rebuild_here, rebuild_split
 from actors._router import Ask, Cancel, QueryRouter, ReleaseWaiting, run_query
 from actors._snapshots import ViewSnapshots
 from actors._supervision import FaultSeam
@@ -28,7 +28,7 @@ from views.orders import order_read_models
 if TYPE_CHECKING:
     from actors._projection_process import ProjectionProcess
 
-__all__ = ["SNAPSHOT_EVERY", "ReadSide", "RebuildReport", "ViewStatus"]
+__all__ = ["SNAPSHOT_EVERY", "ReadSide", "ViewStatus"]
 
 SNAPSHOT_EVERY = 100_000
 """Events a memory view applies between two background snapshots (also taken at close)."""
@@ -54,25 +54,6 @@ def _unanswered(heaps: dict[str, list[tuple[int, int]]]) -> Callable[[str, int],
             return False
 
     return due
-
-
-class RebuildReport(msgspec.Struct, frozen=True):
-    """What a rebuild did.
-
-    Attributes:
-        events: Events read from the log (one shared scan feeds every rebuilt view).
-        seconds: Wall-clock time of the rebuild.
-        views: Names of the rebuilt views.
-    """
-
-    events: int
-    seconds: float
-    views: tuple[str, ...] = ()
-
-    @property
-    def events_per_second(self) -> float:
-        """Replay rate."""
-        return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
 class ReadSide:
@@ -352,31 +333,12 @@ class ReadSide:
     def _rebuild_here(
         self, names: list[str], progress: Callable[[int, int], None] | None
     ) -> RebuildReport:
-        started = time.perf_counter()
-        with self._rebuild_lock:
-            head = self._store.head()
-            shadows = [self.views[view_name].new_shadow() for view_name in names]
-
-            def report(done: int) -> None:
-                if progress is not None:
-                    progress(min(done, head), head)
-
-            reparked: dict[str, set[int]] = {}
-            # One scan of the log feeds every shadow: decoded once, not once per view.
-            total_events = replay_many(
-                self._store, shadows, head, report, parked_positions=reparked
-            )
-            for view_name, shadow in zip(names, shadows, strict=True):
-                # The projector catches the shadow up with the live view and adopts it, between
-                # two of its batches: queries see the old copy until that instant.
-                self._projectors[view_name].ask(
-                    Swap(view_name, shadow, frozenset(reparked.get(view_name, ()))), timeout=600
-                )
-            if progress is not None:
-                progress(head, head)
-        seconds = time.perf_counter() - started
-        log.info("rebuilt", views=names, events=total_events, seconds=round(seconds, 3))
-        return RebuildReport(events=total_events, seconds=seconds, views=tuple(names))
+        # The procedure is actors._rebuild's; the log line stays here, under this logger.
+        report = rebuild_here(
+            self._store, self.views, self._projectors, names, progress, lock=self._rebuild_lock
+        )
+        log.info("rebuilt", views=names, events=report.events, seconds=round(report.seconds, 3))
+        return report
 
     def _rebuild_split(
         self,
@@ -384,26 +346,7 @@ class ReadSide:
         names: list[str],
         progress: Callable[[int, int], None] | None,
     ) -> RebuildReport:
-        started = time.perf_counter()
-        there = [view for view in names if view in remote.names]
-        here = [view for view in names if view not in remote.names]
-        scans = 2 if here else 1  # one scan there, then one here: one bar over both
-
-        def scaled(first: int) -> Callable[[int, int], None] | None:
-            if progress is None:
-                return None
-            return lambda done, total: progress(first * total + done, scans * total)
-
-        reports = [remote.rebuild(there, scaled(0))]
-        if here:
-            reports.append(self._rebuild_here(here, scaled(1)))
-        head = self._store.head()
-        if progress is not None:
-            progress(head, head)
-        seconds = time.perf_counter() - started
-        # Each process scans the log once: the events of the report are those of one scan.
-        events = max(report.events for report in reports)
-        return RebuildReport(events=events, seconds=seconds, views=tuple(names))
+        return rebuild_split(self._store, remote, names, progress, self._rebuild_here)
 
     def retry_parked(self, view: str, position: int) -> bool:
         """Ask the view's projector to apply a parked event again."""
