@@ -470,9 +470,8 @@ class Engine:
         )
 
 
+# Passed by Engine.open to the constructor: an Engine built any other way is refused.
 _OPEN = object()
-
-"""The views environment and snapshots live in this subdirectory of the data directory."""
 
 # Engines still open at interpreter exit are closed (drained, synced) by an atexit hook: with
 # daemon threads everywhere nothing else would flush an async-durability store at exit.

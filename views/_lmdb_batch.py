@@ -241,9 +241,10 @@ _NOTHING = BatchChanges({}, [])
 class _BatchStorage:
     """The :class:`~views._view.Storage` of one ``apply`` batch: reads, and buffers writes.
 
-    The read model runs against a read snapshot, outside the store's write lock, so the log
-    writer is never held up by a view's computing; :meth:`commit` then writes the buffered
-    changes in a short write transaction. Sound because one thread writes a view's slot (the
+    The read model runs against a read snapshot, outside the views store's write lock, so the
+    other writers of the views environment (a rebuild's shadows, the periodic flush) never wait
+    for a view's computing; :func:`commit` then writes the buffered changes in a short write
+    transaction. Sound because one thread writes a view's slot (the
     view contract): the snapshot is what that write transaction starts from.
     """
 

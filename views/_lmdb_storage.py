@@ -2,8 +2,8 @@
 
 Two flavours over the same key layout (see :mod:`views._lmdb`): the plain ones read and write
 through a transaction (queries); the batch ones compute a whole apply batch against a read
-snapshot, keeping decoded rows and the pending writes, which ``_commit`` then writes in the short
-write transaction that also moves the checkpoint.
+snapshot, keeping decoded rows and the pending writes, which :func:`~views._lmdb_batch.commit`
+then writes in the short write transaction that also moves the checkpoint.
 
 The plain flavour is here; the batch one is :mod:`views._lmdb_batch`, which shares this module's
 key and decoder helpers (:func:`text_key`, :func:`row_decoder`).

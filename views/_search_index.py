@@ -42,7 +42,7 @@ from views._order_types import STATUSES, OrderView, Page, SearchOrders, make_pag
 from views._search_postings import TYPECODE as _TYPECODE
 from views._view import Index, Table
 
-__all__ = ["Plan", "SearchIndex", "build_owners", "finish", "texts_of"]
+__all__ = ["Plan", "SearchIndex", "build_owners", "finish"]
 
 _GRAM: Final = 3  # longest indexed substring; longer needles are verified candidates
 _WALK_BUDGET: Final = 4  # a walk may visit this many entries per candidate before it gives up
