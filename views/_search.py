@@ -29,8 +29,9 @@ from store import RecordedEvent, get_logger
 from views._chunked import Parts, array_header, encode_array
 from views._order_rows import ORDER_TAGS, OrderRow
 from views._order_types import OrderView, Page, SearchOrders, validate_query
-from views._search_index import SearchIndex, build_owners, finish
+from views._search_index import SearchIndex, finish
 from views._search_postings import decode_grams, encode_grams
+from views._search_texts import build_owners
 from views._snapshot_file import decode_snapshot, frame_snapshot
 from views._view import Backend, View, check_query_type, check_up_to
 

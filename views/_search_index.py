@@ -3,14 +3,9 @@
 Rows are folded by :class:`~views._order_models.OrderSearchModel` itself (through a one-table
 storage adapter), so they are identical to the generic view's, search text included. Beside them:
 
-- **Id texts.** Every distinct casefolded id (order, customer, product) gets a number when first
-  seen; texts are never forgotten (append-only), only their *owners* change: the set of orders
-  having an id that casefolds to that text.
-- **N-gram postings.** For every 1-, 2- and 3-character substring of a text, the numbers of the
-  texts containing it (``array('I')``, ascending: texts are numbered in order). A needle of up to
-  3 characters is answered exactly by its posting; a longer one by the smallest posting of its
-  trigrams, each candidate text verified with ``in``. Texts are shared by many orders (500
-  products, ~60k customers for 100k orders), so this indexes ~160k strings, not every row.
+- **Id texts** (:class:`~views._search_texts.IdTexts`): every distinct casefolded id numbered
+  once, its n-gram postings, and per text the orders that own it; a needle's hits are the union
+  of its matching texts' owners.
 - **Orderings.** Per status and over all orders, ``SortedList`` s of ``(key, position, order
   id)`` for each sort field; the position breaks ties exactly as the contract says. Keeping
   them exact on every event would cost ~8 sorted-list updates per added item (~20 us), more
@@ -37,14 +32,13 @@ from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 from store import RecordedEvent
 from views._order_models import OrderSearchModel, search_page
-from views._order_rows import ORDER_EVENTS, OrderRow, row_matcher, texts_of
+from views._order_rows import ORDER_EVENTS, OrderRow, row_matcher
 from views._order_types import STATUSES, OrderView, Page, SearchOrders, make_page
-from views._search_postings import TYPECODE as _TYPECODE
+from views._search_texts import IdTexts
 from views._view import Index, Table
 
-__all__ = ["Plan", "SearchIndex", "build_owners", "finish"]
+__all__ = ["Plan", "SearchIndex", "finish"]
 
-_GRAM: Final = 3  # longest indexed substring; longer needles are verified candidates
 _WALK_BUDGET: Final = 4  # a walk may visit this many entries per candidate before it gives up
 _SCAN_FACTOR: Final = 4  # a needle whose owners sum past this many times the orders scans
 _FULL_SYNC_SHIFT: Final = 3  # more than 1/8 of the orders dirty: re-sort rather than update
@@ -155,17 +149,9 @@ class SearchIndex:
         self.rows: dict[str, OrderRow] = {}
         self._model = OrderSearchModel()
         self._storage = _RowsStorage(self.rows)
-        self._texts: list[str] = []
-        self._text_ids: dict[str, int] = {}
-        # Per text, the orders whose ids contain it. None after a restore until needle searches
-        # need it (see _plan_needle): building it is most of a restore's time (~1M set inserts
-        # at 1M events), and it is purely a function of the rows, so it can come later.
-        self._owners: list[set[str]] | None = []
-        self._scans = 0  # needle searches answered by a scan while _owners is None
-        # While owners are built off the lock (begin_owners/install_owners): orders folded
-        # since the rows were copied, reconciled at install.
-        self._tracking: set[str] | None = None
-        self._grams: dict[str, array[int]] = {}
+        # Its owners are None after a restore until needle searches need them (_plan_needle).
+        self._ids = IdTexts()
+        self._scans = 0  # needle searches answered by a scan while the owners are not built
         self._by_status: dict[str, set[str]] = {status: set() for status in STATUSES}
         self._groups: tuple[_Group, ...] = (None, *STATUSES)
         self._orderings: dict[tuple[_Group, str], Any] = {}
@@ -198,7 +184,7 @@ class SearchIndex:
         # nothing below runs.
         self._model.apply(self._storage, record)
         new = self.rows[order_id]
-        self._index_texts(order_id, old, new)
+        self._ids.index_row(order_id, old, new)
         status = new.status
         if old is None:
             self._by_status[status].add(order_id)
@@ -206,46 +192,6 @@ class SearchIndex:
             self._by_status[old.status].discard(order_id)
             self._by_status[status].add(order_id)
         self._dirty.add(order_id)
-
-    def _index_texts(self, order_id: str, old: OrderRow | None, new: OrderRow) -> None:
-        """Register ``new``'s texts and keep the owners of each text in step with the rows."""
-        owners = self._owners
-        if old is not None and new.haystack is old.haystack:
-            return  # the ids did not change (the model carries the text over)
-        if owners is None:
-            if self._tracking is not None:
-                self._tracking.add(order_id)
-            for text in texts_of(new):
-                self._text_id(text)  # the texts and grams stay complete meanwhile
-        elif old is None:
-            for text in texts_of(new):
-                owners[self._text_id(text)].add(order_id)
-        elif len(new.lines) == len(old.lines) + 1 and new.haystack.startswith(old.haystack):
-            # A new product line, appended last (the common case): one text gained.
-            owners[self._text_id(new.haystack[len(old.haystack) + 1 :])].add(order_id)
-        else:
-            before, after = texts_of(old), texts_of(new)
-            for text in after - before:
-                owners[self._text_id(text)].add(order_id)
-            for text in before - after:
-                owners[self._text_ids[text]].discard(order_id)
-
-    def _text_id(self, text: str) -> int:
-        number = self._text_ids.get(text)
-        if number is None:
-            number = self._text_ids[text] = len(self._texts)
-            self._texts.append(text)
-            if self._owners is not None:
-                self._owners.append(set())
-            grams = self._grams
-            for size in range(1, _GRAM + 1):
-                for gram in {text[i : i + size] for i in range(len(text) - size + 1)}:
-                    posting = grams.get(gram)
-                    if posting is None:
-                        grams[gram] = array(_TYPECODE, (number,))
-                    else:
-                        posting.append(number)
-        return number
 
     def sync(self) -> None:
         """Bring the orderings up to date with the rows."""
@@ -345,15 +291,15 @@ class SearchIndex:
         return Plan(items=None, total=len(hits), rows=hits)
 
     def _plan_needle(self, query: SearchOrders, needle: str, span: tuple[int, int] | None) -> Plan:
-        owners = self._owners
+        owners = self._ids.owners
         if owners is None:
             self._scans += 1
             if self._scans < _OWNERS_AFTER_SCANS:
                 # Just restored: a scan answers now; owners are built once searches by id part
                 # prove frequent, and then pay for themselves.
                 return Plan(items=None, total=-1, rows=list(self.rows.values()))
-            owners = self._build_owners()
-        texts = self._matching_texts(needle)
+            owners = self._ids.build(self.rows)
+        texts = self._ids.matching(needle)
         shared = sum(len(owners[number]) for number in texts)
         if shared > _SCAN_FACTOR * len(self.rows):
             # The texts are shared by most orders (a needle like "sku"): a union would cost more
@@ -408,12 +354,6 @@ class SearchIndex:
         rows = self.rows
         return Plan(items=[rows[order_id].view() for order_id in order_ids], total=total)
 
-    def _build_owners(self) -> list[set[str]]:
-        owners = build_owners(list(self.rows.items()), self._text_ids, len(self._texts))
-        self._owners = owners
-        self._tracking = None
-        return owners
-
     @property
     def scans(self) -> int:
         """Searches by id part answered by a scan since the restore (owners not built)."""
@@ -422,47 +362,15 @@ class SearchIndex:
     @property
     def owners_pending(self) -> bool:
         """Whether the owners of the texts are still to be built (after a restore)."""
-        return self._owners is None
+        return self._ids.owners is None
 
     def begin_owners(self) -> tuple[list[tuple[str, OrderRow]], dict[str, int], int]:
-        """Start building the owners off the lock: return what :func:`build_owners` needs.
-
-        Call under the owner's lock, then :func:`build_owners` without it, then
-        :meth:`install_owners` under it again. Orders folded in between are tracked.
-        """
-        self._tracking = set()
-        return list(self.rows.items()), self._text_ids, len(self._texts)
+        """Start building the owners off the lock (see :meth:`IdTexts.begin_owners`)."""
+        return self._ids.begin_owners(self.rows)
 
     def install_owners(self, owners: list[set[str]], copied: list[tuple[str, OrderRow]]) -> None:
-        """Adopt owners built from ``copied`` rows, reconciling the orders folded since."""
-        if self._owners is not None or self._tracking is None:
-            return  # built meanwhile on the query path, or not begun
-        owners.extend(set() for _ in range(len(self._texts) - len(owners)))
-        before = dict(copied)
-        text_ids = self._text_ids
-        for order_id in self._tracking:
-            old = before.get(order_id)
-            if old is not None:
-                for text in texts_of(old):
-                    owners[text_ids[text]].discard(order_id)
-            for text in texts_of(self.rows[order_id]):
-                owners[text_ids[text]].add(order_id)
-        self._owners = owners
-        self._tracking = None
-
-    def _matching_texts(self, needle: str) -> list[int]:
-        """Return the numbers of the texts that contain ``needle`` (casefolded, non-empty)."""
-        grams = self._grams
-        if len(needle) <= _GRAM:
-            return list(grams.get(needle, ()))
-        postings = []
-        for i in range(len(needle) - _GRAM + 1):
-            posting = grams.get(needle[i : i + _GRAM])
-            if posting is None:
-                return []
-            postings.append(posting)
-        texts = self._texts
-        return [number for number in min(postings, key=len) if needle in texts[number]]
+        """Adopt owners built from ``copied`` rows (see :meth:`IdTexts.install_owners`)."""
+        self._ids.install_owners(owners, copied, self.rows)
 
     # ------------------------------------------------------------ snapshots
 
@@ -472,7 +380,7 @@ class SearchIndex:
         The postings are handed over live: they only ever grow by appending texts numbered
         from ``len(texts)`` on, so :func:`encode_payload` cuts them back to this moment.
         """
-        return list(self.rows.values()), self._texts[:], dict(self._grams)
+        return list(self.rows.values()), *self._ids.export()
 
     @classmethod
     def load(
@@ -481,30 +389,12 @@ class SearchIndex:
         """Build an index from a snapshot's rows, texts and postings."""
         index = cls()
         index.rows.update((row.order_id, row) for row in rows)
-        index._texts = texts
-        index._text_ids = {text: number for number, text in enumerate(texts)}
-        index._grams = grams
+        index._ids = IdTexts(texts, grams, owners_built=False)  # built when needles need them
         by_status = index._by_status
         for row in rows:
             by_status[row.status].add(row.order_id)
-        index._owners = None  # built when needle searches need it (see _plan_needle)
         index._rebuild_orderings()
         return index
-
-
-def build_owners(
-    rows: Iterable[tuple[str, OrderRow]], text_ids: dict[str, int], texts: int
-) -> list[set[str]]:
-    """Return, per text number below ``texts``, the ids of the orders whose ids contain it.
-
-    Reads ``text_ids`` only for texts of ``rows`` (registered before the rows were copied), so
-    it may run while the index registers new texts under its lock.
-    """
-    owners: list[set[str]] = [set() for _ in range(texts)]
-    for order_id, row in rows:
-        for text in texts_of(row):
-            owners[text_ids[text]].add(order_id)
-    return owners
 
 
 def _counted(entries: Iterator[Entry], visited: Iterator[int]) -> Iterator[Entry]:

@@ -19,6 +19,7 @@ from store import RecordedEvent
 from views import MemoryView
 from views import _search as search_view
 from views import _search_index as search_index
+from views import _search_texts as search_texts
 from views._order_models import OrderSearchModel
 from views._search import SearchView
 from views.orders import GetOrderStats, SearchOrders
@@ -183,7 +184,7 @@ def test_a_restored_view_answers_needles_before_and_after_it_builds_their_owners
         patch.setattr(search_view, "_OWNERS_IN_BACKGROUND", False)  # the query path builds
         patch.setattr(search_index, "_OWNERS_AFTER_SCANS", 3)  # build mid-way in small examples
         assert restored.restore(data_bytes) is not None
-        assert restored._index._owners is None  # the lazy state under test
+        assert restored._index._ids.owners is None  # the lazy state under test
         while True:
             for _ in range(data.draw(st.integers(1, 8))):
                 query = data.draw(_queries(log))
@@ -194,7 +195,7 @@ def test_a_restored_view_answers_needles_before_and_after_it_builds_their_owners
             chunk = log.records[position : position + step]
             restored.apply(chunk, chunk[-1].position)
             position = chunk[-1].position
-    built = restored._index._owners is not None
+    built = restored._index._ids.owners is not None
     assert built == (needles >= 3)
     assert restored.query(SearchOrders(page_size=1000)) == before.query(
         SearchOrders(page_size=1000)
@@ -219,10 +220,10 @@ def test_owners_built_off_the_lock_are_reconciled_with_the_events_folded_meanwhi
     copied, text_ids, texts = index.begin_owners()
     for record in log.records[cut:middle]:  # folded while the owners are being built
         index.fold(record)
-    owners = search_index.build_owners(copied, text_ids, texts)
+    owners = search_texts.build_owners(copied, text_ids, texts)
     index.install_owners(owners, copied)
-    expected = search_index.build_owners(list(index.rows.items()), text_ids, len(text_ids))
-    assert index._owners == expected
+    expected = search_texts.build_owners(list(index.rows.items()), text_ids, len(text_ids))
+    assert index._ids.owners == expected
     for record in log.records[middle:]:  # and it stays right as more events come
         index.fold(record)
     index.sync()
