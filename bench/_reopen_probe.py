@@ -1,11 +1,11 @@
 """A fresh process for ``bench_pipeline``'s reopen figure: ``Engine.open`` as a restarted service.
 
 The figure's aim is the time from ``Engine.open`` until the four default queries answer with
-``after=head``. A service that restarts opens its data directory in a new process; timing it in
-the benchmark's own process, just after a 1M-event catch-up, also times that process's heap
-(0.97-1.22 s there against 0.66-0.73 s here on the same directory: the same open, allocating
-amid the catch-up's freed, scattered memory, runs ~0.3 s slower, all of it CPU in the one
-thread). Both are reported; this one is the headline.
+``after=head``. A service that restarts opens its data directory in a new process. Timed in
+the benchmark's own process just after a 1M-event catch-up, the first open of the directory ran
+1.08-1.22 s against 0.66-0.78 s for the next opens there and for fresh processes: the same
+work, ~0.4 s more CPU in the opening thread, for a cause not found (not the collector, not page
+faults, not the page cache, no other thread). Both are reported; this one is the headline.
 
 Protocol: ``python _reopen_probe.py PATH HEAD ORDER_ID CUSTOMER_ID`` opens the engine on
 ``PATH`` (the modules already imported, as in a running program), asks the four queries with
