@@ -23,7 +23,8 @@ its ratio also holds everything a long run pays and a short one does not (compre
 log's dictionary is trained, larger trees and heaps, the memory views' growth). Beside it, and
 labelled, the **live-set** figure isolates the number of aggregates: the largest size's orders
 sent in waves of 1k orders (each wave interleaved, its ids later than the wave before's, as
-the soak sends them; 1k aggregates live at a time) against the same commands interleaved over
+the soak sends them; 1k aggregates in use at a time, the earlier waves' staying live and idle
+up to the cap, as ``idle_timeout`` outlasts the run) against the same commands interleaved over
 all of them, in the same run: same commands, same events, same streams, same run length.
 
 Run: ``python bench/bench_growth.py [--quick] [--json FILE]``.
