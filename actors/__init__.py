@@ -6,8 +6,8 @@ The public entry point is :class:`Engine`; the engine's errors are re-exported h
 from actors._dispatch import Dispatcher, DispatcherActor, DispatcherFuture, freeze_gc
 from actors._engine import Engine, EngineStatus
 from actors._messages import CommandResult
+from actors._progress import ViewStatus
 from actors._projection_process import ProjectionStatus
-from actors._readside import ViewStatus
 from actors._rebuild import RebuildReport
 from actors._saga_spec import Saga, SagaStatus, saga_command_id
 from domain.errors import (
