@@ -11,17 +11,13 @@ confirmed or cancelled twice, and the stock agrees.
 from __future__ import annotations
 
 import os
-import queue
 import random
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Final
 
+from child_process import ChildProcess
 from inventory_kit import TIMEOUT, all_events
 
 from actors import Engine
@@ -37,45 +33,14 @@ from examples.inventory import (
 )
 
 ORDERS: Final = 240
-REPO: Final = Path(__file__).resolve().parents[2]
 CHILD: Final = Path(__file__).resolve().with_name("saga_child.py")
 ROUND_SECONDS: Final = 60.0  # a round takes well under a second; a stall fails with its story
 
 
-class _Lines:
-    """A child's stdout, line by line, read by a thread, within one round's deadline."""
-
-    def __init__(self, proc: subprocess.Popen[str], errors: Path) -> None:
-        self._errors = errors
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._deadline = time.monotonic() + ROUND_SECONDS
-        self.last = ""
-        self.reader = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        self.reader.start()
-
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    def failed(self, why: str) -> str:
-        """Return a failure message with the last line and the end of the child's log."""
-        log_tail = self._errors.read_text(errors="replace")[-4000:]
-        return f"{why}; last line {self.last!r}; child's stderr ends:\n{log_tail}"
-
-    def next(self) -> str | None:
-        """Return the next line (None at the child's exit); fail at the round's deadline."""
-        left = self._deadline - time.monotonic()
-        assert left > 0, self.failed(f"no kill point nor DONE within {ROUND_SECONDS} s")
-        try:
-            line = self._lines.get(timeout=left)
-        except queue.Empty:
-            return self.next()
-        if line is not None:
-            assert not line.startswith(("ERR", "STUCK")), self.failed(line)
-            self.last = line
-        return line
+def _story(why: str, last: str, errors: Path) -> str:
+    """Return a failure message with the child's last line and the end of its log."""
+    log_tail = errors.read_text(errors="replace")[-4000:]
+    return f"{why}; last line {last!r}; child's stderr ends:\n{log_tail}"
 
 
 def run_and_kill(path: Path, kill_after_issued: int, errors: Path) -> bool:
@@ -89,21 +54,22 @@ def run_and_kill(path: Path, kill_after_issued: int, errors: Path) -> bool:
     Returns:
         Whether it was killed mid-flow (before it reported ``DONE``).
     """
-    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    deadline = time.monotonic() + ROUND_SECONDS
     with errors.open("w") as stderr:
-        proc = subprocess.Popen(  # noqa: S603 - our own script with our own arguments
-            [sys.executable, str(CHILD), str(path), str(ORDERS)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            cwd=REPO,
-            env=env,
-        )
-    lines = _Lines(proc, errors)
-    try:
-        ready = False
-        while (line := lines.next()) is not None:
+        child = ChildProcess(CHILD, str(path), str(ORDERS), stderr=stderr)
+    with child:  # SIGKILLed and reaped on the way out
+        ready, last = False, ""
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, _story(
+                f"no kill point nor DONE within {ROUND_SECONDS} s", last, errors
+            )
+            try:
+                line = child.line(left)
+            except AssertionError as stalled:  # it exited, or printed nothing until the deadline
+                raise AssertionError(_story(str(stalled), last, errors)) from None
+            assert not line.startswith(("ERR", "STUCK")), _story(line, last, errors)
+            last = line
             fields = line.split()
             if fields[0] == "READY":
                 ready = True
@@ -112,17 +78,6 @@ def run_and_kill(path: Path, kill_after_issued: int, errors: Path) -> bool:
             elif fields[0] == "SAGA" and int(fields[2]) >= kill_after_issued:
                 assert ready
                 return True
-        raise AssertionError(lines.failed(f"child exited early ({proc.poll()})"))
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        # The reader drains the dead child's pipe to EOF before it is closed: closing it while
-        # the reader still iterates raises "I/O operation on closed file" in the reader's thread.
-        lines.reader.join(timeout=30)
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
 
 
 def test_kill_minus_nine_mid_flow_loses_and_duplicates_nothing(tmp_path: Path) -> None:

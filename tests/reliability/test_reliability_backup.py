@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from child_process import REPO
 from reliability_kit import (
-    REPO,
     STEPS,
     THREADS,
     Ack,
