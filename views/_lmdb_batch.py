@@ -23,7 +23,7 @@ from views._lmdb_storage import text_key as _key
 from views._row_cache import RowCache, cacheable
 from views._view import Storage
 
-__all__ = ["BatchChanges", "commit", "compute"]
+__all__ = ["BatchChanges", "BatchIndex", "commit", "compute"]
 
 # Moved out of views._lmdb_storage as it was: the batch flavour (its tables, its buffer bounds,
 # compute and commit) is one concept and made up two thirds of that module, which keeps the
@@ -196,7 +196,9 @@ class _BatchTable(Generic[V]):
             fulls.clear()
 
 
-class _BatchIndex:
+class BatchIndex:
+    """An index of one batch: entries go to the batch's writes; scans merge them with a snapshot."""
+
     __slots__ = ("_db", "_prefix", "_txn", "_writes")
 
     def __init__(self, txn: lmdb.Transaction, db: Db, writes: _Writes, prefix: bytes) -> None:
@@ -274,8 +276,8 @@ class _BatchStorage:
             self._tables[name] = table
         return table
 
-    def index(self, name: str) -> _BatchIndex:
-        return _BatchIndex(self._txn, self._db, self._writes, b"i" + name.encode() + b"\x00")
+    def index(self, name: str) -> BatchIndex:
+        return BatchIndex(self._txn, self._db, self._writes, b"i" + name.encode() + b"\x00")
 
     def finish(self) -> BatchChanges:
         """Return every change of the batch (the read transaction may end after this)."""

@@ -1,0 +1,216 @@
+"""A shadow's rows, kept decoded across its batches and written to its slot in large commits.
+
+Why: a rebuild replays the whole log into a shadow that nothing reads until it is adopted. Written
+like a live view, batch by batch, each of its rows was encoded and written once per event (the
+bench's log interleaves 50k orders, so a batch of 2,000 events touches an order about once): the
+encodes, keys and commits of the two LMDB views were about a third of a rebuild of all four
+(py-spy). A shadow keeps its rows decoded here instead, as a memory view does, and writes them
+out when a table holds more than :data:`BULK_ROWS` rows (the older half then leaves memory) and
+before it is adopted, so each row is encoded a few times per rebuild, not once per event.
+
+Semantics are the memory view's: events apply one by one and the position moves after each, so
+an event that raises leaves nothing of itself (read models compute before they write) and the
+projector's event-by-event fallback finds it. Every write-out carries the shadow's checkpoint in
+the same transaction, so the slot on disk is always a consistent prefix of the log; a crash loses
+the buffer only, and a shadow is never resumed after a restart (its next rebuild empties it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, Generic, TypeVar, cast
+
+import lmdb
+import msgspec
+
+from store import RecordedEvent
+from views._lmdb_batch import BatchIndex
+from views._lmdb_storage import Db, row_decoder, text_key
+
+__all__ = ["BULK_ROWS", "BulkRows"]
+
+V = TypeVar("V")
+
+BULK_ROWS: Final = 65536
+"""Rows a shadow's table keeps decoded; past it, everything is written and the older half let go.
+
+The same bound as the rows a live view keeps decoded (:data:`views._row_cache.KEPT_ROWS`), and for
+the same reason: in a rebuild of several views the rows are the very objects the other views hold
+(the shared fold), so keeping them costs a dict slot each."""
+
+_MISSING: Final = object()
+_encode = msgspec.msgpack.encode
+
+# A write to the slot: the encoded value, or None to delete the key.
+_Writes = dict[bytes, bytes | None]
+
+
+class _BulkTable(Generic[V]):
+    """One table of a shadow: its rows decoded (None: absent), the changed ones marked dirty."""
+
+    __slots__ = ("_bulk", "_decode", "_dirty", "_prefix", "_top", "rows")
+
+    def __init__(self, bulk: BulkRows, prefix: bytes, decoder: msgspec.msgpack.Decoder[V]) -> None:
+        self._bulk = bulk
+        self._prefix = prefix
+        self._decode = decoder.decode
+        self.rows: dict[str, V | None] = {}
+        self._dirty: set[str] = set()
+        # The greatest key written to the slot: a key above it is absent (the slot was empty
+        # when the shadow began), so new keys, time-ordered ids mostly, cost no LMDB get.
+        self._top = b""
+
+    def get(self, key: str) -> V | None:
+        rows = self.rows
+        value = rows.get(key, _MISSING)
+        if value is _MISSING:
+            full = self._prefix + text_key(key)
+            raw = None if full > self._top else self._bulk.snapshot.get(full, db=self._bulk.db)
+            value = rows[key] = None if raw is None else self._decode(cast("bytes", raw))
+        return cast("V | None", value)
+
+    def put(self, key: str, value: V) -> None:
+        self.rows[key] = value
+        self._dirty.add(key)
+
+    def delete(self, key: str) -> None:
+        self.rows[key] = None
+        self._dirty.add(key)
+
+    def values(self) -> Iterator[V]:
+        # Not on any hot path (no read model scans while applying): merges the written rows
+        # with the buffered ones, in stored-key order like every LMDB table.
+        prefix, txn, db = self._prefix, self._bulk.snapshot, self._bulk.db
+        stored: dict[bytes, bytes] = {}
+        cursor = txn.cursor(db=db)
+        if cursor.set_range(prefix):
+            for key, value in cast("Iterator[tuple[bytes, bytes]]", cursor.iternext()):
+                if not key.startswith(prefix):
+                    break
+                stored[key] = value
+        buffered = {prefix + text_key(key): value for key, value in self.rows.items()}
+        for full in sorted(stored.keys() | buffered.keys()):
+            if full not in buffered:
+                yield self._decode(stored[full])
+            elif (row := buffered[full]) is not None:
+                yield row
+
+    def pending(self, writes: _Writes) -> None:
+        """Add the encoded changed rows to ``writes``."""
+        prefix, rows = self._prefix, self.rows
+        for key in self._dirty:
+            value = rows[key]
+            writes[prefix + text_key(key)] = None if value is None else _encode(value)
+
+    def written(self, limit: int) -> None:
+        """The pending rows are in the slot: mark them clean, keep at most ``limit`` decoded."""
+        prefix = self._prefix
+        top = self._top
+        for key in self._dirty:
+            top = max(top, prefix + text_key(key))
+        self._top = top
+        self._dirty.clear()
+        rows = self.rows
+        if len(rows) > limit:
+            # Dicts keep insertion order: the older half goes at once (every row is clean now).
+            self.rows = dict(list(rows.items())[len(rows) - limit // 2 :])
+
+    @property
+    def dirty(self) -> int:
+        """How many rows changed since the last write-out."""
+        return len(self._dirty)
+
+
+class BulkRows:
+    """The :class:`~views._view.Storage` of a shadow: rows kept decoded between write-outs.
+
+    The owner (:class:`~views._lmdb.LmdbView`) applies events with :meth:`apply` and writes
+    :meth:`pending` with its checkpoint when :attr:`full` (and before it is adopted), then calls
+    :meth:`written`. One thread uses it (the view contract: one writer per slot).
+
+    Args:
+        db: The shadow's slot, empty when the shadow begins.
+        position: The shadow's position then.
+        limit: Rows a table keeps decoded (see :data:`BULK_ROWS`).
+    """
+
+    __slots__ = ("_index_writes", "_limit", "_saved", "_tables", "db", "position", "snapshot")
+
+    def __init__(self, db: Db, position: int = 0, limit: int = BULK_ROWS) -> None:
+        self.db = db
+        self.position = position  # the last event applied
+        self._saved = position  # the position of the last write-out (the slot's checkpoint)
+        self._limit = limit
+        self._tables: dict[str, _BulkTable[Any]] = {}
+        self._index_writes: _Writes = {}
+        self.snapshot: lmdb.Transaction = cast("lmdb.Transaction", None)  # set by apply
+
+    def table(self, name: str, row_type: type[V]) -> _BulkTable[V]:
+        table = self._tables.get(name)
+        if table is None:
+            prefix = b"t" + name.encode() + b"\x00"
+            table = self._tables[name] = _BulkTable(self, prefix, row_decoder(row_type))
+        return table
+
+    def index(self, name: str) -> BatchIndex:
+        # Index entries are only ever added, and kept encoded: a scan merges them with the slot.
+        prefix = b"i" + name.encode() + b"\x00"
+        return BatchIndex(self.snapshot, self.db, self._index_writes, prefix)
+
+    def apply(
+        self,
+        snapshot: lmdb.Transaction,
+        apply: Callable[[BulkRows, RecordedEvent], None],
+        records: Sequence[RecordedEvent],
+    ) -> None:
+        """Apply ``records`` one by one; :attr:`position` follows each event applied.
+
+        Args:
+            snapshot: A read transaction of the views store: what was written out so far.
+            apply: The read model's ``apply``.
+            records: The events, in position order, all after :attr:`position`.
+        """
+        self.snapshot = snapshot
+        try:
+            for record in records:
+                apply(self, record)
+                self.position = record.position
+        finally:
+            self.snapshot = cast("lmdb.Transaction", None)  # it ends with the caller's read
+
+    @property
+    def full(self) -> bool:
+        """True when a table holds more rows than the limit: time to write out."""
+        limit = self._limit
+        return len(self._index_writes) > limit or any(
+            len(table.rows) > limit for table in self._tables.values()
+        )
+
+    @property
+    def dirty(self) -> bool:
+        """True if anything changed since the last write-out, the position included."""
+        return (
+            self.position != self._saved
+            or bool(self._index_writes)
+            or any(table.dirty for table in self._tables.values())
+        )
+
+    def pending(self) -> _Writes:
+        """Return every change since the last write-out, encoded (the buffer keeps them)."""
+        writes = dict(self._index_writes)
+        for table in self._tables.values():
+            table.pending(writes)
+        return writes
+
+    def written(self, position: int) -> None:
+        """What :meth:`pending` returned is committed with ``position``: forget it, trim."""
+        self._saved = position
+        self._index_writes.clear()
+        for table in self._tables.values():
+            table.written(self._limit)
+
+    def clear(self) -> None:
+        """Forget every row (the slot was emptied, its position reset to 0)."""
+        self._tables.clear()
+        self.position = self._saved = 0
+        self._index_writes.clear()
