@@ -320,9 +320,19 @@ class ReadSide:
         self, name: str | None, *, progress: Callable[[int, int], None] | None
     ) -> RebuildReport:
         """Replay the log into shadow copies and swap them in (see :meth:`Engine.rebuild`)."""
-        if name is not None and name not in self.views:
-            raise UnknownView(name, list(self.views))
-        names = [name] if name is not None else list(self.views)
+        return self.rebuild_views([name] if name is not None else list(self.views), progress)
+
+    def rebuild_views(
+        self, names: list[str], progress: Callable[[int, int], None] | None
+    ) -> RebuildReport:
+        """Rebuild the views ``names`` with one scan of the log per process (see :meth:`rebuild`).
+
+        Raises:
+            UnknownView: A name is not one of this read side's views.
+        """
+        for name in names:
+            if name not in self.views:
+                raise UnknownView(name, list(self.views))
         remote = self.remote
         if remote is not None and any(view in remote.names for view in names):
             # The projection process rebuilds its own views (its scan, its swaps); the views

@@ -123,6 +123,36 @@ def test_rebuild_of_an_unknown_view_raises(tmp_path: Path) -> None:
             engine.rebuild(view="order_Details")
 
 
+def test_rebuild_of_some_views_scans_the_log_once_for_them_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a projection process runs when asked for some of its views (one scan per view before).
+    with Engine.open(tmp_path, durability="async") as engine:
+        for number in range(300):
+            engine.submit(create(f"o-{number}"))
+        assert engine.wait_for_views(300, timeout=WAIT)
+        probes = [GetOrderById("o-7"), GetCustomerOrders("Cust-1"), GetOrderStats()]
+        before = [engine.query(probe, timeout=WAIT) for probe in probes]
+        read = engine._read
+        scanned: list[int] = []
+        read_all = engine.store.read_all
+
+        def counting(start: int = 1, batch_size: int = 1000) -> Any:
+            for batch in read_all(start, batch_size):  # the real scan, counted
+                scanned.extend(record.position for record in batch)
+                yield batch
+
+        monkeypatch.setattr(engine.store, "read_all", counting)
+        report = read.rebuild_views(["order_details", "order_stats"], None)
+        monkeypatch.undo()
+        assert report.views == ("order_details", "order_stats")
+        assert report.events == 300
+        assert sorted(scanned) == list(range(1, 301))  # each position read once, for both
+        assert [engine.query(probe, timeout=WAIT) for probe in probes] == before
+        with pytest.raises(UnknownView):
+            read.rebuild_views(["order_details", "nope"], None)
+
+
 def test_rebuild_of_an_empty_log_reports_nothing(tmp_path: Path) -> None:
     with Engine.open(tmp_path, durability="async") as engine:
         seen: list[tuple[int, int]] = []

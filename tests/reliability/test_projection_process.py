@@ -294,7 +294,7 @@ def test_a_rebuild_reports_the_projection_process_progress_as_it_goes(tmp_path: 
         report = engine.rebuild(progress=lambda done, total: seen.append((done, total)))
         assert report.events == head
     fractions = [done / total for done, total in seen]
-    # The LMDB views are rebuilt there (the first half of the bar), the memory views here.
+    # Every default view is projected there: the child's scan reports per batch, relayed.
     assert any(0 < fraction < 0.5 for fraction in fractions), seen  # from the child, per batch
     assert any(0.5 < fraction < 1 for fraction in fractions), seen
     assert fractions == sorted(fractions)
