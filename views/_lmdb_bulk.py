@@ -26,6 +26,7 @@ import msgspec
 from store import RecordedEvent
 from views._lmdb_batch import BatchIndex
 from views._lmdb_storage import Db, row_decoder, text_key
+from views._row_cache import cacheable
 
 __all__ = ["BULK_ROWS", "BulkRows"]
 
@@ -46,31 +47,45 @@ _Writes = dict[bytes, bytes | None]
 
 
 class _BulkTable(Generic[V]):
-    """One table of a shadow: its rows decoded (None: absent), the changed ones marked dirty."""
+    """One table of a shadow: its rows (None: absent), the changed ones marked dirty.
 
-    __slots__ = ("_bulk", "_decode", "_dirty", "_prefix", "_top", "rows")
+    Rows of immutable types are kept decoded and handed out as they are. Rows of other types
+    are kept encoded and decoded at each ``get``, as from LMDB: a read model that changed a row
+    it had read in place and then failed would otherwise leave a row the log never produced
+    (the rule :mod:`views._row_cache` keeps for the same reason).
+    """
 
-    def __init__(self, bulk: BulkRows, prefix: bytes, decoder: msgspec.msgpack.Decoder[V]) -> None:
+    __slots__ = ("_bulk", "_decode", "_dirty", "_frozen", "_prefix", "_top", "rows")
+
+    def __init__(self, bulk: BulkRows, prefix: bytes, row_type: type[V]) -> None:
         self._bulk = bulk
         self._prefix = prefix
-        self._decode = decoder.decode
-        self.rows: dict[str, V | None] = {}
+        self._decode = row_decoder(row_type).decode
+        self._frozen = cacheable(row_type)
+        self.rows: dict[str, Any] = {}  # decoded rows, or encoded ones (see above)
         self._dirty: set[str] = set()
         # The greatest key written to the slot: a key above it is absent (the slot was empty
         # when the shadow began), so new keys, time-ordered ids mostly, cost no LMDB get.
         self._top = b""
 
     def get(self, key: str) -> V | None:
-        rows = self.rows
-        value = rows.get(key, _MISSING)
+        value = self.rows.get(key, _MISSING)
         if value is _MISSING:
-            full = self._prefix + text_key(key)
-            raw = None if full > self._top else self._bulk.snapshot.get(full, db=self._bulk.db)
-            value = rows[key] = None if raw is None else self._decode(cast("bytes", raw))
-        return cast("V | None", value)
+            value = self._read(key)
+        if self._frozen or value is None:
+            return cast("V | None", value)
+        return self._decode(cast("bytes", value))
+
+    def _read(self, key: str) -> Any:
+        """Read a row that is not in memory from the slot (None: absent), and keep it."""
+        full = self._prefix + text_key(key)
+        raw = None if full > self._top else self._bulk.snapshot.get(full, db=self._bulk.db)
+        value = self._decode(cast("bytes", raw)) if raw is not None and self._frozen else raw
+        self.rows[key] = value
+        return value
 
     def put(self, key: str, value: V) -> None:
-        self.rows[key] = value
+        self.rows[key] = value if self._frozen else _encode(value)
         self._dirty.add(key)
 
     def delete(self, key: str) -> None:
@@ -93,14 +108,16 @@ class _BulkTable(Generic[V]):
             if full not in buffered:
                 yield self._decode(stored[full])
             elif (row := buffered[full]) is not None:
-                yield row
+                yield row if self._frozen else self._decode(row)
 
     def pending(self, writes: _Writes) -> None:
         """Add the encoded changed rows to ``writes``."""
-        prefix, rows = self._prefix, self.rows
+        prefix, rows, frozen = self._prefix, self.rows, self._frozen
         for key in self._dirty:
             value = rows[key]
-            writes[prefix + text_key(key)] = None if value is None else _encode(value)
+            if value is not None and frozen:
+                value = _encode(value)
+            writes[prefix + text_key(key)] = value
 
     def written(self, limit: int) -> None:
         """The pending rows are in the slot: mark them clean, keep at most ``limit`` decoded."""
@@ -149,7 +166,7 @@ class BulkRows:
         table = self._tables.get(name)
         if table is None:
             prefix = b"t" + name.encode() + b"\x00"
-            table = self._tables[name] = _BulkTable(self, prefix, row_decoder(row_type))
+            table = self._tables[name] = _BulkTable(self, prefix, row_type)
         return table
 
     def index(self, name: str) -> BatchIndex:

@@ -10,7 +10,15 @@ import lmdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from views_kit import OrderLog, open_store, random_log, reference, sample_queries
+from views_kit import (
+    Mutating,
+    OrderLog,
+    open_store,
+    poison,
+    random_log,
+    reference,
+    sample_queries,
+)
 
 from store import RecordedEvent, ViewStore
 from views import LmdbView, View
@@ -193,6 +201,22 @@ def test_a_failed_write_out_keeps_the_rows_to_write_again(
         shadow.apply(records[60:], len(records))
         view.adopt(shadow)
         _answers_like(view, log)
+
+
+def test_a_row_changed_in_place_by_a_failing_event_is_not_kept_by_a_shadow(
+    log: OrderLog, tmp_path: Path
+) -> None:
+    # Rows of a mutable type stay encoded in the buffer: the failed event's in-place change
+    # was made to a decoded copy, as it would have been to a row read from LMDB.
+    with open_store(tmp_path / "v") as store:
+        view = LmdbView(Mutating(), store)
+        shadow = view.new_shadow()
+        shadow.apply(log.records[:10], 10)
+        with pytest.raises(ValueError, match="poison"):
+            shadow.apply([poison(log)], len(log.records) + 1)
+        shadow.apply(log.records[10:20], 20)
+        view.adopt(shadow)
+        assert view.query("all") == [record.position for record in log.records[:20]]
 
 
 def test_a_cleared_shadow_starts_again_from_nothing(log: OrderLog, tmp_path: Path) -> None:

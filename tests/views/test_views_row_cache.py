@@ -10,10 +10,20 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from views_kit import ADDRESS, EPOCH, OrderLog, open_store, random_log, reference, sample_queries
+from views_kit import (
+    ADDRESS,
+    EPOCH,
+    Mutating,
+    OrderLog,
+    open_store,
+    poison,
+    random_log,
+    reference,
+    sample_queries,
+)
 
-from domain.orders import AddOrderItem, CreateOrder, OrderItem, OrderShipped
-from store import RecordedEvent, ViewStore
+from domain.orders import AddOrderItem, CreateOrder, OrderItem
+from store import ViewStore
 from views import LmdbView, View
 from views._order_rows import OrderRow
 from views._row_cache import RowCache, cacheable
@@ -41,14 +51,6 @@ def _check(views: Sequence[View], log: OrderLog) -> None:
     for query in sample_queries(log):
         if type(query) in by_type:
             assert by_type[type(query)].query(query) == reference(log, query), query
-
-
-def _poison(log: OrderLog) -> RecordedEvent:
-    return msgspec.structs.replace(
-        log.records[0],
-        position=len(log.records) + 1,
-        event=OrderShipped(order_id="never-created", shipped_at=EPOCH),
-    )
 
 
 def test_the_cache_keeps_written_rows_over_read_ones_and_halves_when_full() -> None:
@@ -92,7 +94,7 @@ def test_a_batch_that_raises_leaves_nothing_of_it_in_the_cache(
         for view in views:
             view.apply(log.records[:80], 80)
             with pytest.raises(ValueError, match="never-created"):
-                view.apply([*log.records[80:], _poison(log)], len(log.records) + 1)
+                view.apply([*log.records[80:], poison(log)], len(log.records) + 1)
             # The next batch computes from what was committed (position 80), not from the
             # rows the failed batch had folded.
             view.apply(log.records[80:], len(log.records))
@@ -132,41 +134,14 @@ def test_a_failed_commit_empties_the_cache(
         _check([view], log)
 
 
-class _Basket(msgspec.Struct):
-    """A mutable row: never kept, since a model may change it in place and then fail."""
-
-    events: list[int]
-
-
-class _Mutating:
-    """Counts events per order in a mutable row, changing the row it read in place."""
-
-    name = "mutating"
-    tags: frozenset[str] | None = None
-    query_types: tuple[type, ...] = (str,)
-
-    def apply(self, storage: Storage, record: RecordedEvent) -> None:
-        table = storage.table("basket", _Basket)
-        row = table.get("all") or _Basket(events=[])
-        row.events.append(record.position)  # in place, before the check below may raise
-        if isinstance(record.event, OrderShipped) and record.event.order_id == "never-created":
-            raise ValueError("poison")
-        table.put("all", row)
-
-    def query(self, storage: Storage, query: object) -> object:
-        del query
-        row = storage.table("basket", _Basket).get("all")
-        return None if row is None else row.events
-
-
 def test_a_row_changed_in_place_by_a_failing_batch_is_read_again_from_lmdb(
     tmp_path: Path, log: OrderLog
 ) -> None:
     with open_store(tmp_path / "v") as store:
-        view = LmdbView(_Mutating(), store)
+        view = LmdbView(Mutating(), store)
         view.apply(log.records[:10], 10)
         with pytest.raises(ValueError, match="poison"):
-            view.apply([_poison(log)], len(log.records) + 1)
+            view.apply([poison(log)], len(log.records) + 1)
         view.apply(log.records[10:20], 20)
         assert view.query("all") == [record.position for record in log.records[:20]]
 

@@ -29,12 +29,14 @@ from domain.orders import (
     OrderCommand,
     OrderCreated,
     OrderItem,
+    OrderShipped,
     OrderState,
     RemoveOrderItem,
     ShipOrder,
 )
 from store import RecordedEvent, ViewStore
 from views import Backend, View
+from views._view import Storage
 from views.orders import (
     QUERY_VIEW,
     GetCustomerOrders,
@@ -364,3 +366,42 @@ def sample_queries(log: OrderLog) -> list[object]:
     ]
     queries += [GetOrderById(order_id) for order_id in list(log.states)[:5]]
     return queries
+
+
+# ---------------------------------------------------------------- failing read models
+
+
+def poison(log: OrderLog) -> RecordedEvent:
+    """An event after ``log``'s last for an order never created: every order view refuses it."""
+    return msgspec.structs.replace(
+        log.records[0],
+        position=len(log.records) + 1,
+        event=OrderShipped(order_id="never-created", shipped_at=EPOCH),
+    )
+
+
+class Basket(msgspec.Struct):
+    """A mutable row: never kept, since a model may change it in place and then fail."""
+
+    events: list[int]
+
+
+class Mutating:
+    """Counts events per order in a mutable row, changing the row it read in place."""
+
+    name = "mutating"
+    tags: frozenset[str] | None = None
+    query_types: tuple[type, ...] = (str,)
+
+    def apply(self, storage: Storage, record: RecordedEvent) -> None:
+        table = storage.table("basket", Basket)
+        row = table.get("all") or Basket(events=[])
+        row.events.append(record.position)  # in place, before the check below may raise
+        if isinstance(record.event, OrderShipped) and record.event.order_id == "never-created":
+            raise ValueError("poison")
+        table.put("all", row)
+
+    def query(self, storage: Storage, query: object) -> object:
+        del query
+        row = storage.table("basket", Basket).get("all")
+        return None if row is None else row.events
