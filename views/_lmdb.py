@@ -289,7 +289,9 @@ class LmdbView:
         check_query(self, self._model, query)
         model, dbs = self._model, self._slot_dbs
         if self.is_shadow:
-            self.write_out()  # its rows are buffered until then
+            # Its rows are buffered until written out. (A shadow has one user, the rebuild that
+            # fills it: no query thread reaches it, so this runs on that thread.)
+            self.write_out()
             db = dbs[self._slot]
             return self._store.read(lambda txn: model.query(LmdbStorage(txn, db), query))
         try:
