@@ -37,7 +37,7 @@ from actors._router import LONG_QUERY_SECONDS
 from domain.errors import UnknownView
 from domain.orders import AddOrderItem, ShipOrder
 from store import RecordedEvent
-from views import View
+from views import LmdbView, View
 from views.orders import (
     GetCustomerOrders,
     GetOrderById,
@@ -151,6 +151,34 @@ def test_rebuild_of_some_views_scans_the_log_once_for_them_all(
         assert [engine.query(probe, timeout=WAIT) for probe in probes] == before
         with pytest.raises(UnknownView):
             read.rebuild_views(["order_details", "nope"], None)
+
+
+def test_a_rebuild_writes_its_lmdb_shadows_out_before_the_projector_adopts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The write-out of a shadow's buffered rows takes ~0.5 s at 50k orders: on the projector's
+    # thread (in adopt) the live views would wait for it.
+    real = LmdbView.write_out
+    writers: list[tuple[str, bool]] = []
+
+    def observed(view: LmdbView) -> None:
+        bulk = view._bulk
+        writers.append((threading.current_thread().name, bulk is not None and bulk.dirty))
+        real(view)
+
+    with Engine.open(tmp_path, durability="async") as engine:
+        for number in range(300):
+            engine.submit(create(f"o-{number}"))
+        assert engine.wait_for_views(300, timeout=WAIT)
+        probes = [GetOrderById("o-7"), GetCustomerOrders("Cust-1")]
+        before = [engine.query(probe, timeout=WAIT) for probe in probes]
+        monkeypatch.setattr(LmdbView, "write_out", observed)
+        engine.rebuild()
+        monkeypatch.undo()
+        assert [engine.query(probe, timeout=WAIT) for probe in probes] == before
+    here = threading.current_thread().name
+    assert [name for name, dirty in writers if dirty] == [here, here]  # the two LMDB views
+    assert all(not dirty for name, dirty in writers if name != here)
 
 
 def test_rebuild_of_an_empty_log_reports_nothing(tmp_path: Path) -> None:
