@@ -31,7 +31,8 @@ pins pages for long.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import lmdb
 
@@ -240,6 +241,16 @@ class LmdbView:
         store.write(run)
         bulk.written(position)  # only now: a failed write leaves the rows buffered, to write again
 
+    def written_rows(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Write a shadow out, then yield (table, rows) of the rows it keeps decoded.
+
+        They are then exactly the slot's committed rows (None: known absent). Nothing for a
+        live view.
+        """
+        self.write_out()
+        if self._bulk is not None:
+            yield from self._bulk.decoded()
+
     def _write(self, changes: BatchChanges, run: Callable[[lmdb.Transaction], None]) -> None:
         """Write a computed batch with ``run``; keep its rows only once it is committed."""
         try:
@@ -365,6 +376,10 @@ class LmdbView:
         self._cache.clear()  # another slot's rows from now on
         store.write(flip)
         self._slot, self._position = new_slot, position
+        # The shadow's rows, all written out, are the new slot's: kept decoded, the first
+        # batches after a rebuild read none of them from LMDB (and the shared fold shares).
+        for table, rows in shadow.written_rows():
+            self._cache.keep(table, {}, rows, b"")
         shadow.close()
         _log.info("view_adopted", view=self.name, backend=self.backend, position=position)
 

@@ -55,13 +55,13 @@ class _BulkTable(Generic[V]):
     (the rule :mod:`views._row_cache` keeps for the same reason).
     """
 
-    __slots__ = ("_bulk", "_decode", "_dirty", "_frozen", "_prefix", "_top", "rows")
+    __slots__ = ("_bulk", "_decode", "_dirty", "_prefix", "_top", "frozen", "rows")
 
     def __init__(self, bulk: BulkRows, prefix: bytes, row_type: type[V]) -> None:
         self._bulk = bulk
         self._prefix = prefix
         self._decode = row_decoder(row_type).decode
-        self._frozen = cacheable(row_type)
+        self.frozen = cacheable(row_type)
         self.rows: dict[str, Any] = {}  # decoded rows, or encoded ones (see above)
         self._dirty: set[str] = set()
         # The greatest key written to the slot: a key above it is absent (the slot was empty
@@ -72,7 +72,7 @@ class _BulkTable(Generic[V]):
         value = self.rows.get(key, _MISSING)
         if value is _MISSING:
             value = self._read(key)
-        if self._frozen or value is None:
+        if self.frozen or value is None:
             return cast("V | None", value)
         return self._decode(cast("bytes", value))
 
@@ -80,12 +80,12 @@ class _BulkTable(Generic[V]):
         """Read a row that is not in memory from the slot (None: absent), and keep it."""
         full = self._prefix + text_key(key)
         raw = None if full > self._top else self._bulk.snapshot.get(full, db=self._bulk.db)
-        value = self._decode(cast("bytes", raw)) if raw is not None and self._frozen else raw
+        value = self._decode(cast("bytes", raw)) if raw is not None and self.frozen else raw
         self.rows[key] = value
         return value
 
     def put(self, key: str, value: V) -> None:
-        self.rows[key] = value if self._frozen else _encode(value)
+        self.rows[key] = value if self.frozen else _encode(value)
         self._dirty.add(key)
 
     def delete(self, key: str) -> None:
@@ -108,11 +108,11 @@ class _BulkTable(Generic[V]):
             if full not in buffered:
                 yield self._decode(stored[full])
             elif (row := buffered[full]) is not None:
-                yield row if self._frozen else self._decode(row)
+                yield row if self.frozen else self._decode(row)
 
     def pending(self, writes: _Writes) -> None:
         """Add the encoded changed rows to ``writes``."""
-        prefix, rows, frozen = self._prefix, self.rows, self._frozen
+        prefix, rows, frozen = self._prefix, self.rows, self.frozen
         for key in self._dirty:
             value = rows[key]
             if value is not None and frozen:
@@ -225,6 +225,16 @@ class BulkRows:
         self._index_writes.clear()
         for table in self._tables.values():
             table.written(self._limit)
+
+    def decoded(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yield (table name, rows) of the tables whose rows are kept decoded (immutable types).
+
+        Once written out, they are the slot's committed rows (None: known absent): the view
+        that adopts the slot keeps them (see :meth:`views._lmdb.LmdbView.adopt`).
+        """
+        for name, table in self._tables.items():
+            if table.frozen:
+                yield name, table.rows
 
     def clear(self) -> None:
         """Forget every row (the slot was emptied, its position reset to 0)."""

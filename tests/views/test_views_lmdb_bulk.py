@@ -27,6 +27,7 @@ from views._lmdb_storage import LmdbStorage
 from views._view import Storage
 from views.orders import (
     CustomerOrdersModel,
+    GetOrderById,
     OrderDetailsModel,
     OrderSearchModel,
     OrderStatsModel,
@@ -217,6 +218,33 @@ def test_a_row_changed_in_place_by_a_failing_event_is_not_kept_by_a_shadow(
         shadow.apply(log.records[10:20], 20)
         view.adopt(shadow)
         assert view.query("all") == [record.position for record in log.records[:20]]
+
+
+def test_the_adopting_view_keeps_the_shadows_rows_decoded(
+    log: OrderLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = log.records
+    with open_store(tmp_path / "v") as store:
+        view = LmdbView(OrderDetailsModel(), store)
+        view.apply(records[:20], 20)
+        shadow = view.new_shadow()
+        shadow.apply(records, len(records))
+        view.adopt(shadow)
+        reads: list[object] = []
+        real = store.read
+
+        def counted(fn: Callable[[lmdb.Transaction], Any]) -> Any:
+            reads.append(fn)
+            return real(fn)
+
+        monkeypatch.setattr(store, "read", counted)
+        for order_id in log.states:
+            query = GetOrderById(order_id)
+            assert view.query(query) == reference(log, query)
+        assert reads == []  # every row came from the rows the shadow had decoded
+        assert view.query(GetOrderById("never-created")) is None
+        monkeypatch.undo()
+        _answers_like(view, log)
 
 
 def test_a_cleared_shadow_starts_again_from_nothing(log: OrderLog, tmp_path: Path) -> None:
