@@ -111,7 +111,14 @@ class LmdbView:
         self._bulk = (
             None
             if shadow_slot is None
-            else BulkRows(self._slot_dbs[self._slot], self._position, bulk_rows)
+            else BulkRows(
+                store,
+                self._slot_dbs[self._slot],
+                self._checkpoint_key,
+                model.apply,
+                position=self._position,
+                limit=bulk_rows,
+            )
         )
 
     @property
@@ -192,8 +199,11 @@ class LmdbView:
         target = max(current, up_to)
         if not fresh and target == current:
             return
-        if self._bulk is not None:
-            self._apply_bulk(self._bulk, fresh, target)
+        if self._bulk is not None:  # a shadow: into its rows kept in memory
+            try:
+                self._bulk.run(fresh, target)
+            finally:
+                self._position = self._bulk.position  # the last event applied, if one raised
             return
         db, key, store, cache = (
             self._slot_dbs[self._slot],
@@ -211,35 +221,14 @@ class LmdbView:
         self._write(changes, run)
         self._position = target
 
-    def _apply_bulk(self, bulk: BulkRows, fresh: list[RecordedEvent], target: int) -> None:
-        """A shadow's apply: into its decoded rows, written out only when they are many."""
-        apply = self._model.apply
-        try:
-            self._store.read(lambda txn: bulk.apply(txn, apply, fresh))
-        finally:
-            self._position = bulk.position  # the last event applied, even if one raised
-        bulk.position = self._position = target
-        if bulk.full:
-            self.write_out()
-
     def write_out(self) -> None:
         """Write a shadow's buffered rows to its slot, with its checkpoint, in one transaction.
 
         :meth:`adopt` calls it; a live view has nothing buffered (it commits every batch).
         """
         self._check_open()
-        bulk = self._bulk
-        if bulk is None or not bulk.dirty:
-            return
-        writes, position = bulk.pending(), self._position
-        db, key, store = self._slot_dbs[self._slot], self._checkpoint_key, self._store
-
-        def run(txn: lmdb.Transaction) -> None:
-            commit(txn, db, writes)  # re-run from scratch after a map growth: only writes
-            store.set_checkpoint(key, position, txn)
-
-        store.write(run)
-        bulk.written(position)  # only now: a failed write leaves the rows buffered, to write again
+        if self._bulk is not None:
+            self._bulk.write_out()
 
     def written_rows(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Write a shadow out, then yield (table, rows) of the rows it keeps decoded.
@@ -275,13 +264,8 @@ class LmdbView:
     def reapply(self, event: RecordedEvent) -> None:
         """Apply one (parked) event in its own transaction, without moving the checkpoint."""
         self._check_open()
-        bulk = self._bulk
-        if bulk is not None:
-            position, apply = bulk.position, self._model.apply
-            try:
-                self._store.read(lambda txn: bulk.apply(txn, apply, [event]))
-            finally:
-                bulk.position = position  # a reapply never moves the position
+        if self._bulk is not None:
+            self._bulk.reapply(event)
             return
         db, cache = self._slot_dbs[self._slot], self._cache
         changes = compute(self._store, db, self._model.apply, [event], cache)

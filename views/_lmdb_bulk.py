@@ -23,10 +23,11 @@ from typing import Any, Final, Generic, TypeVar, cast
 import lmdb
 import msgspec
 
-from store import RecordedEvent
-from views._lmdb_batch import BatchIndex
+from store import RecordedEvent, ViewStore
+from views._lmdb_batch import BatchIndex, commit
 from views._lmdb_storage import Db, row_decoder, text_key
 from views._row_cache import cacheable
+from views._view import Storage
 
 __all__ = ["BULK_ROWS", "BulkRows"]
 
@@ -141,26 +142,52 @@ class _BulkTable(Generic[V]):
 class BulkRows:
     """The :class:`~views._view.Storage` of a shadow: rows kept decoded between write-outs.
 
-    The owner (:class:`~views._lmdb.LmdbView`) applies events with :meth:`apply` and writes
-    :meth:`pending` with its checkpoint when :attr:`full` (and before it is adopted), then calls
-    :meth:`written`. One thread uses it (the view contract: one writer per slot).
+    Its owner (:class:`~views._lmdb.LmdbView`) applies events with :meth:`run` (which writes
+    out by itself when a table is :attr:`full`) and calls :meth:`write_out` before the shadow is
+    adopted. One thread uses it (the view contract: one writer per slot).
 
     Args:
+        store: The views store.
         db: The shadow's slot, empty when the shadow begins.
-        position: The shadow's position then.
+        checkpoint_key: The shadow's checkpoint, written with each write-out.
+        apply: The read model's ``apply``.
+        position: The shadow's position when it begins.
         limit: Rows a table keeps decoded (see :data:`BULK_ROWS`).
     """
 
-    __slots__ = ("_index_writes", "_limit", "_saved", "_tables", "db", "position", "snapshot")
+    __slots__ = (
+        "_apply",
+        "_checkpoint_key",
+        "_index_writes",
+        "_limit",
+        "_saved",
+        "_store",
+        "_tables",
+        "db",
+        "position",
+        "snapshot",
+    )
 
-    def __init__(self, db: Db, position: int = 0, limit: int = BULK_ROWS) -> None:
+    def __init__(
+        self,
+        store: ViewStore,
+        db: Db,
+        checkpoint_key: str,
+        apply: Callable[[Storage, RecordedEvent], None],
+        *,
+        position: int = 0,
+        limit: int = BULK_ROWS,
+    ) -> None:
+        self._store = store
         self.db = db
+        self._checkpoint_key = checkpoint_key
+        self._apply = apply
         self.position = position  # the last event applied
         self._saved = position  # the position of the last write-out (the slot's checkpoint)
         self._limit = limit
         self._tables: dict[str, _BulkTable[Any]] = {}
         self._index_writes: _Writes = {}
-        self.snapshot: lmdb.Transaction = cast("lmdb.Transaction", None)  # set by apply
+        self.snapshot: lmdb.Transaction = cast("lmdb.Transaction", None)  # set while applying
 
     def table(self, name: str, row_type: type[V]) -> _BulkTable[V]:
         table = self._tables.get(name)
@@ -174,26 +201,52 @@ class BulkRows:
         prefix = b"i" + name.encode() + b"\x00"
         return BatchIndex(self.snapshot, self.db, self._index_writes, prefix)
 
-    def apply(
-        self,
-        snapshot: lmdb.Transaction,
-        apply: Callable[[BulkRows, RecordedEvent], None],
-        records: Sequence[RecordedEvent],
-    ) -> None:
-        """Apply ``records`` one by one; :attr:`position` follows each event applied.
+    def run(self, records: Sequence[RecordedEvent], up_to: int) -> None:
+        """Apply ``records`` one by one, then move to ``up_to``; write out if now full.
+
+        :attr:`position` follows each event applied: if one raises, it stays at the last event
+        applied, and nothing of the failing one remains (read models compute, then write).
 
         Args:
-            snapshot: A read transaction of the views store: what was written out so far.
-            apply: The read model's ``apply``.
             records: The events, in position order, all after :attr:`position`.
+            up_to: The position reached once they are applied.
         """
-        self.snapshot = snapshot
+        self._store.read(lambda txn: self._apply_all(txn, records))
+        self.position = max(self.position, up_to)
+        if self.full:
+            self.write_out()
+
+    def reapply(self, record: RecordedEvent) -> None:
+        """Apply one (parked) event again without moving :attr:`position`."""
+        position = self.position
+        try:
+            self._store.read(lambda txn: self._apply_all(txn, [record]))
+        finally:
+            self.position = position
+
+    def _apply_all(self, snapshot: lmdb.Transaction, records: Sequence[RecordedEvent]) -> None:
+        self.snapshot = snapshot  # what was written out so far: read for rows not in memory
+        apply = self._apply
         try:
             for record in records:
                 apply(self, record)
                 self.position = record.position
         finally:
             self.snapshot = cast("lmdb.Transaction", None)  # it ends with the caller's read
+
+    def write_out(self) -> None:
+        """Write every change, with the position as the checkpoint, in one transaction."""
+        if not self.dirty:
+            return
+        writes, position, db = self.pending(), self.position, self.db
+        store, key = self._store, self._checkpoint_key
+
+        def write(txn: lmdb.Transaction) -> None:
+            commit(txn, db, writes)  # re-run from scratch after a map growth: only writes
+            store.set_checkpoint(key, position, txn)
+
+        store.write(write)
+        self._written(position)  # only now: a failed write leaves the rows buffered, to write again
 
     @property
     def full(self) -> bool:
@@ -219,7 +272,7 @@ class BulkRows:
             table.pending(writes)
         return writes
 
-    def written(self, position: int) -> None:
+    def _written(self, position: int) -> None:
         """What :meth:`pending` returned is committed with ``position``: forget it, trim."""
         self._saved = position
         self._index_writes.clear()

@@ -260,15 +260,15 @@ def test_a_cleared_shadow_starts_again_from_nothing(log: OrderLog, tmp_path: Pat
         _answers_like(view, log)
 
 
-def test_bulk_rows_apply_records_one_by_one_and_keep_the_last_position(tmp_path: Path) -> None:
+def test_bulk_rows_apply_records_one_by_one_and_write_each_row_once(tmp_path: Path) -> None:
     log = random_log(seed=5, commands=30)
     with open_store(tmp_path / "v") as store:
-        bulk = BulkRows(store.open_db("view:order_details:0"), position=0, limit=8)
-        model = OrderDetailsModel()
-        store.read(lambda txn: bulk.apply(txn, model.apply, log.records))
+        db = store.open_db("view:order_details:0")
+        bulk = BulkRows(store, db, "order_details:shadow", OrderDetailsModel().apply, limit=1000)
+        bulk.run(log.records, len(log.records))  # fewer orders than the limit: all kept
         assert bulk.position == len(log.records)
-        assert bulk.dirty
-        writes = bulk.pending()
-        assert len(writes) == len(log.created)  # one encoded row per order, each once
-        bulk.written(bulk.position)
-        assert not bulk.dirty
+        assert store.checkpoint("order_details:shadow") == 0
+        assert len(bulk.pending()) == len(log.created)  # one encoded row per order, each once
+        bulk.write_out()
+        assert bulk.pending() == {}
+        assert store.checkpoint("order_details:shadow") == len(log.records)
