@@ -3,7 +3,7 @@
 Why: a rebuild replays the whole log into a shadow that nothing reads until it is adopted. Written
 like a live view, batch by batch, each of its rows was encoded and written once per event (the
 bench's log interleaves 50k orders, so a batch of 2,000 events touches an order about once): the
-encodes, keys and commits of the two LMDB views were about a third of a rebuild of all four
+encodes, keys, reads and commits of the two LMDB views were 29% of a rebuild of all four
 (py-spy). A shadow keeps its rows decoded here instead, as a memory view does, and writes them
 out when a table holds more than :data:`BULK_ROWS` rows (the older half then leaves memory) and
 before it is adopted, so each row is encoded a few times per rebuild, not once per event.
