@@ -30,7 +30,7 @@ __all__ = ["RebuildReport", "rebuild_here", "rebuild_split"]
 
 # Moved out of actors._readside, which kept growing past 400 lines: the rebuild procedure (its
 # report, the one-scan replay into shadows and the swaps, the split across processes) is one
-# concept. The code is as it was, with the read side's state passed in instead of read off
+# concept. The code moved as it was, with the read side's state passed in instead of read off
 # `self`; its log line ("rebuilt") is still written by the read side, under its logger's name.
 
 

@@ -347,7 +347,10 @@ class LmdbView:
             or shadow.slot == self._slot
         ):
             raise TypeError(f"view {self.name!r} can only adopt its own open LMDB shadow")
-        shadow.write_out()  # the flip below makes the slot live: every row must be in it
+        # Written out first (the flip below makes the slot live: every row must be in it), its
+        # rows are then the new slot's committed ones: kept decoded once it is live, the first
+        # batches after a rebuild read none of them from LMDB (and the shared fold shares).
+        kept = list(shadow.written_rows())
         new_slot, position, shadow_key = shadow.slot, shadow.position(), shadow.checkpoint_key
         old_db, store = self._slot_dbs[self._slot], self._store
 
@@ -360,9 +363,7 @@ class LmdbView:
         self._cache.clear()  # another slot's rows from now on
         store.write(flip)
         self._slot, self._position = new_slot, position
-        # The shadow's rows, all written out, are the new slot's: kept decoded, the first
-        # batches after a rebuild read none of them from LMDB (and the shared fold shares).
-        for table, rows in shadow.written_rows():
+        for table, rows in kept:
             self._cache.keep(table, {}, rows, b"")
         shadow.close()
         _log.info("view_adopted", view=self.name, backend=self.backend, position=position)

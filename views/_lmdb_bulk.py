@@ -111,22 +111,22 @@ class _BulkTable(Generic[V]):
             elif (row := buffered[full]) is not None:
                 yield row if self.frozen else self._decode(row)
 
-    def pending(self, writes: _Writes) -> None:
-        """Add the encoded changed rows to ``writes``."""
+    def pending(self, writes: _Writes) -> bytes:
+        """Add the encoded changed rows to ``writes``; return the greatest key added (or b"")."""
         prefix, rows, frozen = self._prefix, self.rows, self.frozen
+        top = b""
         for key in self._dirty:
             value = rows[key]
             if value is not None and frozen:
                 value = _encode(value)
-            writes[prefix + text_key(key)] = value
+            full = prefix + text_key(key)
+            writes[full] = value
+            top = max(top, full)
+        return top
 
-    def written(self, limit: int) -> None:
-        """The pending rows are in the slot: mark them clean, keep at most ``limit`` decoded."""
-        prefix = self._prefix
-        top = self._top
-        for key in self._dirty:
-            top = max(top, prefix + text_key(key))
-        self._top = top
+    def written(self, top: bytes, limit: int) -> None:
+        """The pending rows (keys up to ``top``) are in the slot: clean, at most ``limit`` kept."""
+        self._top = max(self._top, top)
         self._dirty.clear()
         rows = self.rows
         if len(rows) > limit:
@@ -238,7 +238,7 @@ class BulkRows:
         """Write every change, with the position as the checkpoint, in one transaction."""
         if not self.dirty:
             return
-        writes, position, db = self.pending(), self.position, self.db
+        (writes, tops), position, db = self._collect(), self.position, self.db
         store, key = self._store, self._checkpoint_key
 
         def write(txn: lmdb.Transaction) -> None:
@@ -246,7 +246,8 @@ class BulkRows:
             store.set_checkpoint(key, position, txn)
 
         store.write(write)
-        self._written(position)  # only now: a failed write leaves the rows buffered, to write again
+        # Only now: a failed write leaves the rows buffered, to write again.
+        self._written(position, tops)
 
     @property
     def full(self) -> bool:
@@ -267,17 +268,20 @@ class BulkRows:
 
     def pending(self) -> _Writes:
         """Return every change since the last write-out, encoded (the buffer keeps them)."""
-        writes = dict(self._index_writes)
-        for table in self._tables.values():
-            table.pending(writes)
-        return writes
+        return self._collect()[0]
 
-    def _written(self, position: int) -> None:
-        """What :meth:`pending` returned is committed with ``position``: forget it, trim."""
+    def _collect(self) -> tuple[_Writes, list[bytes]]:
+        """Return every change, encoded, and each table's greatest key among them."""
+        writes = dict(self._index_writes)
+        tops = [table.pending(writes) for table in self._tables.values()]
+        return writes, tops
+
+    def _written(self, position: int, tops: list[bytes]) -> None:
+        """What :meth:`_collect` returned is committed with ``position``: forget it, trim."""
         self._saved = position
         self._index_writes.clear()
-        for table in self._tables.values():
-            table.written(self._limit)
+        for table, top in zip(self._tables.values(), tops, strict=True):
+            table.written(top, self._limit)
 
     def decoded(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yield (table name, rows) of the tables whose rows are kept decoded (immutable types).
