@@ -1,13 +1,20 @@
 """What only the LMDB backend promises: rows and checkpoint in one transaction, kept on disk."""
 
-from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 import pytest
 from structlog.testing import capture_logs
-from views_kit import EPOCH, OrderLog, open_store, random_log, reference, sample_queries
+from views_kit import (
+    EPOCH,
+    OrderLog,
+    check_answers,
+    open_store,
+    random_log,
+    reference,
+    sample_queries,
+)
 
 from domain.errors import InvalidView, UnknownView
 from domain.orders import OrderShipped
@@ -47,15 +54,6 @@ def _lmdb_views(store: ViewStore) -> list[View]:
     return [LmdbView(model(), store) for model in MODELS]
 
 
-def _check(views: Sequence[View], log: OrderLog, *, only: bool = False) -> None:
-    """Check every sample query (``only``: those the views answer) against the reference."""
-    by_type = {t: v for v in views for t in v.query_types}
-    for query in sample_queries(log):
-        if only and type(query) not in by_type:
-            continue
-        assert by_type[type(query)].query(query) == reference(log, query), query
-
-
 def test_rows_and_checkpoint_survive_a_reopen(data: Path, log: OrderLog) -> None:
     with open_store(data) as store:
         for view in _lmdb_views(store):
@@ -66,7 +64,7 @@ def test_rows_and_checkpoint_survive_a_reopen(data: Path, log: OrderLog) -> None
         for view in views:
             assert view.position() == len(log.records) + 3
             assert store.checkpoint(view.name) == len(log.records) + 3
-        _check(views, log)
+        check_answers(views, log)
 
 
 def test_a_failing_batch_changes_neither_rows_nor_checkpoint(data: Path, log: OrderLog) -> None:
@@ -82,12 +80,12 @@ def test_a_failing_batch_changes_neither_rows_nor_checkpoint(data: Path, log: Or
             with pytest.raises(ValueError, match="never-created"):
                 view.apply([*log.records[60:], poison], poison.position)
             assert view.position() == 60
-        _check(views, log.upto(60))
+        check_answers(views, log.upto(60))
     with open_store(data) as store:
         views = _lmdb_views(store)
         for view in views:
             assert view.position() == 60
-        _check(views, log.upto(60))
+        check_answers(views, log.upto(60))
 
 
 def test_an_adopted_shadow_is_still_live_after_a_reopen(data: Path, log: OrderLog) -> None:
@@ -101,7 +99,7 @@ def test_an_adopted_shadow_is_still_live_after_a_reopen(data: Path, log: OrderLo
     with open_store(data) as store:
         views = _lmdb_views(store)
         assert all(view.position() == len(log.records) for view in views)
-        _check(views, log)
+        check_answers(views, log)
 
 
 def test_a_shadow_left_by_a_crash_is_ignored_then_emptied(data: Path, log: OrderLog) -> None:
@@ -111,13 +109,13 @@ def test_a_shadow_left_by_a_crash_is_ignored_then_emptied(data: Path, log: Order
             view.new_shadow().apply(log.records, len(log.records))  # never adopted
     with open_store(data) as store:
         views = _lmdb_views(store)
-        _check(views, log.upto(30))
+        check_answers(views, log.upto(30))
         for view in views:
             shadow = view.new_shadow()
             assert shadow.position() == 0
             shadow.apply(log.records[:10], 10)
             view.adopt(shadow)
-        _check(views, log.upto(10))
+        check_answers(views, log.upto(10))
 
 
 class _DetailsV1(OrderDetailsModel):
@@ -148,10 +146,10 @@ def test_rows_of_another_model_version_are_dropped_and_replayed_from_zero(
         for view in views:
             assert view.position() == 0
             assert store.checkpoint(view.name) == 0
-        _check(views, OrderLog(), only=True)  # nothing of the old rows is read
+        check_answers(views, OrderLog(), only=True)  # nothing of the old rows is read
         for view in views:
             view.apply(log.records, len(log.records))
-        _check(views, log, only=True)
+        check_answers(views, log, only=True)
     with open_store(data) as store, capture_logs() as logs:
         views = [LmdbView(OrderDetailsModel(), store), LmdbView(CustomerOrdersModel(), store)]
         assert not [e for e in logs if e["event"] == "view_version_changed"]
@@ -164,14 +162,14 @@ def test_uuid_keyed_rows_are_stored_packed_and_answer_like_the_reference(data: P
         views = _lmdb_views(store)
         for view in views:
             view.apply(log.records, len(log.records))
-        _check(views, log)
+        check_answers(views, log)
         details = store.open_db("view:order_details:0")
         keys = store.read(lambda txn: list(txn.cursor(db=details).iternext(values=False)))
         # b"torder\0" + b"\0" + the id's 16 bytes, not its 36 characters
         assert keys
         assert all(len(key) == 7 + 17 for key in keys)
     with open_store(data) as store:
-        _check(_lmdb_views(store), log)  # read back after a reopen
+        check_answers(_lmdb_views(store), log)  # read back after a reopen
 
 
 def test_rows_of_the_older_key_layout_are_dropped_and_replayed(data: Path) -> None:
@@ -193,7 +191,7 @@ def test_rows_of_the_older_key_layout_are_dropped_and_replayed(data: Path) -> No
         assert [(e["stored_key_layout"], e["key_layout"]) for e in changed] == [(1, 2)]
         assert view.position() == 0
         view.apply(log.records, len(log.records))
-        _check([view, reader], log, only=True)
+        check_answers([view, reader], log, only=True)
 
 
 def test_a_damaged_version_record_drops_the_rows_and_replays_without_failing_the_open(
@@ -215,9 +213,9 @@ def test_a_damaged_version_record_drops_the_rows_and_replays_without_failing_the
             (0, len(log.records))
         ]
         assert view.position() == 0
-        _check([view], OrderLog(), only=True)  # nothing of the old rows is read
+        check_answers([view], OrderLog(), only=True)  # nothing of the old rows is read
         view.apply(log.records, len(log.records))
-        _check([view, reader], log, only=True)
+        check_answers([view, reader], log, only=True)
 
 
 def test_a_reader_waits_for_the_writer_to_replay_another_versions_rows(
@@ -232,7 +230,7 @@ def test_a_reader_waits_for_the_writer_to_replay_another_versions_rows(
         writer = LmdbView(OrderDetailsModel(), store)
         writer.apply(log.records, len(log.records))
         assert reader.position() == len(log.records)
-        _check([reader], log, only=True)
+        check_answers([reader], log, only=True)
 
 
 def test_clear_persists(data: Path, log: OrderLog) -> None:
@@ -243,7 +241,7 @@ def test_clear_persists(data: Path, log: OrderLog) -> None:
     with open_store(data) as store:
         views = _lmdb_views(store)
         assert all(view.position() == 0 for view in views)
-        _check(views, OrderLog())
+        check_answers(views, OrderLog())
 
 
 def test_ids_too_long_for_an_lmdb_key_still_work(data: Path) -> None:
@@ -256,7 +254,7 @@ def test_ids_too_long_for_an_lmdb_key_still_work(data: Path) -> None:
         views = _lmdb_views(store)
         for view in views:
             view.apply(log.records, 2)
-        _check(views, log)
+        check_answers(views, log)
         page = views[1].query(GetCustomerOrders(customer))
         assert [v.order_id for v in getattr(page, "items", [])] == ["o-1"]
 

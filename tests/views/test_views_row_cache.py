@@ -1,7 +1,7 @@
 """The decoded rows an LMDB view keeps across batches: never ahead of, nor apart from, LMDB."""
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,16 +15,16 @@ from views_kit import (
     EPOCH,
     Mutating,
     OrderLog,
+    check_answers,
     open_store,
     poison,
     random_log,
     reference,
-    sample_queries,
 )
 
 from domain.orders import AddOrderItem, CreateOrder, OrderItem
 from store import ViewStore
-from views import LmdbView, View
+from views import LmdbView
 from views._order_rows import OrderRow
 from views._row_cache import RowCache, cacheable
 from views._view import Storage
@@ -44,13 +44,6 @@ _P2 = Decimal("2.25")
 @pytest.fixture
 def log() -> OrderLog:
     return random_log(seed=23, commands=160)
-
-
-def _check(views: Sequence[View], log: OrderLog) -> None:
-    by_type = {t: v for v in views for t in v.query_types}
-    for query in sample_queries(log):
-        if type(query) in by_type:
-            assert by_type[type(query)].query(query) == reference(log, query), query
 
 
 def test_the_cache_keeps_written_rows_over_read_ones_and_halves_when_full() -> None:
@@ -98,7 +91,7 @@ def test_a_batch_that_raises_leaves_nothing_of_it_in_the_cache(
             # The next batch computes from what was committed (position 80), not from the
             # rows the failed batch had folded.
             view.apply(log.records[80:], len(log.records))
-        _check(views, log)
+        check_answers(views, log, only=True)
 
 
 def _failing_once(store: ViewStore, *, after_commit: bool) -> Callable[..., Any]:
@@ -131,7 +124,7 @@ def test_a_failed_commit_empties_the_cache(
         monkeypatch.undo()
         # The projector goes on from the view's position: LMDB alone says what the rows are.
         view.apply(log.records[view.position() :], len(log.records))
-        _check([view], log)
+        check_answers([view], log, only=True)
 
 
 def test_a_row_changed_in_place_by_a_failing_batch_is_read_again_from_lmdb(
@@ -174,7 +167,7 @@ def test_rows_are_found_whatever_the_order_of_their_keys(
                 view.apply([record], record.position)
             if next(reopen, False):
                 views = [LmdbView(model(), store) for model in MODELS]
-        _check(views, log)
+        check_answers(views, log, only=True)
 
 
 # ---------------------------------------------------------------- queries from the kept rows

@@ -368,6 +368,15 @@ def sample_queries(log: OrderLog) -> list[object]:
     return queries
 
 
+def check_answers(views: Sequence[View], log: OrderLog, *, only: bool = False) -> None:
+    """Check every sample query against the reference (``only``: those ``views`` answer)."""
+    by_type = {t: v for v in views for t in v.query_types}
+    for query in sample_queries(log):
+        if only and type(query) not in by_type:
+            continue
+        assert by_type[type(query)].query(query) == reference(log, query), query
+
+
 # ---------------------------------------------------------------- failing read models
 
 
