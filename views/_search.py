@@ -3,7 +3,7 @@
 The generic :class:`~views.MemoryView` over :class:`~views._order_models.OrderSearchModel` tests
 every row per query (~14 ms at 25k orders, ~100 ms at 100k) while holding the view's lock. This
 view keeps the same rows in a :class:`~views._search_index.SearchIndex` and answers from sorted
-orderings and an n-gram index over the distinct ids (see that module).
+orderings and a trigram index over the distinct ids (see that module).
 
 Locking: one lock guards the index, with the writer's turnstile of :class:`MemoryView` (Python's
 locks are unfair; the gate keeps a query loop from starving the projector). A query holds the
@@ -44,7 +44,11 @@ _CHUNK: Final = 256  # events folded per hold of the lock: a query waits for one
 # so queries seldom pay for it; a large backlog (a replay) is left for one re-sort at the next
 # query instead of ~8 sorted-list updates per event.
 _EAGER_SYNC: Final = 512
-_MODEL_VERSION: Final = 3  # 2: order lines keep their price as text (RowLine); 3: flat rows
+# 2: order lines keep their price as text (RowLine); 3: flat rows; 4: trigram postings only.
+# A version 3 snapshot is still read (its shorter postings are dropped at load); a reader of
+# version 3 must discard a version 4 one, whose short needles it would find nowhere.
+_MODEL_VERSION: Final = 4
+_READS_ALSO: Final = (3,)
 _OWNERS_IN_BACKGROUND: Final = True  # tests turn it off to drive the query path's build
 _SCANS_BEFORE_BUILD: Final = 3  # searches by id part answered by a scan before the build starts
 
@@ -247,7 +251,7 @@ class SearchView:
         """Load a :meth:`snapshot` into this empty view; return its position.
 
         Returns None, leaving the view empty, if ``data`` is not a whole snapshot of this view
-        and model version (it is then discarded: the projector replays from 0).
+        and model version, or of version 3 (it is then discarded: the projector replays from 0).
 
         Raises:
             ValueError: The view is not empty (rows or a position above 0).
@@ -256,7 +260,7 @@ class SearchView:
         with self._lock:
             if self._position or len(self._index):
                 raise ValueError(f"view {self.name!r}: restore needs an empty view at position 0")
-        found = decode_snapshot(data, self.name, _MODEL_VERSION)
+        found = decode_snapshot(data, self.name, _MODEL_VERSION, older=_READS_ALSO)
         if found is None:
             return None
         position, raw = found

@@ -4,7 +4,7 @@ Rows are folded by :class:`~views._order_models.OrderSearchModel` itself (throug
 storage adapter), so they are identical to the generic view's, search text included. Beside them:
 
 - **Id texts** (:class:`~views._search_texts.IdTexts`): every distinct casefolded id numbered
-  once, its n-gram postings, and per text the orders that own it; a needle's hits are the union
+  once, its trigram postings, and per text the orders that own it; a needle's hits are the union
   of its matching texts' owners.
 - **Orderings.** Per status and over all orders, ``SortedList`` s of ``(key, position, order
   id)`` for each sort field; the position breaks ties exactly as the contract says. Keeping

@@ -1,13 +1,21 @@
-"""The id texts of the search index: numbered once, their n-gram postings, and their owners.
+"""The id texts of the search index: numbered once, their trigram postings, and their owners.
 
 Every distinct casefolded id (order, customer, product) gets a number when first seen; texts
 are never forgotten (append-only), only their *owners* change: the set of orders having an id
-that casefolds to that text. For every 1-, 2- and 3-character substring of a text, a posting
-holds the numbers of the texts containing it (``array('I')``, ascending: texts are numbered in
-order). A needle of up to 3 characters is answered exactly by its posting; a longer one by the
-smallest posting of its trigrams, each candidate text verified with ``in``. Texts are shared by
-many orders (500 products, ~60k customers for 100k orders), so this indexes ~160k strings, not
-every row.
+that casefolds to that text. For every 3-character substring of a text, a posting holds the
+numbers of the texts containing it (``array('I')``, ascending: texts are numbered in order). A
+needle of 3 characters is answered exactly by its posting; a longer one by the smallest posting
+of its trigrams, each candidate text verified with ``in``; a shorter one by a scan of the texts,
+kept per needle and extended over the texts numbered since (:meth:`IdTexts.matching`). Texts are
+shared by many orders (500 products, ~60k customers for 100k orders), so this indexes ~160k
+strings, not every row.
+
+Why trigrams only: 1- and 2-character postings were two thirds of the index's work and bytes
+(a new order id, a 36-character uuid, made 105 postings appends in 15.7 us; its 34 trigrams
+take 5.8 us; postings of 160k texts 40 -> 16 MB), paid for every new id, while a needle that
+short is rare and mostly matches nearly every text, where the search scans the rows anyway.
+Its first search scans the texts (~5 ms at 160k texts, under the view's lock), the next ones
+only the texts numbered since.
 
 Owners are purely a function of the rows, so a restored index starts without them
 (``owners is None``) and builds them later, on the query path or off the lock
@@ -26,10 +34,13 @@ from typing import Final
 from views._order_rows import OrderRow, texts_of
 from views._search_postings import TYPECODE as _TYPECODE
 
-__all__ = ["GRAM", "IdTexts", "build_owners"]
+__all__ = ["GRAM", "SHORT_NEEDLES", "IdTexts", "build_owners"]
 
 GRAM: Final = 3
-"""The longest indexed substring; longer needles are verified candidates."""
+"""The length of the indexed substrings: longer needles are verified candidates, shorter ones
+scanned for."""
+SHORT_NEEDLES: Final = 1024
+"""Short needles whose matching texts are kept (the least recently asked is dropped first)."""
 
 
 class IdTexts:
@@ -37,11 +48,12 @@ class IdTexts:
 
     Args:
         texts: The texts, in number order (a snapshot's); empty for a new index.
-        grams: Their postings (a snapshot's); empty for a new index.
+        grams: Their postings (a snapshot's); empty for a new index. Postings of other
+            lengths (1 and 2, kept by snapshots of read-model version 3) are dropped.
         owners_built: False for a restored index: its owners are built when needed.
     """
 
-    __slots__ = ("grams", "numbers", "owners", "texts", "tracking")
+    __slots__ = ("grams", "numbers", "owners", "short", "texts", "tracking")
 
     def __init__(
         self,
@@ -52,7 +64,11 @@ class IdTexts:
     ) -> None:
         self.texts: list[str] = [] if texts is None else texts
         self.numbers: dict[str, int] = {text: number for number, text in enumerate(self.texts)}
-        self.grams: dict[str, array[int]] = {} if grams is None else grams
+        self.grams: dict[str, array[int]] = (
+            {} if grams is None else {g: p for g, p in grams.items() if len(g) == GRAM}
+        )
+        # Per short needle: (how many texts were scanned, the numbers of those containing it).
+        self.short: dict[str, tuple[int, array[int]]] = {}
         # Per text, the orders whose ids contain it; None until built (a restored index).
         self.owners: list[set[str]] | None = [set() for _ in self.texts] if owners_built else None
         # While owners are built off the lock (begin_owners/install_owners): orders folded
@@ -91,19 +107,20 @@ class IdTexts:
             if self.owners is not None:
                 self.owners.append(set())
             grams = self.grams
-            for size in range(1, GRAM + 1):
-                for gram in {text[i : i + size] for i in range(len(text) - size + 1)}:
-                    posting = grams.get(gram)
-                    if posting is None:
-                        grams[gram] = array(_TYPECODE, (number,))
-                    else:
-                        posting.append(number)
+            for gram in {text[i : i + GRAM] for i in range(len(text) - GRAM + 1)}:
+                posting = grams.get(gram)
+                if posting is None:
+                    grams[gram] = array(_TYPECODE, (number,))
+                else:
+                    posting.append(number)
         return number
 
     def matching(self, needle: str) -> list[int]:
         """Return the numbers of the texts that contain ``needle`` (casefolded, non-empty)."""
+        if len(needle) < GRAM:
+            return self._scanned(needle)
         grams = self.grams
-        if len(needle) <= GRAM:
+        if len(needle) == GRAM:
             return list(grams.get(needle, ()))
         postings = []
         for i in range(len(needle) - GRAM + 1):
@@ -113,6 +130,22 @@ class IdTexts:
             postings.append(posting)
         texts = self.texts
         return [number for number in min(postings, key=len) if needle in texts[number]]
+
+    def _scanned(self, needle: str) -> list[int]:
+        """Return the numbers of the texts containing a needle shorter than :data:`GRAM`.
+
+        The texts are append-only, so a needle's matches stay valid: only the texts numbered
+        since its last search are scanned.
+        """
+        texts = self.texts
+        kept = self.short.pop(needle, None)
+        seen, found = (0, array(_TYPECODE)) if kept is None else kept
+        if seen < len(texts):
+            found.extend(n for n, text in enumerate(texts[seen:], seen) if needle in text)
+        self.short[needle] = (len(texts), found)  # re-inserted last: the dict's order is recency
+        if len(self.short) > SHORT_NEEDLES:
+            del self.short[next(iter(self.short))]
+        return list(found)
 
     def build(self, rows: dict[str, OrderRow]) -> list[set[str]]:
         """Build the owners from ``rows`` now (on the caller's thread) and keep them."""

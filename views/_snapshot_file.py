@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import pathlib
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Final
 
 import msgspec
@@ -119,11 +119,19 @@ def frame_snapshot(view: str, model_version: int, position: int, payload: Parts)
     return [MAGIC + len(raw).to_bytes(4, "big") + raw, *payload]
 
 
-def decode_snapshot(data: bytes, view: str, model_version: int) -> tuple[int, memoryview] | None:
+def decode_snapshot(
+    data: bytes, view: str, model_version: int, *, older: Collection[int] = ()
+) -> tuple[int, memoryview] | None:
     """Return ``(position, payload)`` if ``data`` is a whole snapshot of this view and version.
 
     Returns None (and logs why) for anything else: another view, another model version, another
     frame format, a torn or corrupted file.
+
+    Args:
+        data: The snapshot's bytes (as :func:`read_snapshot_file` returns them).
+        view: The view's name.
+        model_version: The version this reader writes.
+        older: Earlier versions whose payload this reader still reads as they are.
     """
     reason = ""
     if len(data) < len(MAGIC) + 4 or not data.startswith(MAGIC):
@@ -140,7 +148,7 @@ def decode_snapshot(data: bytes, view: str, model_version: int) -> tuple[int, me
                 reason = f"frame format {header.format}, expected {SNAPSHOT_FORMAT}"
             elif header.view != view:
                 reason = f"snapshot of view {header.view!r}"
-            elif header.model_version != model_version:
+            elif header.model_version != model_version and header.model_version not in older:
                 reason = (
                     f"written by read-model version {header.model_version}, "
                     f"this is version {model_version}"
