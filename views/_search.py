@@ -251,7 +251,8 @@ class SearchView:
         """Load a :meth:`snapshot` into this empty view; return its position.
 
         Returns None, leaving the view empty, if ``data`` is not a whole snapshot of this view
-        and model version, or of version 3 (it is then discarded: the projector replays from 0).
+        and of its model version or version 3 (it is then discarded: the projector replays
+        from 0).
 
         Raises:
             ValueError: The view is not empty (rows or a position above 0).
