@@ -92,9 +92,9 @@ class _FollowedLog:
         return self._follower.head()
 
     def read_all(
-        self, from_position: int = 1, batch_size: int = 1000
+        self, from_position: int = 1, batch_size: int = 1000, *, tags: frozenset[str] | None = None
     ) -> Iterator[list[RecordedEvent]]:
-        return self._follower.read_all(from_position, batch_size)
+        return self._follower.read_all(from_position, batch_size, tags=tags)
 
     def park(self, parked: ParkedEvent) -> None:
         self._channel.call("park", parked, timeout=CALL_TIMEOUT)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import lmdb
 
 from domain.errors import CorruptLog, StorageError
-from store import ParkedEvent, ProjectionLog, RecordedEvent, get_logger
+from store import ParkedEvent, ProjectionLog, ReadBatch, RecordedEvent, get_logger
 from views import View
 from views._memory_codec import SnapshotRowsError
 
@@ -27,6 +27,7 @@ __all__ = [
     "STORAGE_ERRORS",
     "Reader",
     "apply_safely",
+    "handled_tags",
     "read_batch",
     "replay_into",
     "replay_many",
@@ -117,13 +118,33 @@ Reader = Callable[[int, int], list[RecordedEvent]]
 :func:`store_reader`); raises :class:`CorruptLog` for a bad record."""
 
 
-def store_reader(store: ProjectionLog) -> Reader:
-    """Return a :data:`Reader` that decodes straight from the store (rebuilds, swaps)."""
+def store_reader(store: ProjectionLog, tags: frozenset[str] | None = None) -> Reader:
+    """Return a :data:`Reader` that decodes straight from the store (rebuilds, swaps).
 
-    def read(start: int, limit: int) -> list[RecordedEvent]:
-        return next(store.read_all(start, limit), [])
+    With ``tags``, only records of those tags are decoded and returned; each batch is then a
+    :class:`~store.ReadBatch` telling how far it read (:func:`read_batch` uses it).
+    """
+    if tags is None:
 
-    return read
+        def read(start: int, limit: int) -> list[RecordedEvent]:
+            return next(store.read_all(start, limit), [])
+
+        return read
+
+    def read_tags(start: int, limit: int) -> list[RecordedEvent]:
+        return next(store.read_all(start, limit, tags=tags), [])
+
+    return read_tags
+
+
+def handled_tags(views: Sequence[View]) -> frozenset[str] | None:
+    """Return every tag some view of ``views`` handles; None if one of them takes every event."""
+    tags: set[str] = set()
+    for view in views:
+        if view.tags is None:
+            return None
+        tags |= view.tags
+    return frozenset(tags)
 
 
 def read_batch(
@@ -141,6 +162,8 @@ def read_batch(
             raise
         log.warning("event_skipped", view=view.name, position=corrupt.position)
         return [], corrupt.position, 1
+    if isinstance(events, ReadBatch):
+        return events, events.end, 0  # records of other tags may follow the last one
     return events, (events[-1].position if events else start - 1), 0
 
 
@@ -177,7 +200,8 @@ def replay_many(
     positions; each gets only what it lacks. Positions parked on the way are collected per view
     in ``parked_positions`` when given.
     """
-    read = store_reader(store)
+    # Only the tags these views handle are decoded: a view skips the others anyway.
+    read = store_reader(store, handled_tags(views))
     done = 0
     while True:
         behind = [view for view in views if view.position() < until]
@@ -185,7 +209,7 @@ def replay_many(
             return done
         start = min(view.position() for view in behind) + 1
         leader = next(view for view in behind if view.position() + 1 == start)
-        events, up_to, skipped = read_batch(read, leader, start, min(batch_size, until - start + 1))
+        events, up_to, _ = read_batch(read, leader, start, min(batch_size, until - start + 1))
         if up_to < start:
             return done
         for view in behind:
@@ -200,6 +224,6 @@ def replay_many(
                 None if parked_positions is None else parked_positions.setdefault(view.name, set())
             )
             apply_safely(store, view, fresh, up_to, reparked)
-        done += len(events) + skipped
+        done += up_to - start + 1  # positions passed: records of other tags count too
         if progress is not None:
             progress(done)

@@ -52,9 +52,9 @@ class ProjectionLog(Protocol):
         ...
 
     def read_all(
-        self, from_position: int = 1, batch_size: int = 1000
+        self, from_position: int = 1, batch_size: int = 1000, *, tags: frozenset[str] | None = None
     ) -> Iterator[list[RecordedEvent]]:
-        """Yield decoded records from ``from_position`` in batches."""
+        """Yield decoded records from ``from_position`` in batches (only ``tags``' if given)."""
         ...
 
     def park(self, parked: ParkedEvent) -> None:
@@ -226,7 +226,7 @@ class LogFollower(ReadOnlyEnv):
         return self.read(lambda txn: _log.last_position(txn, db))
 
     def read_all(
-        self, from_position: int = 1, batch_size: int = 1000
+        self, from_position: int = 1, batch_size: int = 1000, *, tags: frozenset[str] | None = None
     ) -> Iterator[list[RecordedEvent]]:
         """Yield the log from ``from_position`` in batches (as :meth:`EventStore.read_all`).
 
@@ -247,7 +247,7 @@ class LogFollower(ReadOnlyEnv):
             )
             if not values:
                 return
-            yield self.codec.decode_many(position, values)
+            yield self.codec.decode_batch(position, values, tags)
             position += len(values)
             if len(values) < batch_size:
                 return

@@ -16,6 +16,7 @@ __all__ = [
     "Committed",
     "Durability",
     "ParkedEvent",
+    "ReadBatch",
     "RecordedEvent",
     "Snapshot",
     "StreamAppend",
@@ -164,3 +165,17 @@ class ParkedEvent(msgspec.Struct, frozen=True):
     error: str
     attempts: int
     parked_at: int
+
+
+class ReadBatch(list[RecordedEvent]):
+    """A batch of a scan that asked for some tags only (``read_all(..., tags=...)``).
+
+    Its records are those of the tags asked for, in order; ``end`` is the last position the
+    batch read, which records of other tags may follow.
+    """
+
+    __slots__ = ("end",)
+
+    def __init__(self, records: list[RecordedEvent], end: int) -> None:
+        super().__init__(records)
+        self.end = end

@@ -259,12 +259,19 @@ class EventStore(Transactions):
         return self.codec.decode_at(positions, values)
 
     def read_all(
-        self, from_position: int = 1, batch_size: int = 1000
+        self, from_position: int = 1, batch_size: int = 1000, *, tags: frozenset[str] | None = None
     ) -> Iterator[list[RecordedEvent]]:
         """Yield the log from ``from_position`` in batches, one short read txn per batch.
 
         A transaction is never held across a ``yield`` (it would pin pages and grow the file).
         The iteration ends at the head as of the last batch read.
+
+        Args:
+            from_position: The first position to read.
+            batch_size: Records read per batch.
+            tags: Only records of these tags are decoded and yielded (see
+                :meth:`Codec.decode_many`), each batch a :class:`ReadBatch` that knows the last
+                position it read. None: every record, consecutive.
 
         Raises:
             CorruptLog: A record cannot be decoded; ``.position`` names it.
@@ -273,7 +280,6 @@ class EventStore(Transactions):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         log_db = self._dbs["log"]
-        decode = self.codec.decode_many
         position = max(from_position, 1)
         while True:
             # The head is read before the txn begins: all of it is in the txn's snapshot.
@@ -284,7 +290,7 @@ class EventStore(Transactions):
             )
             if not values:
                 return
-            yield decode(position, values)
+            yield self.codec.decode_batch(position, values, tags)
             position += len(values)
             if len(values) < batch_size:
                 return

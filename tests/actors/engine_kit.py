@@ -212,10 +212,10 @@ class DelegatingStore:
         return self.store.read_stream(stream_id, from_version, stream_type=stream_type)
 
     def read_all(
-        self, from_position: int = 1, batch_size: int = 1000
+        self, from_position: int = 1, batch_size: int = 1000, *, tags: frozenset[str] | None = None
     ) -> Iterator[list[RecordedEvent]]:
         """Delegate."""
-        return self.store.read_all(from_position, batch_size)
+        return self.store.read_all(from_position, batch_size, tags=tags)
 
     def head(self) -> int:
         """Delegate."""

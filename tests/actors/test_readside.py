@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from engine_kit import COUNTER, Increment
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from readside_kit import (
@@ -35,10 +36,11 @@ from actors import CommandResult, Engine, RebuildReport
 from actors._projector import ViewAdvanced
 from actors._router import LONG_QUERY_SECONDS
 from domain.errors import UnknownView
-from domain.orders import AddOrderItem, ShipOrder
+from domain.orders import ORDERS, AddOrderItem, ShipOrder
 from store import RecordedEvent
 from views import LmdbView, View
 from views.orders import (
+    ORDER_TAGS,
     GetCustomerOrders,
     GetOrderById,
     GetOrderStats,
@@ -137,8 +139,8 @@ def test_rebuild_of_some_views_scans_the_log_once_for_them_all(
         scanned: list[int] = []
         read_all = engine.store.read_all
 
-        def counting(start: int = 1, batch_size: int = 1000) -> Any:
-            for batch in read_all(start, batch_size):  # the real scan, counted
+        def counting(start: int = 1, batch_size: int = 1000, **kwargs: Any) -> Any:
+            for batch in read_all(start, batch_size, **kwargs):  # the real scan, counted
                 scanned.extend(record.position for record in batch)
                 yield batch
 
@@ -151,6 +153,47 @@ def test_rebuild_of_some_views_scans_the_log_once_for_them_all(
         assert [engine.query(probe, timeout=WAIT) for probe in probes] == before
         with pytest.raises(UnknownView):
             read.rebuild_views(["order_details", "nope"], None)
+
+
+def test_a_rebuild_decodes_only_the_payloads_of_the_tags_its_views_handle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Orders and counters share the log; the order views handle order tags only, so their
+    # rebuild's scan decodes the counters' envelopes up to the tag and never their payloads,
+    # yet passes (and counts) every position, and the views come out as they were.
+    with Engine.open(tmp_path, deciders=[ORDERS, COUNTER], durability="async") as engine:
+        for number in range(60):
+            engine.submit(create(f"o-{number}"))
+            engine.submit(Increment(counter_id=f"c-{number % 7}", by=number + 1))
+        engine.submit(Increment(counter_id="c-last")).get(timeout=WAIT)  # the log ends with one
+        head = engine.store.head()
+        assert engine.wait_for_views(head, timeout=WAIT)
+        probes = [GetOrderById("o-7"), GetCustomerOrders("Cust-1"), GetOrderStats()]
+        before = [engine.query(probe, timeout=WAIT) for probe in probes]
+        codec = engine.store.codec
+        decoded: list[str] = []
+        decode_many = codec.decode_many
+        decode_at = codec.decode_at
+
+        def counting_many(first: int, values: list[bytes], tags: Any = None) -> Any:
+            records = decode_many(first, values, tags)
+            if tags is None:
+                decoded.extend(record.tag for record in records)
+            return records
+
+        def counting_at(positions: list[int], values: list[bytes]) -> Any:
+            records = decode_at(positions, values)
+            decoded.extend(record.tag for record in records)
+            return records
+
+        monkeypatch.setattr(codec, "decode_many", counting_many)
+        monkeypatch.setattr(codec, "decode_at", counting_at)
+        report = engine.rebuild()
+        monkeypatch.undo()
+        assert report.events == head  # every position passed, counters' included
+        assert decoded
+        assert set(decoded) <= ORDER_TAGS  # no counter payload was decoded
+        assert [engine.query(probe, timeout=WAIT) for probe in probes] == before
 
 
 def test_a_rebuild_writes_its_lmdb_shadows_out_before_the_projector_adopts_them(
