@@ -38,7 +38,14 @@ from actors._messages import (
     ViewAdvanced,
 )
 from actors._progress import Failure, Progress, ViewStatus
-from actors._replay import Reader, apply_safely, read_batch, replay_into, store_reader
+from actors._replay import (
+    Reader,
+    apply_safely,
+    handled_tags,
+    read_batch,
+    replay_into,
+    store_reader,
+)
 from actors._supervision import FaultSeam, Supervised
 from actors._tail import EventTail
 from domain.errors import CorruptLog
@@ -136,7 +143,9 @@ class Projector(Supervised, pykka.ThreadingActor):
         self._hand_over_until = 0.0  # perf_counter() deadline of this step's pauses
         self._report_steps = report_steps
         self._store = store
-        self._read: Reader = tail.reader() if tail is not None else store_reader(store)
+        # Misses decode only the tags these views handle (a view skips the others anyway).
+        tags = handled_tags([progress.view for progress in progresses])
+        self._read: Reader = tail.reader(tags) if tail is not None else store_reader(store, tags)
         self._progress = {progress.view.name: progress for progress in progresses}
         self._router = router
         self._batch_size = batch_size

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-from engine_kit import COUNTER, Increment, Incremented, create, open_engine
+from engine_kit import COUNTER, Increment, Incremented, WasReset, create, open_engine
 
 from actors import Engine
 from actors._tail import CHUNK, EventTail
 from domain.errors import CorruptLog
-from store import Codec, EventStore, RecordedEvent, StreamAppend
-from views.orders import GetOrderById
+from domain.orders import ORDERS
+from store import Codec, EventStore, ReadBatch, RecordedEvent, StreamAppend
+from views.orders import GetCustomerOrders, GetOrderById, GetOrderStats
 
 
 def _store(path: Path) -> EventStore:
@@ -134,3 +136,79 @@ def test_with_every_view_in_the_projection_process_the_writer_publishes_nothing(
         assert tail.readers == 1
         engine.execute(create("t-99"))
         assert tail.published == 1
+
+
+def _fill_mixed(store: EventStore, count: int) -> list[RecordedEvent]:
+    """Append ``count`` events, every third a reset, and return them as the log has them."""
+    events: list[msgspec.Struct] = [
+        WasReset(counter_id="c") if i % 3 == 2 else Incremented(counter_id="c", by=i + 1)
+        for i in range(count)
+    ]
+    for start in range(0, count, 500):
+        chunk = events[start : start + 500]
+        store.append_batch(
+            [
+                StreamAppend(
+                    stream_id="c", stream_type="counter", expected_version=start, events=chunk
+                )
+            ]
+        )
+    return [event for batch in store.read_all(1, 5000) for event in batch]
+
+
+RESET = frozenset({"test.CounterReset"})
+
+
+def test_a_reader_of_some_tags_gets_theirs_only_and_knows_how_far_each_read_went(
+    tmp_path: Path,
+) -> None:
+    with _store(tmp_path) as store:
+        log = _fill_mixed(store, 1500)
+        resets = [r for r in log if r.tag in RESET]
+        tail = EventTail(store)
+        read = tail.reader(RESET)
+        first = read(1, 100)
+        assert isinstance(first, ReadBatch)
+        assert first.end == 100
+        assert [_as_tuple(r) for r in first] == [_as_tuple(r) for r in resets if r.position <= 100]
+        assert tail.decoded == len([r for r in resets if r.position <= CHUNK])  # payloads decoded
+        rest = read(CHUNK + 1, 5000)
+        assert isinstance(rest, ReadBatch)
+        assert rest.end == 1500
+        assert [r.position for r in rest] == [r.position for r in resets if r.position > CHUNK]
+        # A reader of every tag (a saga) widens the tail: the sparse chunks go, and it gets all.
+        everything = tail.reader(None)
+        assert [_as_tuple(r) for r in everything(1, 100)] == [_as_tuple(r) for r in log[:100]]
+        assert not isinstance(read(1, 100), ReadBatch)  # no gap now: a plain run of records
+
+
+def test_published_records_reach_a_reader_of_some_tags_as_they_came(tmp_path: Path) -> None:
+    with _store(tmp_path) as store:
+        log = _fill_mixed(store, 600)
+        tail = EventTail(store)
+        read = tail.reader(RESET)
+        tail.publish(log)  # the writer hands every record over, whatever its tag
+        served = read(1, 600)
+        assert served == log  # whole and consecutive: the reader skips the other tags itself
+        assert tail.decoded == 0
+
+
+def test_a_catch_up_decodes_only_the_payloads_of_the_tags_its_views_handle(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "data"
+    probes = [GetOrderById("o-7"), GetCustomerOrders("alice"), GetOrderStats()]
+    with Engine.open(path, deciders=[ORDERS, COUNTER], durability="async") as engine:
+        for i in range(40):
+            engine.submit(create(f"o-{i}"))
+            engine.submit(Increment(counter_id=f"c-{i % 3}"))
+        engine.submit(Increment(counter_id="c-last")).get(timeout=10)
+        assert engine.wait_for_views(timeout=10)
+        before = [engine.query(probe) for probe in probes]
+    shutil.rmtree(path / "views")  # every view catches up from position 0 at the next open
+    with Engine.open(path, deciders=[ORDERS, COUNTER], durability="async") as engine:
+        assert engine.wait_for_views(timeout=10)
+        tail = engine._read.tail
+        assert tail is not None
+        assert tail.decoded == 40  # the 40 order events; none of the 41 counter events
+        assert [engine.query(probe) for probe in probes] == before
