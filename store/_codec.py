@@ -8,10 +8,6 @@ The fast read path decodes whole batches in one msgspec call straight into (a su
 :class:`RecordedEvent`, with ``event`` typed as the tagged union of every registered type: no
 per-record Python work. Anything it cannot handle (unknown tag, old schema, bad bytes) falls back
 to the per-record slow path, which upcasts or raises :class:`CorruptLog` naming the position.
-
-A scan that feeds views handling a few tags only (``decode_many(..., tags)``) first decodes the
-batch's envelopes with their payloads left raw, then decodes whole only the records of those
-tags, again in one call: a record of another tag costs its envelope, not its payload.
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ from typing import Any, Final, Union
 import msgspec
 
 from domain.errors import CorruptLog
-from store._records import ReadBatch, RecordedEvent
+from store._records import RecordedEvent
 
 __all__ = ["Codec", "Upcaster"]
 
@@ -49,12 +45,6 @@ class _RawRecord(msgspec.Struct, array_like=True, frozen=True, gc=False):
     event: msgspec.Raw
 
 
-# Decoding envelopes with their payloads left raw: 0.43 us per record against 2.3 us for whole
-# order records (measured on 10k CreateOrder records), so a scan leaves out the records of tags
-# no view it feeds handles for a fifth of their cost.
-_ENVELOPES: Final = msgspec.msgpack.Decoder(list[_RawRecord])
-
-
 class _NoEvent(msgspec.Struct, tag="\x00no-event"):
     # Matches no stored tag: the fast decoder of an empty codec rejects every record.
     pass
@@ -63,7 +53,7 @@ class _NoEvent(msgspec.Struct, tag="\x00no-event"):
 class _Fast:
     """Decoders built for one set of registered types; rebuilt when registrations change."""
 
-    __slots__ = ("many", "needs_schema_check", "one", "tags")
+    __slots__ = ("many", "needs_schema_check", "one")
 
     def __init__(self, types: Sequence[type[msgspec.Struct]], versioned: bool) -> None:
         # A subclass that only re-types ``event`` to the union: isinstance(x, RecordedEvent)
@@ -83,7 +73,6 @@ class _Fast:
         # Only when some type is past schema 1 can a record need upcasting while still fitting
         # the current type (e.g. a field added with a default); then records are checked.
         self.needs_schema_check = versioned
-        self.tags = frozenset(str(t.__struct_config__.tag) for t in types)
 
 
 class Codec:
@@ -256,23 +245,12 @@ class Codec:
             return self._decode_slow(position, raw)
         return record
 
-    def decode_many(
-        self, first_position: int, values: list[bytes], tags: frozenset[str] | None = None
-    ) -> list[RecordedEvent]:
+    def decode_many(self, first_position: int, values: list[bytes]) -> list[RecordedEvent]:
         """Decode consecutive log values starting at ``first_position`` in one msgspec call.
-
-        Args:
-            first_position: The position of ``values[0]``.
-            values: Consecutive log values (expanded envelopes).
-            tags: Only records of these tags are returned, and only theirs are decoded: the
-                others' envelopes are read up to their tag, their payloads never (an unknown or
-                damaged payload among them goes unnoticed). None: every record.
 
         Raises:
             CorruptLog: A record is bad; ``.position`` names the first bad one.
         """
-        if tags is not None and not self._fast_decoders().tags <= tags:
-            return self._decode_tagged(first_position, values, tags)
         count = len(values)
         if count == 0:
             return []
@@ -293,38 +271,6 @@ class Codec:
                 if record.schema_version != schema[record.tag]:
                     records[index] = self._decode_slow(first_position + index, values[index])
         return records
-
-    def decode_batch(
-        self, first_position: int, values: list[bytes], tags: frozenset[str] | None
-    ) -> list[RecordedEvent]:
-        """Decode one batch of a scan: :meth:`decode_many`; with ``tags``, as a :class:`ReadBatch`.
-
-        Raises:
-            CorruptLog: A record is bad; ``.position`` names the first bad one.
-        """
-        if tags is None:
-            return self.decode_many(first_position, values)
-        end = first_position + len(values) - 1
-        return ReadBatch(self.decode_many(first_position, values, tags), end)
-
-    def _decode_tagged(
-        self, first_position: int, values: list[bytes], tags: frozenset[str]
-    ) -> list[RecordedEvent]:
-        count = len(values)
-        if count == 0:
-            return []
-        blob = b"".join((_ARRAY32, count.to_bytes(4, "big"), *values))
-        try:
-            envelopes: list[_RawRecord] = _ENVELOPES.decode(blob)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            envelopes = []
-        if list(map(_POSITION, envelopes)) != list(range(first_position, first_position + count)):
-            # A bad envelope: the whole decode finds it and names its position.
-            return [r for r in self.decode_many(first_position, values) if r.tag in tags]
-        wanted = [index for index, envelope in enumerate(envelopes) if envelope.tag in tags]
-        if len(wanted) == count:
-            return self.decode_many(first_position, values)
-        return self.decode_at([first_position + i for i in wanted], [values[i] for i in wanted])
 
     def decode_at(self, positions: list[int], values: list[bytes]) -> list[RecordedEvent]:
         """Decode log values whose positions are given (e.g. one stream's events).

@@ -31,6 +31,7 @@ from store._env import ResizeGate
 from store._frames import LogFrames
 from store._logging import get_logger
 from store._records import ParkedEvent, RecordedEvent
+from store._tagged import decode_batch
 
 if TYPE_CHECKING:
     from store._env import Database, Txn
@@ -247,7 +248,7 @@ class LogFollower(ReadOnlyEnv):
             )
             if not values:
                 return
-            yield self.codec.decode_batch(position, values, tags)
+            yield decode_batch(self.codec, position, values, tags)
             position += len(values)
             if len(values) < batch_size:
                 return

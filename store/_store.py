@@ -36,6 +36,7 @@ from store._records import (
     StreamAppend,
 )
 from store._retention import IdempotencyStats, PruneResult
+from store._tagged import decode_batch
 from store._training import DictionaryTraining
 from store._txns import Transactions
 
@@ -270,7 +271,7 @@ class EventStore(Transactions):
             from_position: The first position to read.
             batch_size: Records read per batch.
             tags: Only records of these tags are decoded and yielded (see
-                :meth:`Codec.decode_many`), each batch a :class:`ReadBatch` that knows the last
+                :mod:`store._tagged`), each batch a :class:`ReadBatch` that knows the last
                 position it read. None: every record, consecutive.
 
         Raises:
@@ -290,7 +291,7 @@ class EventStore(Transactions):
             )
             if not values:
                 return
-            yield self.codec.decode_batch(position, values, tags)
+            yield decode_batch(self.codec, position, values, tags)
             position += len(values)
             if len(values) < batch_size:
                 return

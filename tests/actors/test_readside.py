@@ -175,10 +175,9 @@ def test_a_rebuild_decodes_only_the_payloads_of_the_tags_its_views_handle(
         decode_many = codec.decode_many
         decode_at = codec.decode_at
 
-        def counting_many(first: int, values: list[bytes], tags: Any = None) -> Any:
-            records = decode_many(first, values, tags)
-            if tags is None:
-                decoded.extend(record.tag for record in records)
+        def counting_many(first: int, values: list[bytes]) -> Any:
+            records = decode_many(first, values)
+            decoded.extend(record.tag for record in records)
             return records
 
         def counting_at(positions: list[int], values: list[bytes]) -> Any:

@@ -2,52 +2,24 @@ from __future__ import annotations
 
 import pathlib
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import msgspec
 import pytest
+from codec_kit import CODEC, events, overwrite, store_three, text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.errors import CorruptLog
 from domain.orders import (
     ORDERS,
-    Address,
-    OrderCancelled,
-    OrderCreated,
-    OrderItem,
-    OrderItemAdded,
-    OrderItemRemoved,
     OrderShipped,
 )
-from store import Codec, EventStore, ReadBatch, RecordedEvent, StreamAppend
-
-_text = st.text(max_size=30)
-_int64 = st.integers(-(2**63), 2**63 - 1)
-_money = st.decimals(places=2, allow_nan=False, allow_infinity=False)
-_when = st.datetimes(timezones=st.just(UTC))
-_item = st.builds(OrderItem, product_id=_text, quantity=_int64, price=_money)
-_address = st.builds(Address, street=_text, city=_text, postal_code=_text, country=_text)
-_events = st.one_of(
-    st.builds(
-        OrderCreated,
-        order_id=_text,
-        customer_id=_text,
-        items=st.lists(_item, max_size=4).map(tuple),
-        shipping_address=_address,
-        created_at=_when,
-    ),
-    st.builds(OrderItemAdded, order_id=_text, product_id=_text, quantity=_int64, price=_money),
-    st.builds(OrderItemRemoved, order_id=_text, product_id=_text),
-    st.builds(OrderShipped, order_id=_text, shipped_at=_when),
-    st.builds(OrderCancelled, order_id=_text, reason=_text, cancelled_at=_when),
-)
-CODEC = Codec(ORDERS.event_types)
+from store import Codec, EventStore, RecordedEvent, StreamAppend
 
 
 @settings(max_examples=300)
-@given(event=_events, position=st.integers(1, 2**63 - 1), stream_id=_text.filter(bool))
+@given(event=events, position=st.integers(1, 2**63 - 1), stream_id=text.filter(bool))
 def test_every_order_event_round_trips_through_the_codec(
     event: msgspec.Struct, position: int, stream_id: str
 ) -> None:
@@ -68,7 +40,7 @@ def test_every_order_event_round_trips_through_the_codec(
     assert msgspec.msgpack.decode(payload, type=type(event)) == event
 
 
-def test_records_are_recorded_events_and_serialise_via_as_dict() -> None:
+def test_records_are_recordedevents_and_serialise_via_as_dict() -> None:
     event = OrderShipped(order_id="o", shipped_at=datetime(2024, 1, 1, tzinfo=UTC))
     record = CODEC.decode_record(1, CODEC.encode_record(1, "o", "order", 1, event, 5, "c"))
     assert isinstance(record, RecordedEvent)
@@ -100,26 +72,12 @@ def test_registration_needs_an_explicit_unique_string_tag() -> None:
     )
 
 
-def _store_three(path: pathlib.Path) -> EventStore:
-    store = EventStore.open(path, codec=Codec(ORDERS.event_types), durability="async")
-    event = OrderItemAdded(order_id="o", product_id="p", quantity=1, price=Decimal("1.00"))
-    store.append_batch(
-        [StreamAppend(stream_id="o", stream_type="order", expected_version=0, events=[event] * 5)]
-    )
-    return store
-
-
-def _overwrite(store: EventStore, position: int, value: bytes) -> None:
-    with store.env.begin(write=True, db=store._dbs["log"]) as txn:
-        txn.put(position.to_bytes(8, "big"), value)
-
-
 @pytest.mark.parametrize("garbage", [b"\xc1garbage", b"", b"\x92\x01", b"\x99" + b"\x00" * 9])
 def test_a_corrupt_value_raises_corrupt_log_naming_its_position(
     tmp_path: pathlib.Path, garbage: bytes
 ) -> None:
-    with _store_three(tmp_path) as store:
-        _overwrite(store, 3, garbage)
+    with store_three(tmp_path) as store:
+        overwrite(store, 3, garbage)
         with pytest.raises(CorruptLog) as caught:
             list(store.read_all())
         assert caught.value.position == 3
@@ -130,9 +88,9 @@ def test_a_corrupt_value_raises_corrupt_log_naming_its_position(
 
 
 def test_an_unknown_tag_raises_corrupt_log_naming_its_position(tmp_path: pathlib.Path) -> None:
-    with _store_three(tmp_path) as store:
+    with store_three(tmp_path) as store:
         nope = msgspec.msgpack.encode((4, "o", "order", 4, "Nope", 1, 0, "", {"type": "Nope"}))
-        _overwrite(store, 4, nope)
+        overwrite(store, 4, nope)
         with pytest.raises(CorruptLog, match="unknown event tag 'Nope'") as caught:
             list(store.read_all())
         assert caught.value.position == 4
@@ -144,7 +102,7 @@ def test_an_unknown_tag_raises_corrupt_log_naming_its_position(tmp_path: pathlib
 def test_a_codec_without_the_type_reports_every_record_as_unknown(
     tmp_path: pathlib.Path,
 ) -> None:
-    _store_three(tmp_path).close()
+    store_three(tmp_path).close()
     with EventStore.open(tmp_path, codec=Codec()) as store:
         with pytest.raises(CorruptLog, match="unknown event tag 'OrderItemAdded'") as caught:
             list(store.read_all())
@@ -152,8 +110,8 @@ def test_a_codec_without_the_type_reports_every_record_as_unknown(
 
 
 def test_a_record_stored_under_another_position_is_corrupt(tmp_path: pathlib.Path) -> None:
-    with _store_three(tmp_path) as store:
-        _overwrite(store, 2, store.read_raw(5, 1)[0][1])
+    with store_three(tmp_path) as store:
+        overwrite(store, 2, store.read_raw(5, 1)[0][1])
         with pytest.raises(CorruptLog, match="position 5") as caught:
             list(store.read_all())
         assert caught.value.position == 2
@@ -261,63 +219,3 @@ def test_stream_of_reads_the_envelope_without_the_event(codec: Codec) -> None:
     assert wrong.value.position == 8
     with pytest.raises(CorruptLog):
         codec.stream_of(7, b"\xc1garbage")
-
-
-_TAGS = sorted(CODEC.known_tags())
-
-
-@settings(max_examples=150)
-@given(
-    events=st.lists(_events, max_size=30),
-    first=st.integers(1, 2**40),
-    tags=st.sets(st.sampled_from([*_TAGS, "Other"])).map(frozenset),
-)
-def test_decoding_some_tags_returns_exactly_their_records_in_order(
-    events: list[msgspec.Struct], first: int, tags: frozenset[str]
-) -> None:
-    # A scan asked for some tags decodes only their payloads: its answer must equal the whole
-    # decode filtered, whatever the mix (none, some or every tag asked for).
-    values = [
-        CODEC.encode_record(first + i, f"s-{i % 3}", "order", i + 1, event, 5, "c")
-        for i, event in enumerate(events)
-    ]
-    every = CODEC.decode_many(first, values)
-    assert CODEC.decode_many(first, values, tags) == [r for r in every if r.tag in tags]
-    batch = CODEC.decode_batch(first, values, tags)
-    assert isinstance(batch, ReadBatch)
-    assert batch.end == first + len(values) - 1
-    assert list(batch) == [r for r in every if r.tag in tags]
-    assert CODEC.decode_batch(first, values, None) == every
-
-
-def test_a_scan_for_some_tags_leaves_the_other_payloads_undecoded(tmp_path: pathlib.Path) -> None:
-    # Position 3 (an OrderItemAdded) gets a payload no decoder accepts, its envelope intact: a
-    # scan for other tags passes it (only their payloads are decoded), one for its tag stops
-    # there with CorruptLog, and a damaged envelope stops every scan.
-    with _store_three(tmp_path) as store:
-        created = OrderCreated(
-            order_id="o2",
-            customer_id="c",
-            items=(),
-            shipping_address=Address(street="s", city="c", postal_code="p", country="x"),
-            created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        )
-        store.append_batch(
-            [
-                StreamAppend(
-                    stream_id="o2", stream_type="order", expected_version=0, events=[created]
-                )
-            ]
-        )
-        bad = msgspec.msgpack.encode((3, "o", "order", 3, "OrderItemAdded", 1, 0, "", {"x": 1}))
-        _overwrite(store, 3, bad)
-        batches = list(store.read_all(tags=frozenset({"OrderCreated"}), batch_size=4))
-        assert [[r.position for r in batch] for batch in batches] == [[], [6]]
-        assert [batch.end for batch in batches if isinstance(batch, ReadBatch)] == [4, 6]
-        with pytest.raises(CorruptLog) as caught:
-            list(store.read_all(tags=frozenset({"OrderItemAdded"})))
-        assert caught.value.position == 3
-        _overwrite(store, 2, b"\xc1garbage")
-        with pytest.raises(CorruptLog) as caught:
-            list(store.read_all(tags=frozenset({"OrderCreated"})))
-        assert caught.value.position == 2
