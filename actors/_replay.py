@@ -124,17 +124,11 @@ def store_reader(store: ProjectionLog, tags: frozenset[str] | None = None) -> Re
     With ``tags``, only records of those tags are decoded and returned; each batch is then a
     :class:`~store.ReadBatch` telling how far it read (:func:`read_batch` uses it).
     """
-    if tags is None:
 
-        def read(start: int, limit: int) -> list[RecordedEvent]:
-            return next(store.read_all(start, limit), [])
-
-        return read
-
-    def read_tags(start: int, limit: int) -> list[RecordedEvent]:
+    def read(start: int, limit: int) -> list[RecordedEvent]:
         return next(store.read_all(start, limit, tags=tags), [])
 
-    return read_tags
+    return read
 
 
 def handled_tags(views: Sequence[View]) -> frozenset[str] | None:
