@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import lmdb
 
+from actors._row_groups import RowGroup, row_groups
 from domain.errors import CorruptLog, StorageError
 from store import ParkedEvent, ProjectionLog, ReadBatch, RecordedEvent, get_logger
 from views import View
@@ -178,6 +179,53 @@ def replay_into(
     return replay_many(store, [view], until, progress, batch_size, parked_positions=parked)
 
 
+def _apply_behind(
+    store: ProjectionLog,
+    behind: Sequence[View],
+    events: Sequence[RecordedEvent],
+    start: int,
+    up_to: int,
+    *,
+    parked_positions: dict[str, set[int]] | None,
+) -> None:
+    """Apply a batch read from ``start`` up to ``up_to`` to each view still below ``up_to``."""
+    for view in behind:
+        if view.position() >= up_to:
+            continue
+        fresh = (
+            events
+            if view.position() < start
+            else [event for event in events if event.position > view.position()]
+        )
+        reparked = (
+            None if parked_positions is None else parked_positions.setdefault(view.name, set())
+        )
+        apply_safely(store, view, fresh, up_to, reparked)
+
+
+def _feed_groups(
+    store: ProjectionLog,
+    groups: list[RowGroup],
+    plain: list[View],
+    fresh: Sequence[RecordedEvent],
+    up_to: int,
+    *,
+    parked_positions: dict[str, set[int]] | None,
+) -> int:
+    """Fold ``fresh`` into every group; a group grown too big loads and joins ``plain``.
+
+    Returns ``up_to``, the position the groups have now folded up to.
+    """
+    for group in groups:
+        group.feed(store, fresh, parked_positions)
+    for group in [group for group in groups if group.full]:
+        # Too many keys to hold: write them, then go on event by event.
+        group.load(up_to)
+        groups.remove(group)
+        plain.extend(group.views)
+    return up_to
+
+
 def replay_many(
     store: ProjectionLog,
     views: Sequence[View],
@@ -191,33 +239,41 @@ def replay_many(
 
     Each batch is read and decoded once and handed to every view still behind (a rebuild of all
     views costs one decode of the log, not one per view). Views may start at different
-    positions; each gets only what it lacks. Positions parked on the way are collected per view
-    in ``parked_positions`` when given.
+    positions; each gets only what it lacks. Empty views sharing a row fold (the order views)
+    fold the scan into one row per key and write each row once at the end (see
+    :mod:`actors._row_groups`). Positions parked on the way are collected per view in
+    ``parked_positions`` when given.
     """
     # Only the tags these views handle are decoded: a view skips the others anyway.
     read = store_reader(store, handled_tags(views))
+    groups = row_groups(views)
+    grouped = {id(view) for group in groups for view in group.views}
+    plain = [view for view in views if id(view) not in grouped]
+    folded = 0  # the position the groups have folded up to
     done = 0
     while True:
-        behind = [view for view in views if view.position() < until]
-        if not behind:
-            return done
-        start = min(view.position() for view in behind) + 1
-        leader = next(view for view in behind if view.position() + 1 == start)
-        events, up_to, _ = read_batch(read, leader, start, min(batch_size, until - start + 1))
+        behind = [view for view in plain if view.position() < until]
+        starts = [view.position() + 1 for view in behind]
+        if groups and folded < until:
+            starts.append(folded + 1)
+        if not starts:
+            break
+        start = min(starts)
+        leader = next((view for view in behind if view.position() + 1 == start), None)
+        events, up_to, _ = read_batch(
+            read, leader or groups[0].views[0], start, min(batch_size, until - start + 1)
+        )
         if up_to < start:
-            return done
-        for view in behind:
-            if view.position() >= up_to:
-                continue
-            fresh = (
-                events
-                if view.position() < start
-                else [event for event in events if event.position > view.position()]
+            break
+        _apply_behind(store, behind, events, start, up_to, parked_positions=parked_positions)
+        if groups and folded < up_to:
+            fresh = events if folded < start else [e for e in events if e.position > folded]
+            folded = _feed_groups(
+                store, groups, plain, fresh, up_to, parked_positions=parked_positions
             )
-            reparked = (
-                None if parked_positions is None else parked_positions.setdefault(view.name, set())
-            )
-            apply_safely(store, view, fresh, up_to, reparked)
         done += up_to - start + 1  # positions passed: records of other tags count too
         if progress is not None:
             progress(done)
+    for group in groups:
+        group.load(folded)
+    return done

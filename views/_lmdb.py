@@ -43,7 +43,17 @@ from views._lmdb_bulk import BULK_ROWS, BulkRows
 from views._lmdb_keys import KEY_LAYOUT, parse_version_record, version_record
 from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db, LmdbStorage
 from views._row_cache import CachedStorage, NeedsLmdb, RowCache
-from views._view import Backend, ReadModel, View, check_query, check_up_to, model_version
+from views._view import (
+    Backend,
+    ReadModel,
+    Storage,
+    View,
+    check_query,
+    check_up_to,
+    model_version,
+    row_fold_of,
+    row_writer,
+)
 
 __all__ = ["LmdbView"]
 
@@ -82,6 +92,7 @@ class LmdbView:
         # A read model may ask for a projector of its own (see ReadModel): slow applies of it
         # then never hold the other views back.
         self.isolated = bool(getattr(model, "isolated", False))
+        self.row_fold = row_fold_of(model)
         self._model = model
         self._store = store
         self._slots_db: Db = store.open_db(SLOTS_DB)
@@ -199,19 +210,42 @@ class LmdbView:
         target = max(current, up_to)
         if not fresh and target == current:
             return
-        if self._bulk is not None:  # a shadow: into its rows kept in memory
+        self._commit(self._model.apply, fresh, target, events=True)
+
+    def load_rows(self, rows: Sequence[Any], up_to: int) -> None:
+        """Write rows folded by a rebuild's :attr:`row_fold`; set the checkpoint to ``up_to``.
+
+        Raises:
+            TypeError: The read model has no ``row_fold``.
+        """
+        self._check_open()
+        apply_row = row_writer(self.name, self._model)
+        self._commit(apply_row, rows, max(self._position, up_to), events=False)
+
+    def _commit(
+        self,
+        apply: Callable[[Storage, Any], None],
+        items: Sequence[Any],
+        target: int,
+        *,
+        events: bool,
+    ) -> None:
+        """Write ``items`` (events, or rows a rebuild folded) through ``apply``, at ``target``.
+
+        A shadow keeps them in its rows in memory (see :mod:`views._lmdb_bulk`); a live view
+        commits them with the checkpoint in one write transaction.
+        """
+        if self._bulk is not None:
             try:
-                self._bulk.run(fresh, target)
+                if events:
+                    self._bulk.run(items, target)
+                else:
+                    self._bulk.load(items, target, apply)
             finally:
                 self._position = self._bulk.position  # the last event applied, if one raised
             return
-        db, key, store, cache = (
-            self._slot_dbs[self._slot],
-            self._checkpoint_key,
-            self._store,
-            self._cache,
-        )
-        changes = compute(store, db, self._model.apply, fresh, cache)
+        db, key, store = self._slot_dbs[self._slot], self._checkpoint_key, self._store
+        changes = compute(store, db, apply, items, self._cache)
 
         def run(txn: lmdb.Transaction) -> None:
             # Re-run from scratch by store.write after a map growth: it only writes through txn.

@@ -15,7 +15,7 @@ from typing import Any, Final, Generic, TypeVar, cast
 import lmdb
 import msgspec
 
-from store import RecordedEvent, ViewStore, last_key_under
+from store import ViewStore, last_key_under
 from views._lmdb_keys import pack, unpack
 from views._lmdb_storage import Db
 from views._lmdb_storage import row_decoder as _decoder
@@ -30,6 +30,7 @@ __all__ = ["BatchChanges", "BatchIndex", "commit", "compute"]
 # plain storage queries use and the key and decoder helpers both flavours share.
 
 V = TypeVar("V")
+T = TypeVar("T")  # what a batch applies: recorded events, or rows a rebuild folded
 
 _encode = msgspec.msgpack.encode  # the same function views._lmdb_storage's plain tables use
 _MISSING: Final = object()
@@ -291,8 +292,8 @@ class _BatchStorage:
 def compute(
     store: ViewStore,
     db: Db,
-    apply: Callable[[Storage, RecordedEvent], None],
-    records: Sequence[RecordedEvent],
+    apply: Callable[[Storage, T], None],
+    records: Sequence[T],
     cache: RowCache | None = None,
 ) -> BatchChanges:
     """Run ``apply`` over ``records`` against a read snapshot; return the changes to write.
@@ -300,8 +301,8 @@ def compute(
     Args:
         store: The views store.
         db: The view's slot.
-        apply: The read model's ``apply``.
-        records: The batch.
+        apply: The read model's ``apply`` (or its ``apply_row``, for rows a rebuild folded).
+        records: The batch (or the rows).
         cache: The slot's committed rows kept decoded (see :mod:`views._row_cache`), read here;
             the caller records the batch in it once the batch is committed.
     """

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -27,7 +27,16 @@ from store import RecordedEvent, get_logger
 from views._chunked import Parts
 from views._memory_codec import IndexEntries, TableRows, decode_rows, decode_state, encode_state
 from views._snapshot_file import decode_snapshot, frame_snapshot
-from views._view import Backend, ReadModel, View, check_query, check_up_to, model_version
+from views._view import (
+    Backend,
+    ReadModel,
+    View,
+    check_query,
+    check_up_to,
+    model_version,
+    row_fold_of,
+    row_writer,
+)
 
 __all__ = ["MemoryView"]
 
@@ -159,6 +168,7 @@ class MemoryView:
         # A read model may ask for a projector of its own (see ReadModel): slow applies of it
         # then never hold the other views back.
         self.isolated = bool(getattr(model, "isolated", False))
+        self.row_fold = row_fold_of(model)
         self._model = model
         self._lock = threading.Lock()  # guards _state
         self._gate = threading.Lock()  # the writer's turnstile: readers pass it before _lock
@@ -205,6 +215,20 @@ class MemoryView:
         self._check_open()
         with self._gate, self._lock:
             self._model.apply(self._state, event)
+
+    def load_rows(self, rows: Iterable[Any], up_to: int) -> None:
+        """Write rows folded by a rebuild's :attr:`row_fold`, then move the position to ``up_to``.
+
+        Raises:
+            TypeError: The read model has no ``row_fold``.
+        """
+        self._check_open()
+        apply_row = row_writer(self.name, self._model)
+        with self._gate, self._lock:
+            state = self._state
+            for row in rows:
+                apply_row(state, row)
+            state.position = max(state.position, up_to)
 
     def validate(self, query: object) -> None:
         """Raise InvalidQuery if this view does not answer ``query`` or its read model refuses it.

@@ -37,6 +37,7 @@ __all__ = [
     "RowLine",
     "evolve",
     "haystack",
+    "micros",
     "row_matcher",
     "shared_evolve",
     "texts_of",
@@ -113,7 +114,8 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 
 
-def _micros(moment: datetime) -> int:
+def micros(moment: datetime) -> int:
+    """Return ``moment`` in microseconds since the epoch (a naive time is taken as UTC)."""
     # A naive time is taken as UTC (the domain only makes aware ones): it must not break a sort.
     aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return (aware - _EPOCH) // _MICROSECOND
@@ -200,7 +202,7 @@ def evolve(row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
             shipped_at=None,
             position=position,
             lines=tuple(map(_line, event.items)),
-            created_us=_micros(event.created_at),
+            created_us=micros(event.created_at),
         )
     if row is None:
         tag = type(event).__struct_config__.tag

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 import msgspec
@@ -27,13 +27,14 @@ import msgspec
 from domain.errors import EngineClosed
 from store import RecordedEvent, get_logger
 from views._chunked import Parts, array_header, encode_array
+from views._order_fold import ORDER_FOLD
 from views._order_rows import ORDER_TAGS, OrderRow
 from views._order_types import OrderView, Page, SearchOrders, validate_query
 from views._search_index import SearchIndex, finish
 from views._search_postings import decode_grams, encode_grams
 from views._search_texts import build_owners
 from views._snapshot_file import decode_snapshot, frame_snapshot
-from views._view import Backend, View, check_query_type, check_up_to
+from views._view import Backend, RowFold, View, check_query_type, check_up_to
 
 __all__ = ["SearchView"]
 
@@ -82,6 +83,7 @@ class SearchView:
     def __init__(self, name: str = "order_search", *, skip_unknown: bool = False) -> None:
         self.name = name
         self.tags: frozenset[str] | None = ORDER_TAGS
+        self.row_fold: RowFold | None = ORDER_FOLD  # a rebuild folds the rows, then loads them
         self.skip_unknown = skip_unknown
         self._lock = threading.Lock()  # guards _index and _position
         self._owners_for: SearchIndex | None = None  # the index whose owners build started
@@ -140,6 +142,20 @@ class SearchView:
         self._check_open()
         with self._gate, self._lock:
             self._index.fold(event)
+
+    def load_rows(self, rows: Iterable[OrderRow], up_to: int) -> None:
+        """Put rows folded by a rebuild's :attr:`row_fold`, then move the position to ``up_to``.
+
+        The orderings are synced here, on the rebuild's thread, not by the first query.
+        """
+        self._check_open()
+        with self._gate, self._lock:
+            self._check_open()
+            index = self._index
+            for row in rows:
+                index.put_row(row)
+            index.sync()
+            self._position = max(self._position, up_to)
 
     def query(self, query: object) -> Page[OrderView]:
         """Answer a :class:`SearchOrders` from a consistent state (no half-applied event).

@@ -183,6 +183,17 @@ class SearchIndex:
         # The model computes first and writes last: if it raises, the rows are untouched, and
         # nothing below runs.
         self._model.apply(self._storage, record)
+        self._indexed_row(order_id, old)
+
+    def put_row(self, row: OrderRow) -> None:
+        """Put an order's row folded by a rebuild (see :class:`~views._view.RowFold`)."""
+        order_id = row.order_id
+        old = self.rows.get(order_id)
+        self._model.apply_row(self._storage, row)  # gives it its search text
+        self._indexed_row(order_id, old)
+
+    def _indexed_row(self, order_id: str, old: OrderRow | None) -> None:
+        """Index the order's new row (``old`` before it) by its texts and status."""
         new = self.rows[order_id]
         self._ids.index_row(order_id, old, new)
         status = new.status

@@ -15,8 +15,8 @@ memory backend relies on it so that an event that raises leaves no partial effec
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Literal, Protocol, TypeVar, runtime_checkable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from domain.errors import InvalidQuery
 from store import RecordedEvent
@@ -25,6 +25,7 @@ __all__ = [
     "Backend",
     "Index",
     "ReadModel",
+    "RowFold",
     "Storage",
     "Table",
     "View",
@@ -32,6 +33,8 @@ __all__ = [
     "check_query_type",
     "check_up_to",
     "model_version",
+    "row_fold_of",
+    "row_writer",
 ]
 
 Backend = Literal["memory", "lmdb"]
@@ -105,7 +108,10 @@ class ReadModel(Protocol):
     ``"lmdb"``) when ``view_backends`` does not say; ``version`` (int, default 1) to bump when
     the rows' shape changes (older memory snapshots are then ignored, and an LMDB view kept by
     another version is emptied and replayed from the log at open); ``skip_unknown = True`` to
-    skip undecodable events (counted); ``isolated = True`` for a projector of its own.
+    skip undecodable events (counted); ``isolated = True`` for a projector of its own;
+    ``row_fold`` (a :class:`RowFold`) with ``apply_row(storage, row)`` for a model whose state
+    is a function of one row per key, which lets a rebuild fold the rows first and write each
+    once (see :class:`RowFold`).
 
     Attributes:
         name: The view's name (also its checkpoint key and sub-database name in LMDB).
@@ -127,6 +133,36 @@ class ReadModel(Protocol):
 
     def query(self, storage: Storage, query: object) -> object:
         """Answer ``query`` (already validated) from ``storage``."""
+        ...
+
+
+class RowFold(Protocol):
+    """How a rebuild folds the log into one row per key, before any view writes a row.
+
+    A read model whose every effect on its storage is a function of the current row of each
+    key (the order views: of each order's row) may declare ``row_fold`` and
+    ``apply_row(storage, row)``: writing a key's final row must leave the storage as applying
+    the key's events one by one would (``apply_row`` reads the key's stored row itself, if it
+    needs the old one). A rebuild then folds each event into a plain state per key, the
+    cheapest step there is, and each view writes each row once: an order of 20 events costs
+    its views one write and one index update instead of twenty. Views whose models share the
+    same ``row_fold`` object share the fold. Folding is internal to a rebuild: the live path
+    still applies event by event.
+    """
+
+    def fold(
+        self, states: dict[str, Any], records: Sequence[RecordedEvent]
+    ) -> list[tuple[RecordedEvent, Exception]]:
+        """Fold ``records`` in order into ``states`` (key -> this fold's state of it).
+
+        Returns:
+            The records that cannot be folded (a poison event), each with its error; each
+            leaves ``states`` as it was before it (the rebuild parks it and goes on).
+        """
+        ...
+
+    def rows(self, states: dict[str, Any]) -> Iterable[Any]:
+        """Return the row of every state, in the order the keys first appeared."""
         ...
 
 
@@ -247,3 +283,21 @@ def model_version(model: object) -> int:
         name = getattr(model, "name", "?")
         raise TypeError(f"read model {name!r}: version must be an int, not {version!r}")
     return version
+
+
+def row_fold_of(model: object) -> RowFold | None:
+    """Return a read model's ``row_fold`` if it also has ``apply_row`` (see :class:`RowFold`)."""
+    fold = getattr(model, "row_fold", None)
+    return fold if fold is not None and callable(getattr(model, "apply_row", None)) else None
+
+
+def row_writer(name: str, model: object) -> Callable[[Storage, Any], None]:
+    """Return a read model's ``apply_row``.
+
+    Raises:
+        TypeError: The model has no ``row_fold`` and ``apply_row`` (a rebuild bug).
+    """
+    if row_fold_of(model) is None:
+        raise TypeError(f"view {name!r}: its read model has no row_fold and apply_row")
+    apply_row: Callable[[Storage, Any], None] = getattr(model, "apply_row")  # noqa: B009 - typed
+    return apply_row
