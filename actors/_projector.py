@@ -27,6 +27,7 @@ import msgspec
 import pykka
 
 from actors._backoff import VIEW_RETRY, Backoff, RetryTimers
+from actors._folding import Folding
 from actors._messages import (
     CatchUp,
     HeadAdvanced,
@@ -156,9 +157,13 @@ class Projector(Supervised, pykka.ThreadingActor):
         self._timers = RetryTimers(self._retry_due)
         self.fault_seam = fault_seam
         self._failures = 0  # handler failures in a row (not a view's): paces the resumption
+        self._folding = Folding(())  # set at start (see on_start)
 
     def on_start(self) -> None:
         """Start catching up from every view's checkpoint."""
+        # Views with no rows yet that share a row fold catch up as a rebuild does (after any
+        # snapshot was restored: a restored view is not at 0).
+        self._folding = Folding([progress.view for progress in self._progress.values()])
         now = time.monotonic()
         for progress in self._progress.values():
             if progress.view.position() < self._head:
@@ -243,8 +248,9 @@ class Projector(Supervised, pykka.ThreadingActor):
         head = max(self._head, self._store.head())
         self._head = head
         advanced: dict[str, int] = {}
-        behind = False
-        order = list(self._progress.values())
+        folding = self._fold_step(head, advanced)
+        behind = bool(folding)
+        order = [p for p in self._progress.values() if p.view.name not in folding]
         wanted = self._wanted
         if wanted is not None:
             order.sort(key=lambda p: not wanted(p.view.name))  # views queries wait for first
@@ -271,6 +277,22 @@ class Projector(Supervised, pykka.ThreadingActor):
         if behind:
             self._schedule()
 
+    def _fold_step(self, head: int, advanced: dict[str, int]) -> frozenset[str]:
+        """Fold a batch for the views catching up from 0 (see :mod:`actors._folding`).
+
+        Returns the names of the views still folding: they are not stepped event by event.
+        """
+        folding = self._folding.names()
+        if not folding:
+            return folding
+        loaded, skipped = self._folding.step(self._store, self._read, head, self._batch_size)
+        for name, count in skipped.items():
+            self._progress[name].skipped += count
+        for view in loaded:
+            advanced[view.name] = view.position()
+            self._tell_router({view.name: view.position()})
+        return self._folding.names()
+
     def _serve_wanted(self, advanced: dict[str, int]) -> None:
         """Between two views of a step, bring the views queries wait for up to the newest head.
 
@@ -284,10 +306,12 @@ class Projector(Supervised, pykka.ThreadingActor):
         if wanted is None or not (self._waiting is None or self._waiting()):
             return
         head = self._store.head()
+        folding = self._folding.names()
         for progress in self._progress.values():
             name = progress.view.name
             if (
                 wanted(name)
+                and name not in folding
                 and progress.runnable
                 and progress.view.position() < head
                 and self._try_step(progress, head, advanced)
@@ -410,6 +434,7 @@ class Projector(Supervised, pykka.ThreadingActor):
     def _swap(self, message: Swap) -> int:
         progress = self._progress[message.view]
         view = progress.view
+        self._folding.drop(view.name)  # its rebuilt copy replaces it, rows and all
         reparked = set(message.reparked)
         replay_into(self._store, message.shadow, view.position(), parked_positions=reparked)
         view.adopt(message.shadow)
@@ -426,6 +451,8 @@ class Projector(Supervised, pykka.ThreadingActor):
         return position
 
     def _retry(self, name: str, position: int) -> bool:
+        if name in self._folding.names():
+            return False  # no rows yet to apply it to: it stays parked until the view loads
         view = self._progress[name].view
         parked = [p for p in self._store.parked(name) if p.position == position]
         if not parked:

@@ -84,10 +84,15 @@ class RowGroup:
             if parked_positions is not None:
                 parked_positions.setdefault(view.name, set()).add(record.position)
 
-    def load(self, up_to: int) -> None:
-        """Have every view write each key's row and move to ``up_to``; forget the states."""
+    def take_rows(self) -> list[Any]:
+        """Return every key's row, in the order the keys first appeared; forget the states."""
         rows = list(self.fold.rows(self._states))
         self._states = {}
+        return rows
+
+    def load(self, up_to: int) -> None:
+        """Have every view write each key's row and move to ``up_to``; forget the states."""
+        rows = self.take_rows()
         for view in self.views:
             view.load_rows(rows, up_to)  # type: ignore[attr-defined]  # checked by row_groups
 

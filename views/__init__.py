@@ -14,7 +14,7 @@ from views._lmdb import LmdbView
 from views._memory import MemoryView
 from views._reader import ViewReader
 from views._routes import QueryRoutes
-from views._view import Backend, Index, ReadModel, Storage, Table, View
+from views._view import Backend, Index, ReadModel, RowFold, Storage, Table, View
 
 __all__ = [
     "Backend",
@@ -24,6 +24,7 @@ __all__ = [
     "MemoryView",
     "QueryRoutes",
     "ReadModel",
+    "RowFold",
     "Storage",
     "Table",
     "View",

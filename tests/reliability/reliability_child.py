@@ -43,7 +43,7 @@ from reliability_kit import STEPS, command_for, command_id
 
 import views._snapshot_file as snapshot_file
 from actors import CommandResult, Engine, LogLocked
-from views import ViewReader
+from views import LmdbView, ViewReader
 from views.orders import GetOrderById, GetOrderStats
 
 _print_lock = threading.Lock()
@@ -119,6 +119,28 @@ def project(path: str) -> None:
             break
         threading.Event().wait(0.0005)
     emit("CAUGHT")
+    sys.stdin.read()
+
+
+def foldkill(path: str) -> None:
+    """Let LMDB views at 0 fold the log; block before the second view loads its rows."""
+    loads = 0
+    load_rows = LmdbView.load_rows
+
+    def blocking(view: LmdbView, rows: Any, up_to: int) -> None:
+        nonlocal loads
+        loads += 1
+        if loads == 2:
+            emit("BLOCKED")
+            threading.Event().wait()  # until killed
+        load_rows(view, rows, up_to)
+
+    LmdbView.load_rows = blocking  # type: ignore[method-assign, assignment]
+    backends: Any = dict.fromkeys(
+        ("order_details", "customer_orders", "order_search", "order_stats"), "lmdb"
+    )
+    Engine.open(path, view_backends=backends)
+    emit("READY")
     sys.stdin.read()
 
 
@@ -255,28 +277,29 @@ def viewreader(path: str) -> None:
                 emit("STATS", stats.total_orders)
 
 
+# The modes that take the data directory alone.
+_PATH_MODES: dict[str, Any] = {
+    "project": project,
+    "foldkill": foldkill,
+    "reader": reader,
+    "holdenv": holdenv,
+    "hold": hold,
+    "rebuild": rebuild,
+    "tryopen": tryopen,
+    "viewreader": viewreader,
+}
+
+
 def main() -> None:
     """Configure logging to stderr (stdout carries data only) and run the mode."""
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
     mode, path, *args = sys.argv[1:]
     if mode == "write":
         write(path, args[0], args[1], int(args[2]))
-    elif mode == "project":
-        project(path)
-    elif mode == "reader":
-        reader(path)
-    elif mode == "holdenv":
-        holdenv(path)
-    elif mode == "hold":
-        hold(path)
-    elif mode == "rebuild":
-        rebuild(path)
     elif mode == "snapshot":
         snapshot(path, *args)
-    elif mode == "tryopen":
-        tryopen(path)
-    elif mode == "viewreader":
-        viewreader(path)
+    elif mode in _PATH_MODES:
+        _PATH_MODES[mode](path)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

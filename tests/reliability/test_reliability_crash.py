@@ -1,8 +1,8 @@
 """Crashes: real child processes SIGKILLed at random moments, then the data directory reopened.
 
 Faults covered: kill -9 under write load (sync and async durability), kill -9 while the views
-catch up on a large log, duplicate commands re-sent after a crash, and reader slots of killed
-processes.
+catch up on a large log (event by event, and loading the rows folded from 0), duplicate commands
+re-sent after a crash, and reader slots of killed processes.
 """
 
 from __future__ import annotations
@@ -82,21 +82,53 @@ def test_lmdb_views_resume_from_their_checkpoint_after_a_kill_mid_catch_up(
 ) -> None:
     path = tmp_path / "data"
     with EventStore.open(path, codec=Codec(ORDERS.event_types), durability="async") as store:
+        first = write_orders(store, "small", 100)
+    # The views hold rows first (views at 0 fold the whole log and load it at once, see the
+    # next test): the big catch-up below then goes event by event, checkpoint by checkpoint.
+    with Engine.open(path, view_backends=ALL_LMDB) as engine:  # type: ignore[arg-type]
+        assert engine.wait_for_views(first, timeout=60)
+    with EventStore.open(path, codec=Codec(ORDERS.event_types), durability="async") as store:
         head = write_orders(store, "big", 6000)
     with Child("project", str(path)) as child:
         child.expect("READY")
         while True:
             position, _ = map(int, child.expect("POS"))
-            if 0 < position < head:
+            if first < position < head:
                 break
         child.kill()
     with ViewStore.open(path / "views", head=head) as views:
         saved = views.checkpoint("order_stats")
         assert views.recovered == ""  # a process crash: the page cache kept every view write
-    assert 0 < saved < head, "the kill must land while the views are catching up"
+    assert first < saved < head, "the kill must land while the views are catching up"
     with Engine.open(path, view_backends=ALL_LMDB) as engine:  # type: ignore[arg-type]
         # It resumes from its checkpoint: no replay from 0, so nothing is counted twice.
         assert engine.status().views["order_stats"].position >= saved
+        model = check_log(engine.store)
+        assert engine.wait_for_views(timeout=60)
+        assert engine.query(GetOrderStats()) == model.stats()
+        check_views_match_rebuild(engine, model)
+
+
+def test_a_kill_while_views_load_their_folded_rows_skips_nothing_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    # Views at 0 catch up as a rebuild does: the log folded into rows, then each view writes
+    # them with its checkpoint in one transaction. The child is killed with one view loaded
+    # and the others blocked before theirs (a fault-injecting wrapper around the real load).
+    path = tmp_path / "data"
+    with EventStore.open(path, codec=Codec(ORDERS.event_types), durability="async") as store:
+        head = write_orders(store, "fold", 2000)
+    with Child("foldkill", str(path)) as child:
+        child.expect("READY")
+        child.expect("BLOCKED")
+        child.kill()
+    with ViewStore.open(path / "views", head=head) as views:
+        saved = sorted(views.checkpoint(name) for name in ALL_LMDB)
+        assert views.recovered == ""
+    assert saved == [0, 0, 0, head], "one view loaded, the others not yet"
+    with Engine.open(path, view_backends=ALL_LMDB) as engine:  # type: ignore[arg-type]
+        positions = sorted(view.position for view in engine.status().views.values())
+        assert positions[-1] == head  # the loaded view resumes at the head: no second fold
         model = check_log(engine.store)
         assert engine.wait_for_views(timeout=60)
         assert engine.query(GetOrderStats()) == model.stats()
