@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 import lmdb
+from hypothesis import strategies as st
 
 from actors import CommandResult, Engine
 from domain.errors import AggregateNotFound, CommandRejected
@@ -351,6 +352,21 @@ def run_steps(engine: Engine, model: OrderModel, steps: Iterable[Sequence[int]])
         command = command_from(step, order_ids)
         if run(engine, model, command) is not None and isinstance(command, CreateOrder):
             order_ids.append(command.order_id)
+
+
+steps = st.lists(
+    st.tuples(
+        st.integers(0, 4),
+        st.integers(0, 30),
+        st.integers(0, 3),
+        st.integers(0, 4),
+        st.integers(1, 3),
+        st.integers(0, 11),
+    ),
+    min_size=1,
+    max_size=40,
+)
+"""Generated steps (see :func:`command_from`): a short random history of orders."""
 
 
 def random_steps(seed: int, count: int) -> list[tuple[int, int, int, int, int, int]]:

@@ -7,14 +7,12 @@ from typing import Any
 
 import pytest
 from readside_kit import WAIT, OrderModel, assert_answers, random_steps, run_steps
-from test_projector import Mystery
+from test_projector import write_mystery_event
 from waiting import wait_until
 
 from actors import Engine
 from actors._folding import Folding
 from actors._row_groups import RowGroup
-from domain.orders import ORDERS
-from store import Codec, EventStore, StreamAppend
 from views import MemoryView
 from views.orders import OrderDetailsModel, order_views
 
@@ -64,20 +62,7 @@ def test_views_at_zero_fold_the_log_and_answer_as_a_replay_would(
 
 def test_a_corrupt_record_ends_the_fold_and_the_views_stall_before_it(tmp_path: Path) -> None:
     model = _written_without_views(tmp_path, 60)
-    codec = Codec([*ORDERS.event_types, Mystery])
-    with EventStore.open(tmp_path, codec=codec) as store:
-        (committed,) = store.append_batch(
-            [
-                StreamAppend(
-                    stream_id="mystery-1",
-                    stream_type="mystery",
-                    expected_version=0,
-                    events=[Mystery(note="from a newer version")],
-                )
-            ]
-        )
-        assert not isinstance(committed, Exception)
-        bad = committed.last_position
+    bad = write_mystery_event(tmp_path)
     with Engine.open(tmp_path) as engine:
         assert wait_until(lambda: all(s.error for s in engine.status().views.values()))
         for stalled in engine.status().views.values():

@@ -14,7 +14,6 @@ from typing import Any, Literal
 import pytest
 from engine_kit import COUNTER, Increment
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from readside_kit import (
     WAIT,
     GatedView,
@@ -28,6 +27,7 @@ from readside_kit import (
     random_steps,
     run,
     run_steps,
+    steps,
 )
 from waiting import wait_until
 
@@ -50,19 +50,6 @@ from views.orders import (
 
 VIEW_NAMES = ("order_details", "customer_orders", "order_search", "order_stats")
 ALL_MEMORY: dict[str, Literal["memory", "lmdb"]] = dict.fromkeys(VIEW_NAMES, "memory")
-
-steps = st.lists(
-    st.tuples(
-        st.integers(0, 4),
-        st.integers(0, 30),
-        st.integers(0, 3),
-        st.integers(0, 4),
-        st.integers(1, 3),
-        st.integers(0, 11),
-    ),
-    min_size=1,
-    max_size=40,
-)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,8 +11,7 @@ from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from readside_kit import OrderModel, StepClock, answers, create, run_steps
+from readside_kit import OrderModel, StepClock, answers, create, run_steps, steps
 
 import actors._rebuild as rebuild_module
 import actors._row_groups as row_groups_module
@@ -26,19 +25,6 @@ from views.orders import GetOrderById, GetOrderStats, SearchOrders, order_views
 
 VIEW_NAMES = ("order_details", "customer_orders", "order_search", "order_stats")
 Backend = Literal["memory", "lmdb"]
-
-steps = st.lists(
-    st.tuples(
-        st.integers(0, 4),
-        st.integers(0, 30),
-        st.integers(0, 3),
-        st.integers(0, 4),
-        st.integers(1, 3),
-        st.integers(0, 11),
-    ),
-    min_size=1,
-    max_size=40,
-)
 
 
 @pytest.mark.parametrize("backend", ["memory", "lmdb"])
