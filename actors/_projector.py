@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import msgspec
 import pykka
 
 from actors._backoff import VIEW_RETRY, Backoff, RetryTimers
@@ -41,10 +40,11 @@ from actors._messages import (
 from actors._progress import Failure, Progress, ViewStatus
 from actors._replay import (
     Reader,
+    adopt_shadow,
     apply_safely,
     handled_tags,
     read_batch,
-    replay_into,
+    retry_parked,
     store_reader,
 )
 from actors._supervision import FaultSeam, Supervised
@@ -432,20 +432,9 @@ class Projector(Supervised, pykka.ThreadingActor):
         self._schedule()
 
     def _swap(self, message: Swap) -> int:
-        progress = self._progress[message.view]
-        view = progress.view
+        view = self._progress[message.view].view
         self._folding.drop(view.name)  # its rebuilt copy replaces it, rows and all
-        reparked = set(message.reparked)
-        replay_into(self._store, message.shadow, view.position(), parked_positions=reparked)
-        view.adopt(message.shadow)
-        position = view.position()
-        # A parked event the new copy applied fine must not stay parked: a later retry_parked
-        # would apply it a second time (double counting). Done here, between two batches, so
-        # no live apply can park anything meanwhile.
-        for parked in self._store.parked(view.name):
-            if parked.position <= position and parked.position not in reparked:
-                self._store.unpark(view.name, parked.position)
-                log.info("parked_cleared_by_rebuild", view=view.name, position=parked.position)
+        position = adopt_shadow(self._store, view, message.shadow, set(message.reparked))
         if self._router is not None:
             self._router.tell(ViewAdvanced({view.name: position}))
         return position
@@ -453,27 +442,4 @@ class Projector(Supervised, pykka.ThreadingActor):
     def _retry(self, name: str, position: int) -> bool:
         if name in self._folding.names():
             return False  # no rows yet to apply it to: it stays parked until the view loads
-        view = self._progress[name].view
-        parked = [p for p in self._store.parked(name) if p.position == position]
-        if not parked:
-            return False
-        events = next(self._store.read_all(position, 1), [])
-        if not events or events[0].position != position:
-            return False
-        try:
-            view.reapply(events[0])
-        except Exception as error:  # noqa: BLE001 - still poison: it stays parked, with the new error
-            # Contract: retry_parked returns False unless it applied and unparked. Raising the
-            # read model's error out of the ask would also hide that the event is still parked.
-            log.warning("parked_retry_failed", view=name, position=position)
-            self._store.park(
-                msgspec.structs.replace(
-                    parked[0],
-                    error=repr(error),
-                    attempts=parked[0].attempts + 1,
-                    parked_at=time.time_ns(),
-                )
-            )
-            return False
-        self._store.unpark(name, position)
-        return True
+        return retry_parked(self._store, self._progress[name].view, position)

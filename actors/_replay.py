@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import lmdb
+import msgspec
 
 from actors._row_groups import RowGroup, row_groups
 from domain.errors import CorruptLog, StorageError
@@ -27,11 +28,13 @@ __all__ = [
     "RETRIES",
     "STORAGE_ERRORS",
     "Reader",
+    "adopt_shadow",
     "apply_safely",
     "handled_tags",
     "read_batch",
     "replay_into",
     "replay_many",
+    "retry_parked",
     "store_reader",
 ]
 
@@ -277,3 +280,57 @@ def replay_many(
     for group in groups:
         group.load(folded)
     return done
+
+
+def adopt_shadow(store: ProjectionLog, view: View, shadow: View, reparked: set[int]) -> int:
+    """Catch ``shadow`` (a rebuilt copy) up with ``view``, have ``view`` adopt it; return where.
+
+    A parked event the new copy applied fine is unparked: a later ``retry_parked`` would apply
+    it a second time (double counting). The projector calls it between two of its batches, so
+    no live apply can park anything meanwhile.
+
+    Args:
+        store: The log.
+        view: The live view.
+        shadow: Its rebuilt copy.
+        reparked: The positions the rebuild parked for this view (more are added here).
+    """
+    replay_into(store, shadow, view.position(), parked_positions=reparked)
+    view.adopt(shadow)
+    position = view.position()
+    for parked in store.parked(view.name):
+        if parked.position <= position and parked.position not in reparked:
+            store.unpark(view.name, parked.position)
+            log.info("parked_cleared_by_rebuild", view=view.name, position=parked.position)
+    return position
+
+
+def retry_parked(store: ProjectionLog, view: View, position: int) -> bool:
+    """Apply the event parked for ``view`` at ``position`` again; True if it applied now.
+
+    Still poison, it stays parked with the new error (and one more attempt); False then, as
+    when nothing is parked there.
+    """
+    parked = [p for p in store.parked(view.name) if p.position == position]
+    if not parked:
+        return False
+    events = next(store.read_all(position, 1), [])
+    if not events or events[0].position != position:
+        return False
+    try:
+        view.reapply(events[0])
+    except Exception as error:  # noqa: BLE001 - still poison: it stays parked, with the new error
+        # Contract: retry_parked returns False unless it applied and unparked. Raising the
+        # read model's error out of the ask would also hide that the event is still parked.
+        log.warning("parked_retry_failed", view=view.name, position=position)
+        store.park(
+            msgspec.structs.replace(
+                parked[0],
+                error=repr(error),
+                attempts=parked[0].attempts + 1,
+                parked_at=time.time_ns(),
+            )
+        )
+        return False
+    store.unpark(view.name, position)
+    return True
