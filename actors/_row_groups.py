@@ -101,16 +101,19 @@ def row_groups(views: Sequence[View]) -> list[RowGroup]:
     """Return the groups of ``views`` a rebuild folds by rows: empty views sharing a fold.
 
     A view joins a group when it has a ``row_fold`` (its read model declares one, see
-    :class:`~views._view.RowFold`) and a ``load_rows`` method, and is at position 0.
+    :class:`~views._view.RowFold`) and a ``load_rows`` method, and is at position 0; a group's
+    views share their fold and their ``skip_unknown``.
     """
-    groups: dict[int, RowGroup] = {}
+    groups: dict[tuple[int, bool], RowGroup] = {}
     for view in views:
         fold: RowFold | None = getattr(view, "row_fold", None)
         if fold is None or not callable(getattr(view, "load_rows", None)) or view.position():
             continue
-        group = groups.get(id(fold))
+        # One scan serves a group: its views must also agree on skipping undecodable records.
+        key = (id(fold), view.skip_unknown)
+        group = groups.get(key)
         if group is None:
-            groups[id(fold)] = RowGroup(fold, [view])
+            groups[key] = RowGroup(fold, [view])
         else:
             group.views.append(view)
     return list(groups.values())

@@ -151,5 +151,15 @@ class _Plain:
         return None
 
 
+def test_views_that_skip_undecodable_records_are_not_grouped_with_views_that_stall() -> None:
+    skipping = order_views(None, skip_unknown=True)
+    stalling = order_views(None)
+    groups = row_groups([*skipping[:2], *stalling[2:]])
+    assert sorted([view.skip_unknown for view in group.views] for group in groups) == [
+        [False, False],
+        [True, True],
+    ]
+
+
 def test_views_of_models_without_a_fold_are_not_grouped() -> None:
     assert row_groups([MemoryView(_Plain())]) == []
