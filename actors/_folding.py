@@ -73,7 +73,7 @@ class Folding:
 
     def drop(self, name: str) -> None:
         """Take the view ``name`` out of its group (a rebuilt copy replaces it)."""
-        for group in self._groups:
+        for group in list(self._groups):  # _end removes from the list
             group.views = [view for view in group.views if view.name != name]
             if not group.views:
                 self._end(group)

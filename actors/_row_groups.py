@@ -2,7 +2,7 @@
 
 Views that share a :class:`~views._view.RowFold` (the four order views share one) and start
 empty are rebuilt as a group (:func:`row_groups`): the scan's events are folded into one plain
-state per key for all of them (:meth:`RowGroup.fold`), and at the end each view writes every
+state per key for all of them (:meth:`RowGroup.feed`), and at the end each view writes every
 key's final row once (:meth:`RowGroup.load`). A poison event (one the fold cannot apply) is
 parked for every view of the group, as each view's own ``apply`` would have refused it: a fold
 is pure, so it is parked at once, not retried.

@@ -39,8 +39,8 @@ from views._order_rows import ORDER_EVENTS, OrderRow, RowLine, evolve, micros
 __all__ = ["ORDER_FOLD", "OrderFold"]
 
 
-# gc=False: a state holds strings, ints, Decimals and datetimes in plain dicts, no cycles can
-# form, and 50k states tracked by the collector made every full collection of a rebuild longer.
+# gc=False: a state holds strings, ints, Decimals and datetimes in plain dicts, so no cycle can
+# form, and the collector need not walk 50k more objects at each of a rebuild's collections.
 class _Order(msgspec.Struct, gc=False):
     """An order while it is folded: the units and first price of each product, by product."""
 

@@ -146,8 +146,9 @@ class RowFold(Protocol):
     needs the old one). A rebuild then folds each event into a plain state per key, the
     cheapest step there is, and each view writes each row once: an order of 20 events costs
     its views one write and one index update instead of twenty. Views whose models share the
-    same ``row_fold`` object share the fold. Folding is internal to a rebuild: the live path
-    still applies event by event.
+    same ``row_fold`` object share the fold. Views at position 0 catch up the same way (a new
+    directory, a memory view without a usable snapshot); the live path, and any view that
+    holds rows, still applies event by event.
     """
 
     def fold(
