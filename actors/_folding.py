@@ -39,6 +39,12 @@ class Folding:
         self._groups = row_groups(views)
         self._folded = {id(group): 0 for group in self._groups}  # position folded up to
 
+    def positions(self) -> dict[str, int]:
+        """Return, per view still folding, the position its group has folded up to."""
+        return {
+            view.name: self._folded[id(group)] for group in self._groups for view in group.views
+        }
+
     def names(self) -> frozenset[str]:
         """Return the names of the views still folding (not to be stepped event by event)."""
         return frozenset(view.name for group in self._groups for view in group.views)

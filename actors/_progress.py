@@ -42,6 +42,9 @@ class ViewStatus(msgspec.Struct, frozen=True):
         failing_since: Unix time of the first of those failures (0.0 when ok).
         retry_delay: Seconds between the last failure and the next automatic attempt (0.0 unless
             retrying).
+        folded: While the view catches up from position 0 by folding the log into rows (see
+            :mod:`actors._folding`), the position the fold has reached: ``position`` stays 0
+            until the rows are written at once. 0 otherwise.
     """
 
     position: int
@@ -55,6 +58,7 @@ class ViewStatus(msgspec.Struct, frozen=True):
     attempts: int = 0
     failing_since: float = 0.0
     retry_delay: float = 0.0
+    folded: int = 0
 
 
 class Failure(msgspec.Struct, frozen=True):
@@ -107,6 +111,7 @@ class Progress:
         self.skipped = 0
         self.failure: Failure | None = None
         self.waiting = 0
+        self.folded = 0  # see ViewStatus.folded
 
     @property
     def runnable(self) -> bool:
@@ -128,6 +133,7 @@ class Progress:
             lag_seconds=round(lag_seconds, 6),
             skipped=self.skipped,
             backend=self.view.backend,
+            folded=self.folded,
         )
         if failure is None:
             return status

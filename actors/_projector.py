@@ -286,8 +286,10 @@ class Projector(Supervised, pykka.ThreadingActor):
         if not folding:
             return folding
         loaded, skipped = self._folding.step(self._store, self._read, head, self._batch_size)
-        for name, count in skipped.items():
-            self._progress[name].skipped += count
+        positions = self._folding.positions()
+        for name, progress in self._progress.items():
+            progress.skipped += skipped.get(name, 0)
+            progress.folded = positions.get(name, 0)  # shown by status while it folds
         for view in loaded:
             advanced[view.name] = view.position()
             self._tell_router({view.name: view.position()})

@@ -90,6 +90,7 @@ def _view(parts: list[tuple[int, ViewStatus]]) -> ViewStatus:
         attempts=max(v.attempts for v in views),
         failing_since=_since(v.failing_since for v in views),
         retry_delay=max(v.retry_delay for v in views),
+        folded=sum(v.folded for v in views),
     )
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from readside_kit import WAIT, OrderModel, assert_answers, random_steps, run_steps
+from readside_kit import WAIT, OrderModel, assert_answers, create, random_steps, run_steps
 from test_projector import write_mystery_event
 from waiting import wait_until
 
@@ -14,7 +15,7 @@ from actors import Engine
 from actors._folding import Folding
 from actors._row_groups import RowGroup
 from views import MemoryView
-from views.orders import OrderDetailsModel, order_views
+from views.orders import GetOrderById, GetOrderStats, OrderDetailsModel, order_views
 
 
 def _written_without_views(path: Path, steps: int, seed: int = 7) -> OrderModel:
@@ -99,6 +100,43 @@ def test_a_view_whose_load_fails_is_emptied_and_catches_up_event_by_event(
         # Its half-written rows were dropped before it replayed: nothing applied twice.
         assert_answers(engine, model, model.probes())
         assert engine.status().parked_events == 0
+
+
+class _GatedLoad(MemoryView):
+    """A real memory view whose load of folded rows waits for ``gate`` (bounded)."""
+
+    def __init__(self) -> None:
+        super().__init__(OrderDetailsModel())
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+
+    def load_rows(self, rows: Any, up_to: int) -> None:
+        """Say it is loading, wait for the gate, then load."""
+        self.entered.set()
+        self.gate.wait(WAIT)
+        super().load_rows(rows, up_to)
+
+
+def test_status_shows_how_far_the_views_have_folded_before_they_load(tmp_path: Path) -> None:
+    orders = 4500  # more than two projector steps of 2,000 events
+    with Engine.open(tmp_path, durability="async", views=[]) as engine:
+        futures = [engine.submit(create(f"o-{number}")) for number in range(orders)]
+        for future in futures:
+            future.get(timeout=WAIT)
+    gated = _GatedLoad()
+    with Engine.open(tmp_path, views=[gated, *order_views(None)[1:]]) as engine:
+        try:
+            assert gated.entered.wait(WAIT)
+            for name, view in engine.status().views.items():
+                # Folded past the first step, not loaded yet: position 0 until the rows land.
+                assert view.position == 0, name
+                assert 2000 <= view.folded < orders, name
+        finally:
+            gated.gate.set()
+        assert engine.wait_for_views(orders, timeout=WAIT)
+        assert {(v.position, v.folded) for v in engine.status().views.values()} == {(orders, 0)}
+        assert engine.query(GetOrderStats()).total_orders == orders
+        assert engine.query(GetOrderById("o-4499")) is not None
 
 
 def test_a_view_taken_out_of_its_group_is_no_longer_folded() -> None:
