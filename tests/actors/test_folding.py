@@ -61,6 +61,26 @@ def test_views_at_zero_fold_the_log_and_answer_as_a_replay_would(
         assert feeds == []
 
 
+def test_commands_committed_while_the_views_fold_are_neither_lost_nor_applied_twice(
+    tmp_path: Path,
+) -> None:
+    with Engine.open(tmp_path, durability="async", views=[]) as engine:
+        futures = [engine.submit(create(f"o-{number}")) for number in range(4500)]
+        for future in futures:
+            future.get(timeout=WAIT)
+    model = OrderModel()
+    with Engine.open(tmp_path, durability="async") as engine:
+        # Sent at once: the views fold 4,500 events over several projector steps meanwhile, so
+        # these commits land before, during and after the fold reaches the head.
+        run_steps(engine, model, random_steps(11, 300))
+        assert engine.wait_for_views(model.head, timeout=WAIT)
+        stats = engine.query(GetOrderStats())
+        assert stats.total_orders == 4500 + len(model.orders)
+        for order_id in list(model.orders)[:20]:
+            assert engine.query(GetOrderById(order_id)) == model.answer(GetOrderById(order_id))
+        assert engine.status().parked_events == 0
+
+
 def test_a_corrupt_record_ends_the_fold_and_the_views_stall_before_it(tmp_path: Path) -> None:
     model = _written_without_views(tmp_path, 60)
     bad = write_mystery_event(tmp_path)
