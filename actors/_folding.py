@@ -37,13 +37,10 @@ class Folding:
 
     def __init__(self, views: Sequence[View]) -> None:
         self._groups = row_groups(views)
-        self._folded = {id(group): 0 for group in self._groups}  # position folded up to
 
     def positions(self) -> dict[str, int]:
         """Return, per view still folding, the position its group has folded up to."""
-        return {
-            view.name: self._folded[id(group)] for group in self._groups for view in group.views
-        }
+        return {view.name: group.folded for group in self._groups for view in group.views}
 
     def names(self) -> frozenset[str]:
         """Return the names of the views still folding (not to be stepped event by event)."""
@@ -71,7 +68,7 @@ class Folding:
                 log.warning(
                     "view_fold_abandoned",
                     views=[view.name for view in group.views],
-                    position=self._folded[id(group)],
+                    position=group.folded,
                     error=repr(error),
                 )
                 self._end(group)
@@ -88,17 +85,16 @@ class Folding:
         self, group: RowGroup, store: ProjectionLog, read: Reader, batch_size: int
     ) -> tuple[int, int]:
         """Fold the group's next batch; return how far it has folded and records skipped."""
-        start = self._folded[id(group)] + 1
+        start = group.folded + 1
         events, up_to, skipped = read_batch(read, group.views[0], start, batch_size)
         if up_to >= start:
-            group.feed(store, events, None)
-            self._folded[id(group)] = up_to
-        return self._folded[id(group)], skipped
+            group.feed(store, events, up_to, None)
+        return group.folded, skipped
 
     def _load(self, group: RowGroup) -> list[View]:
         """Have the group's views write their rows; a view that fails is emptied again."""
         self._end(group)
-        rows, up_to = group.take_rows(), self._folded[id(group)]
+        rows, up_to = group.take_rows(), group.folded
         loaded: list[View] = []
         for view in group.views:
             try:

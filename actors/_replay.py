@@ -220,10 +220,10 @@ def _feed_groups(
     Returns ``up_to``, the position the groups have now folded up to.
     """
     for group in groups:
-        group.feed(store, fresh, parked_positions)
+        group.feed(store, fresh, up_to, parked_positions)
     for group in [group for group in groups if group.full]:
         # Too many keys to hold: write them, then go on event by event.
-        group.load(up_to)
+        group.load()
         groups.remove(group)
         plain.extend(group.views)
     return up_to
@@ -278,7 +278,7 @@ def replay_many(
         if progress is not None:
             progress(done)
     for group in groups:
-        group.load(folded)
+        group.load()
     return done
 
 

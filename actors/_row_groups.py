@@ -45,6 +45,7 @@ class RowGroup:
         self.views = list(views)
         self._states: dict[str, Any] = {}
         self._max_keys = MAX_KEYS if max_keys is None else max_keys
+        self.folded = 0  # the position the fold has read up to
 
     @property
     def full(self) -> bool:
@@ -55,13 +56,13 @@ class RowGroup:
         self,
         store: ProjectionLog,
         records: Sequence[RecordedEvent],
+        up_to: int,
         parked_positions: dict[str, set[int]] | None,
-    ) -> int:
-        """Fold ``records``; park the poison ones for every view of the group; return parked."""
-        poison = self.fold.fold(self._states, records)
-        for record, error in poison:
+    ) -> None:
+        """Fold ``records``, read up to ``up_to``; park the poison ones for every view."""
+        for record, error in self.fold.fold(self._states, records):
             self._park(store, record, error, parked_positions)
-        return len(poison)
+        self.folded = up_to
 
     def _park(
         self,
@@ -90,11 +91,11 @@ class RowGroup:
         self._states = {}
         return rows
 
-    def load(self, up_to: int) -> None:
-        """Have every view write each key's row and move to ``up_to``; forget the states."""
+    def load(self) -> None:
+        """Have every view write each key's row and move to :attr:`folded`; forget the states."""
         rows = self.take_rows()
         for view in self.views:
-            view.load_rows(rows, up_to)  # type: ignore[attr-defined]  # checked by row_groups
+            view.load_rows(rows, self.folded)  # type: ignore[attr-defined]  # see row_groups
 
 
 def row_groups(views: Sequence[View]) -> list[RowGroup]:

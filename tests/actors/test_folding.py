@@ -30,9 +30,9 @@ def _count_feeds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     feeds: list[int] = []
     feed = RowGroup.feed
 
-    def counted(group: RowGroup, store: Any, records: Any, parked: Any) -> int:
+    def counted(group: RowGroup, store: Any, records: Any, up_to: int, parked: Any) -> None:
         feeds.append(len(records))
-        return feed(group, store, records, parked)
+        feed(group, store, records, up_to, parked)
 
     monkeypatch.setattr(RowGroup, "feed", counted)
     return feeds

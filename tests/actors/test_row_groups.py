@@ -100,9 +100,9 @@ def test_a_group_over_its_key_limit_loads_and_goes_on_event_by_event(
     loads: list[int] = []
     load = RowGroup.load
 
-    def counted(group: RowGroup, up_to: int) -> None:
-        loads.append(up_to)
-        load(group, up_to)
+    def counted(group: RowGroup) -> None:
+        loads.append(group.folded)
+        load(group)
 
     monkeypatch.setattr(RowGroup, "load", counted)
     monkeypatch.setattr(row_groups_module, "MAX_KEYS", 5)
