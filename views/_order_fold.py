@@ -18,7 +18,6 @@ raises the same errors for an inconsistent log.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -34,7 +33,7 @@ from domain.orders import (
     OrderShipped,
 )
 from store import RecordedEvent
-from views._order_rows import ORDER_EVENTS, OrderRow, RowLine, evolve, micros
+from views._order_rows import ORDER_EVENTS, OrderRow, evolve, micros, row_line
 
 __all__ = ["ORDER_FOLD", "OrderFold"]
 
@@ -74,16 +73,12 @@ def _created(event: OrderCreated, position: int) -> _State:
     return _Order(event.order_id, event.customer_id, event.created_at, position, quantities, prices)
 
 
-# Shared strings, as evolve's rows hold (see views._order_rows).
-_intern: Final = sys.intern
-
-
 def _row(state: _State) -> OrderRow:
     if isinstance(state, _Folded):
         return state.row
     prices = state.prices
     lines = tuple(
-        RowLine(_intern(product_id), quantity, _intern(str(prices[product_id])))
+        row_line(product_id, quantity, str(prices[product_id]))
         for product_id, quantity in state.quantities.items()
     )
     total = sum(

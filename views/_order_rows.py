@@ -29,6 +29,7 @@ from domain.orders import (
 from views._order_types import OrderView, SearchOrders
 
 __all__ = [
+    "LINES_SHARED",
     "ORDER_EVENTS",
     "ORDER_TAGS",
     "SEP",
@@ -38,7 +39,9 @@ __all__ = [
     "evolve",
     "haystack",
     "micros",
+    "row_line",
     "row_matcher",
+    "share_lines",
     "shared_evolve",
     "texts_of",
 ]
@@ -129,10 +132,36 @@ _QUANTITY: Final = attrgetter("quantity")
 # worth of shared strings replaces (measured: the search view 4.1 -> 3.5 KB per order). Interned
 # strings are freed with their last user, so an unbounded catalogue cannot leak.
 _intern: Final = sys.intern
+# The lines themselves repeat too (a product, a quantity, its price: a catalogue of 500 products
+# makes ~2,500 distinct lines for any number of orders), and each one is a 40-byte object: lines
+# are frozen, so every row shares one per distinct value (8 bytes a line instead of 48).
+# Bounded: a catalogue too large to repeat clears it and starts over, sharing less, never
+# holding more than LINES_SHARED of them beyond what the rows hold.
+_SHARED_LINES: dict[RowLine, RowLine] = {}
+LINES_SHARED: Final = 1 << 16
+
+
+def row_line(product_id: str, quantity: int, price: str) -> RowLine:
+    """Return the line ``(product_id, quantity, price)``, the same object for equal lines.
+
+    Thread-safe under the GIL (a race only makes two equal lines where one would do).
+    """
+    line = RowLine(product_id, quantity, price)
+    shared = _SHARED_LINES.get(line)
+    if shared is None:
+        if len(_SHARED_LINES) >= LINES_SHARED:
+            _SHARED_LINES.clear()
+        shared = _SHARED_LINES[line] = RowLine(_intern(product_id), quantity, _intern(price))
+    return shared
+
+
+def share_lines(lines: tuple[RowLine, ...]) -> tuple[RowLine, ...]:
+    """Return ``lines`` with every line replaced by its shared copy (see :func:`row_line`)."""
+    return tuple([row_line(line.product_id, line.quantity, line.price) for line in lines])
 
 
 def _line(item: OrderItem) -> RowLine:
-    return RowLine(_intern(item.product_id), item.quantity, _intern(str(item.price)))
+    return row_line(item.product_id, item.quantity, str(item.price))
 
 
 def _total(lines: tuple[RowLine, ...]) -> Decimal:
@@ -150,12 +179,12 @@ def _add_item(row: OrderRow, event: OrderItemAdded) -> OrderRow:
     # common case) raises nothing.
     for index, line in enumerate(lines):
         if line.product_id == product_id:
-            merged = RowLine(product_id, line.quantity + event.quantity, line.price)
+            merged = row_line(line.product_id, line.quantity + event.quantity, line.price)
             lines = (*lines[:index], merged, *lines[index + 1 :])
             total = row.total_amount + Decimal(line.price) * event.quantity
             break
     else:
-        lines = (*lines, RowLine(_intern(product_id), event.quantity, _intern(str(event.price))))
+        lines = (*lines, row_line(product_id, event.quantity, str(event.price)))
         # Appending the new line last: the same left fold order_total() would do.
         total = row.total_amount + event.price * event.quantity
     return msgspec.structs.replace(

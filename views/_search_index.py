@@ -34,6 +34,7 @@ from store import RecordedEvent
 from views._order_models import OrderSearchModel, search_page
 from views._order_rows import ORDER_EVENTS, OrderRow, row_matcher
 from views._order_types import STATUSES, OrderView, Page, SearchOrders, make_page
+from views._search_owners import Owners, owner_count, union
 from views._search_texts import IdTexts
 from views._view import Index, Table
 
@@ -311,12 +312,12 @@ class SearchIndex:
                 return Plan(items=None, total=-1, rows=list(self.rows.values()))
             owners = self._ids.build(self.rows)
         texts = self._ids.matching(needle)
-        shared = sum(len(owners[number]) for number in texts)
+        shared = sum(owner_count(owners[number]) for number in texts)
         if shared > _SCAN_FACTOR * len(self.rows):
             # The texts are shared by most orders (a needle like "sku"): a union would cost more
             # than testing every row once. Hand every row over; finish() filters them.
             return Plan(items=None, total=-1, rows=list(self.rows.values()))
-        hits: set[str] = set().union(*(owners[number] for number in texts))
+        hits = union(owners, texts)
         if query.status is not None:
             hits.intersection_update(self._by_status[query.status])
         if span is not None:
@@ -379,7 +380,7 @@ class SearchIndex:
         """Start building the owners off the lock (see :meth:`IdTexts.begin_owners`)."""
         return self._ids.begin_owners(self.rows)
 
-    def install_owners(self, owners: list[set[str]], copied: list[tuple[str, OrderRow]]) -> None:
+    def install_owners(self, owners: list[Owners], copied: list[tuple[str, OrderRow]]) -> None:
         """Adopt owners built from ``copied`` rows (see :meth:`IdTexts.install_owners`)."""
         self._ids.install_owners(owners, copied, self.rows)
 

@@ -18,6 +18,8 @@ the rows anyway.
 Its first search scans the texts (4-8 ms at 145k texts, under the view's lock), the next ones
 only the texts numbered since.
 
+Each text's owners are kept in the smallest shape that holds them (:mod:`views._search_owners`).
+
 Owners are purely a function of the rows, so a restored index starts without them
 (``owners is None``) and builds them later, on the query path or off the lock
 (:meth:`IdTexts.begin_owners`, :func:`build_owners`, :meth:`IdTexts.install_owners`): building
@@ -33,6 +35,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from views._order_rows import OrderRow, texts_of
+from views._search_owners import NO_OWNER, Owners, add_owner, drop_owner
 from views._search_postings import TYPECODE as _TYPECODE
 
 __all__ = ["GRAM", "SHORT_NEEDLES", "IdTexts", "build_owners"]
@@ -71,7 +74,7 @@ class IdTexts:
         # Per short needle: (how many texts were scanned, the numbers of those containing it).
         self.short: dict[str, tuple[int, array[int]]] = {}
         # Per text, the orders whose ids contain it; None until built (a restored index).
-        self.owners: list[set[str]] | None = [set() for _ in self.texts] if owners_built else None
+        self.owners: list[Owners] | None = [NO_OWNER] * len(self.texts) if owners_built else None
         # While owners are built off the lock (begin_owners/install_owners): orders folded
         # since the rows were copied, reconciled at install.
         self.tracking: set[str] | None = None
@@ -88,16 +91,25 @@ class IdTexts:
                 self.number(text)  # the texts and grams stay complete meanwhile
         elif old is None:
             for text in texts_of(new):
-                owners[self.number(text)].add(order_id)
-        elif len(new.lines) == len(old.lines) + 1 and new.haystack.startswith(old.haystack):
-            # A new product line, appended last (the common case): one text gained.
-            owners[self.number(new.haystack[len(old.haystack) + 1 :])].add(order_id)
+                add_owner(owners, self.number(text), order_id)
         else:
-            before, after = texts_of(old), texts_of(new)
-            for text in after - before:
-                owners[self.number(text)].add(order_id)
-            for text in before - after:
-                owners[self.numbers[text]].discard(order_id)
+            self._reindex(owners, order_id, old, new)
+
+    def _reindex(self, owners: list[Owners], order_id: str, old: OrderRow, new: OrderRow) -> None:
+        """Move the owners of an order's texts from ``old``'s to ``new``'s."""
+        if len(new.lines) == len(old.lines) + 1 and new.haystack.startswith(old.haystack):
+            # A new product line, appended last (the common case): one text gained, unless the
+            # new id casefolds to one the order has (a product "SKU-1" beside "sku-1").
+            text = new.haystack[len(old.haystack) + 1 :]
+            number = self.number(text)
+            if text not in old.haystack or text not in texts_of(old):
+                add_owner(owners, number, order_id)
+            return
+        before, after = texts_of(old), texts_of(new)
+        for text in after - before:
+            add_owner(owners, self.number(text), order_id)
+        for text in before - after:
+            drop_owner(owners, self.numbers[text], order_id)
 
     def number(self, text: str) -> int:
         """Return ``text``'s number, registering it (and its grams) if it is new."""
@@ -106,7 +118,7 @@ class IdTexts:
             number = self.numbers[text] = len(self.texts)
             self.texts.append(text)
             if self.owners is not None:
-                self.owners.append(set())
+                self.owners.append(NO_OWNER)
             grams = self.grams
             for gram in {text[i : i + GRAM] for i in range(len(text) - GRAM + 1)}:
                 posting = grams.get(gram)
@@ -148,7 +160,7 @@ class IdTexts:
             del self.short[next(iter(self.short))]
         return list(found)
 
-    def build(self, rows: dict[str, OrderRow]) -> list[set[str]]:
+    def build(self, rows: dict[str, OrderRow]) -> list[Owners]:
         """Build the owners from ``rows`` now (on the caller's thread) and keep them."""
         owners = build_owners(list(rows.items()), self.numbers, len(self.texts))
         self.owners = owners
@@ -168,23 +180,23 @@ class IdTexts:
 
     def install_owners(
         self,
-        owners: list[set[str]],
+        owners: list[Owners],
         copied: list[tuple[str, OrderRow]],
         rows: dict[str, OrderRow],
     ) -> None:
         """Adopt owners built from ``copied`` rows, reconciling the orders folded since."""
         if self.owners is not None or self.tracking is None:
             return  # built meanwhile on the query path, or not begun
-        owners.extend(set() for _ in range(len(self.texts) - len(owners)))
+        owners.extend([NO_OWNER] * (len(self.texts) - len(owners)))
         before = dict(copied)
         numbers = self.numbers
         for order_id in self.tracking:
             old = before.get(order_id)
             if old is not None:
                 for text in texts_of(old):
-                    owners[numbers[text]].discard(order_id)
+                    drop_owner(owners, numbers[text], order_id)
             for text in texts_of(rows[order_id]):
-                owners[numbers[text]].add(order_id)
+                add_owner(owners, numbers[text], order_id)
         self.owners = owners
         self.tracking = None
 
@@ -199,14 +211,14 @@ class IdTexts:
 
 def build_owners(
     rows: Iterable[tuple[str, OrderRow]], text_ids: dict[str, int], texts: int
-) -> list[set[str]]:
+) -> list[Owners]:
     """Return, per text number below ``texts``, the ids of the orders whose ids contain it.
 
     Reads ``text_ids`` only for texts of ``rows`` (registered before the rows were copied), so
     it may run while the index registers new texts under its lock.
     """
-    owners: list[set[str]] = [set() for _ in range(texts)]
+    owners: list[Owners] = [NO_OWNER] * texts
     for order_id, row in rows:
         for text in texts_of(row):
-            owners[text_ids[text]].add(order_id)
+            add_owner(owners, text_ids[text], order_id)
     return owners

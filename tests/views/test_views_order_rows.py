@@ -184,3 +184,22 @@ def test_a_poison_event_raises_for_every_view() -> None:
     for _ in range(3):  # nothing is remembered of a fold that raised
         with pytest.raises(ValueError, match="does not exist"):
             shared_evolve(None, event, 7)
+
+
+def test_equal_lines_are_one_object_and_the_shared_lines_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Rows hold their lines for as long as a memory view runs: equal lines are one object.
+    monkeypatch.setattr(rows_module, "_SHARED_LINES", {})
+    monkeypatch.setattr(rows_module, "LINES_SHARED", 4)
+    log = OrderLog()
+    log.create("o-1", "c-1", ("sku-1", 2, "1.50"), ("sku-2", 1, "3.00"))
+    log.create("o-2", "c-2", ("sku-2", 1, "3.00"), ("sku-1", 2, "1.50"))
+    first, second = (rows_module.evolve(None, r.event, r.position) for r in log.records)  # type: ignore[arg-type]
+    assert first.lines[0] is second.lines[1]
+    assert first.lines[1] is second.lines[0]
+    assert first.lines[0] == rows_module.RowLine("sku-1", 2, "1.50")
+    for quantity in range(3, 9):  # past the bound: the shared lines start over
+        assert rows_module.row_line("sku-1", quantity, "1.50").quantity == quantity
+    assert len(rows_module._SHARED_LINES) <= 4
+    assert rows_module.share_lines(first.lines) == first.lines

@@ -149,11 +149,19 @@ class OrderLog:
 
 
 def random_log(
-    seed: int, commands: int, customers: int = 6, products: int = 14, *, uuid_ids: bool = False
+    seed: int,
+    commands: int,
+    customers: int = 6,
+    products: int = 14,
+    *,
+    uuid_ids: bool = False,
+    case_twins: bool = False,
 ) -> OrderLog:
     """A log of ``commands`` random commands (rejected ones leave no event) with tied times.
 
     ``uuid_ids``: order and customer ids are canonical UUIDs (the LMDB views store them packed).
+    ``case_twins``: distinct ids that casefold alike: products ``sku-01`` and ``SKU-01``, a
+    customer ``Sku-02`` (one search text owned twice by one order).
     """
     rng = random.Random(seed)
     log = OrderLog()
@@ -163,6 +171,9 @@ def random_log(
 
     customer_ids = [uuid_id() if uuid_ids else f"Cust-{i}" for i in range(customers)]
     product_ids = [f"sku-{i:02d}" for i in range(products)]
+    if case_twins:
+        product_ids += [p.upper() for p in product_ids[: products // 2]]
+        customer_ids[0] = "Sku-02"
     order_ids: list[str] = []
     for step in range(commands):
         now = EPOCH + timedelta(minutes=rng.randrange(20))  # ties and out-of-order times
