@@ -133,7 +133,9 @@ class Progress:
             lag_seconds=round(lag_seconds, 6),
             skipped=self.skipped,
             backend=self.view.backend,
-            folded=self.folded,
+            # A view that has loaded its rows has left position 0, possibly a moment before
+            # its projector resets `folded` (a status read in between must not show both).
+            folded=self.folded if position == 0 else 0,
         )
         if failure is None:
             return status

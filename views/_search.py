@@ -26,12 +26,12 @@ import msgspec
 
 from domain.errors import EngineClosed
 from store import RecordedEvent, get_logger
-from views._chunked import Parts, array_header, encode_array
+from views._chunked import Parts
 from views._order_fold import ORDER_FOLD
 from views._order_rows import ORDER_TAGS, OrderRow
 from views._order_types import OrderView, Page, SearchOrders, validate_query
 from views._search_index import SearchIndex, finish
-from views._search_postings import decode_grams, encode_grams
+from views._search_payload import decode_payload, encode_payload
 from views._search_texts import build_owners
 from views._snapshot_file import decode_snapshot, frame_snapshot
 from views._view import Backend, RowFold, View, check_query_type, check_up_to
@@ -45,25 +45,14 @@ _CHUNK: Final = 256  # events folded per hold of the lock: a query waits for one
 # so queries seldom pay for it; a large backlog (a replay) is left for one re-sort at the next
 # query instead of ~8 sorted-list updates per event.
 _EAGER_SYNC: Final = 512
-# 2: order lines keep their price as text (RowLine); 3: flat rows; 4: trigram postings only.
-# A version 3 snapshot is still read (its shorter postings are dropped at load); a reader of
-# version 3 must discard a version 4 one, whose short needles it would find nowhere.
-_MODEL_VERSION: Final = 4
-_READS_ALSO: Final = (3,)
+# 2: order lines keep their price as text (RowLine); 3: flat rows; 4: trigram postings only;
+# 5: each distinct line stored once (views._search_payload). Versions 3 and 4 are still read (a
+# version 3's shorter postings are dropped at load); a reader of version 3 must discard a
+# version 4 one, whose short needles it would find nowhere, and one of 4 a version 5 one.
+_MODEL_VERSION: Final = 5
+_READS_ALSO: Final = (3, 4)
 _OWNERS_IN_BACKGROUND: Final = True  # tests turn it off to drive the query path's build
 _SCANS_BEFORE_BUILD: Final = 3  # searches by id part answered by a scan before the build starts
-
-
-class _Payload(msgspec.Struct, array_like=True):
-    """A snapshot's content: the rows, and the id texts with their postings (built in ~1 s)."""
-
-    rows: list[OrderRow]
-    texts: list[str]
-    grams: dict[str, bytes]
-
-
-_encode: Final = msgspec.msgpack.encode
-_decode_payload: Final = msgspec.msgpack.Decoder(_Payload)
 
 
 class SearchView:
@@ -258,9 +247,7 @@ class SearchView:
         with self._gate, self._lock:
             position = self._position
             rows, texts, grams = self._index.export()
-        # _Payload's fields, array-like: the rows in slices, then the texts and the postings.
-        payload: Parts = [array_header(3), *encode_array(rows, _encode)]
-        payload += [_encode(texts), _encode(encode_grams(grams, len(texts)))]
+        payload = encode_payload(rows, texts, grams)
         return position, frame_snapshot(self.name, _MODEL_VERSION, position, payload)
 
     def restore(self, data: bytes) -> int | None:
@@ -286,8 +273,7 @@ class SearchView:
         paused = gc.isenabled()
         gc.disable()
         try:
-            payload = _decode_payload.decode(raw)
-            index = SearchIndex.load(payload.rows, payload.texts, decode_grams(payload.grams))
+            index = SearchIndex.load(*decode_payload(raw))
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             _log.warning("view_snapshot_discarded", view=self.name, reason=str(error))
             return None

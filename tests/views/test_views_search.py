@@ -21,12 +21,13 @@ from views import MemoryView
 from views import _search as search_view
 from views import _search_index as search_index
 from views import _search_owners as search_owners
+from views import _search_payload as search_payload
 from views import _search_texts as search_texts
 from views._order_models import OrderSearchModel
 from views._search import SearchView
 from views._search_owners import owner_sets
 from views._search_postings import encode_grams
-from views._snapshot_file import decode_snapshot, encode_snapshot
+from views._snapshot_file import encode_snapshot
 from views.orders import GetOrderStats, OrderView, Page, SearchOrders
 
 
@@ -285,8 +286,9 @@ def test_restore_refuses_a_view_that_is_not_empty_and_discards_foreign_snapshots
     assert other.restore(data) is None
     assert other.position() == 0
     assert SearchView().restore(b"garbage") is None
-    # 2: order lines keep their price as text; 3: flat rows; 4: trigram postings only
-    assert view.model_version == 4
+    # 2: order lines keep their price as text; 3: flat rows; 4: trigram postings only; 5: each
+    # distinct line stored once
+    assert view.model_version == 5
     assert other.restore(encode_snapshot("another_search", 2, 1, b"")) is None  # too old
 
 
@@ -407,11 +409,8 @@ def test_a_version_3_snapshot_is_read_without_its_short_postings() -> None:
     # it (no replay) and drops the shorter ones, which a version 4 view never consults.
     log = random_log(11, 150, uuid_ids=True)
     view = _applied(log)
-    position, data = view.snapshot()
-    found = decode_snapshot(data, view.name, view.model_version)
-    assert found is not None
-    payload = msgspec.msgpack.decode(found[1])
-    rows, texts, _ = payload
+    position = view.position()
+    rows, texts, _ = view._index.export()
     grams: dict[str, array[int]] = {}
     for number, text in enumerate(texts):  # the version 3 index, as it was built
         for size in (1, 2, 3):
@@ -454,3 +453,39 @@ def test_an_id_that_casefolds_like_another_of_its_order_owns_the_text_once(
 
 def _ids(page: Page[OrderView]) -> set[str]:
     return {item.order_id for item in page.items}
+
+
+def test_a_version_5_snapshot_shares_each_distinct_line_and_a_version_4_one_still_restores() -> (
+    None
+):
+    log = random_log(12, 300, uuid_ids=True)
+    view = _applied(log)
+    position, data = view.snapshot()
+    restored = SearchView()
+    assert restored.restore(data) == position
+    rows = list(restored._index.rows.values())
+    lines = [line for row in rows for line in row.lines]
+    assert len({id(line) for line in lines}) == len(set(lines))  # one object per distinct line
+    assert restored._index.rows == view._index.rows
+    # Version 4: whole rows (an engine upgraded in place restores it; no replay).
+    whole, texts, grams = view._index.export()
+    old = msgspec.msgpack.encode([whole, texts, encode_grams(grams, len(texts))])
+    older = SearchView()
+    assert older.restore(encode_snapshot(view.name, 4, position, old)) == position
+    assert older._index.rows == view._index.rows
+    for query in [q for q in sample_queries(log) if isinstance(q, SearchOrders)]:
+        assert restored.query(query) == older.query(query) == ref_search(log, query), query
+
+
+def test_a_version_5_snapshot_naming_a_line_it_lacks_is_discarded() -> None:
+    view = _applied(random_log(13, 40))
+    position = view.position()
+    rows, texts, grams = view._index.export()
+    parts = search_payload.encode_payload(rows, texts, grams)
+    numbered = msgspec.msgpack.decode(b"".join(parts))
+    assert len(numbered[1]) > 1
+    numbered[1] = numbered[1][:1]  # keep one line: the other numbers point past the list
+    broken = encode_snapshot(view.name, 5, position, msgspec.msgpack.encode(numbered))
+    fresh = SearchView()
+    assert fresh.restore(broken) is None
+    assert fresh.position() == 0
