@@ -6,7 +6,7 @@ snapshot, keeping decoded rows and the pending writes, which :func:`~views._lmdb
 then writes in the short write transaction that also moves the checkpoint.
 
 The plain flavour is here; the batch one is :mod:`views._lmdb_batch`, which shares this module's
-key and decoder helpers (:func:`text_key`, :func:`row_decoder`).
+key helper (:func:`text_key`) and re-exports the decoder cache (:func:`~views._view.row_decoder`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import lmdb
 import msgspec
 
 from views._lmdb_keys import pack, unpack
+from views._view import row_decoder
 
 __all__ = [
     "SLOTS_DB",
@@ -37,7 +38,6 @@ Db = Any
 SLOTS_DB: Final = "view:_slots"
 VERSIONS_DB: Final = "view:_versions"  # the read-model version that wrote each view's rows
 _MAX_PLAIN_KEY: Final = 400  # LMDB's default key limit is 511 bytes; leave room for prefixes
-_DECODERS: dict[type, msgspec.msgpack.Decoder[Any]] = {}
 _encode = msgspec.msgpack.encode
 
 
@@ -52,15 +52,6 @@ def text_key(text: str) -> bytes:
 def _items(entries: Iterator[tuple[Any, Any]]) -> Iterator[tuple[bytes, bytes]]:
     # The store's transactions are opened without buffers=True: keys and values are bytes.
     return cast("Iterator[tuple[bytes, bytes]]", entries)
-
-
-def row_decoder(row_type: type[V]) -> msgspec.msgpack.Decoder[V]:
-    """Return the (shared) msgpack decoder of ``row_type``."""
-    decoder = _DECODERS.get(row_type)
-    if decoder is None:
-        # Built once per row type; decoding is stateless, so threads share them.
-        decoder = _DECODERS[row_type] = msgspec.msgpack.Decoder(row_type)
-    return decoder
 
 
 class _LmdbTable(Generic[V]):

@@ -25,7 +25,14 @@ import msgspec
 from domain.errors import EngineClosed
 from store import RecordedEvent, get_logger
 from views._chunked import Parts
-from views._memory_codec import IndexEntries, TableRows, decode_rows, decode_state, encode_state
+from views._memory_codec import (
+    IndexEntries,
+    TableRows,
+    decode_row,
+    decode_rows,
+    decode_state,
+    encode_state,
+)
 from views._snapshot_file import decode_snapshot, frame_snapshot
 from views._view import (
     Backend,
@@ -34,6 +41,7 @@ from views._view import (
     check_query,
     check_up_to,
     model_version,
+    row_decoder,
     row_fold_of,
     row_writer,
 )
@@ -46,14 +54,28 @@ V = TypeVar("V")
 
 
 class _MemoryTable(Generic[V]):
-    __slots__ = ("row_type", "rows")
+    """A table's rows; those of a restored snapshot stay encoded until read (see decode_rows)."""
 
-    def __init__(self, rows: dict[str, V], row_type: type[V]) -> None:
-        self.rows = rows
+    __slots__ = ("_decoder", "_encoded", "_names", "row_type", "rows")
+
+    def __init__(
+        self, rows: dict[str, Any], row_type: type[V], *, encoded: bool = False, names: str = ""
+    ) -> None:
+        self.rows = rows  # values: V, or msgspec.Raw while a restored row is not read yet
         self.row_type = row_type  # as first asked for: what a restored snapshot decodes with
+        self._encoded = encoded  # whether rows may still hold a msgspec.Raw
+        self._decoder = row_decoder(row_type)
+        self._names = names  # view and table, for the error a row that does not decode raises
 
     def get(self, key: str) -> V | None:
-        return self.rows.get(key)
+        row = self.rows.get(key)
+        if self._encoded and type(row) is msgspec.Raw:
+            row = self.rows[key] = self._decode(row)
+        return row
+
+    def _decode(self, raw: msgspec.Raw) -> V:
+        view, _, table = self._names.partition("\0")
+        return decode_row(view, table, raw, self._decoder)
 
     def put(self, key: str, value: V) -> None:
         self.rows[key] = value
@@ -62,6 +84,12 @@ class _MemoryTable(Generic[V]):
         self.rows.pop(key, None)
 
     def values(self) -> Iterator[V]:
+        if self._encoded:  # a scan reads every row: decode the rest once
+            rows = self.rows
+            for key, row in rows.items():
+                if type(row) is msgspec.Raw:
+                    rows[key] = self._decode(row)
+            self._encoded = False
         return iter(self.rows.values())
 
 
@@ -115,7 +143,9 @@ class _MemoryState:
             raw = self._pending.get(name)
             # Raises SnapshotRowsError (the table stays pending, so every later use raises too).
             rows = {} if raw is None else decode_rows(self._view, name, raw, row_type)
-            table = self._tables[name] = _MemoryTable(rows, row_type)
+            table = self._tables[name] = _MemoryTable(
+                rows, row_type, encoded=raw is not None, names=f"{self._view}\0{name}"
+            )
             self._pending.pop(name, None)
         return table
 

@@ -7,7 +7,12 @@ msgpack map of its rows (``{key: row}``) and ``indexes`` maps each index's name 
 Rows are typed only when a read model asks for a table (``storage.table(name, row_type)``), so
 there is no registry of row types to decode them with up front. :func:`decode_state` therefore
 keeps each table's map as :class:`msgspec.Raw` (a zero-copy slice of the snapshot), and
-:func:`decode_rows` decodes it with ``dict[str, row_type]`` the first time the model asks for it.
+:func:`decode_rows` splits it into its rows the first time the model asks for it, each row
+still encoded (:class:`msgspec.Raw`) but the first, decoded there to check the type: a row is
+decoded when it is read (:func:`decode_row`). A model reads the rows its events touch, so a
+restarted view keeps the others at their encoded size: the order stats' rows took ~2.3 KB an
+order decoded (each line with its own strings) against ~0.3 KB encoded, where the live rows,
+shared with the search view, cost it nothing.
 
 Encoding is msgspec's native msgpack: Decimals as strings (their exponent survives, so ``10.50``
 comes back as ``10.50``), aware datetimes as timestamps (back as UTC), tuples and nested Structs
@@ -22,11 +27,13 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from views._chunked import Parts, array_header, encode_map, map_header
+from views._view import row_decoder
 
 __all__ = [
     "IndexEntries",
     "SnapshotRowsError",
     "TableRows",
+    "decode_row",
     "decode_rows",
     "decode_state",
     "encode_state",
@@ -110,14 +117,33 @@ def decode_state(
     return state.tables, state.indexes
 
 
-def decode_rows(view: str, table: str, raw: msgspec.Raw, row_type: type[V]) -> dict[str, V]:
-    """Decode a restored table's rows as ``row_type``.
+def decode_rows(view: str, table: str, raw: msgspec.Raw, row_type: type[V]) -> dict[str, Any]:
+    """Split a restored table into its rows: each a :class:`msgspec.Raw` but the first, decoded.
 
     Raises:
-        SnapshotRowsError: The rows are not ``row_type``'s.
+        SnapshotRowsError: The table is not a map of rows, or its first row not a ``row_type``.
     """
     try:
-        # A decoder per table and restore: building one costs microseconds, the rows far more.
-        return msgspec.msgpack.Decoder(dict[str, row_type]).decode(raw)  # type: ignore[valid-type]
+        rows: dict[str, Any] = _raw_rows.decode(raw)
     except msgspec.DecodeError as error:  # ValidationError is a DecodeError
         raise SnapshotRowsError(view, table, row_type, error) from error
+    decoder = row_decoder(row_type)
+    for key, row in rows.items():  # the first row says whether they are row_type's
+        rows[key] = decode_row(view, table, row, decoder)
+        break
+    return rows
+
+
+def decode_row(view: str, table: str, raw: msgspec.Raw, decoder: msgspec.msgpack.Decoder[V]) -> V:
+    """Decode one row of a restored table.
+
+    Raises:
+        SnapshotRowsError: The row is not the decoder's type.
+    """
+    try:
+        return decoder.decode(raw)
+    except msgspec.DecodeError as error:  # ValidationError is a DecodeError
+        raise SnapshotRowsError(view, table, decoder.type, error) from error
+
+
+_raw_rows: Final = msgspec.msgpack.Decoder(dict[str, msgspec.Raw])

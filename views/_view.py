@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
+import msgspec
+
 from domain.errors import InvalidQuery
 from store import RecordedEvent
 
@@ -33,6 +35,7 @@ __all__ = [
     "check_query_type",
     "check_up_to",
     "model_version",
+    "row_decoder",
     "row_fold_of",
     "row_writer",
 ]
@@ -302,3 +305,15 @@ def row_writer(name: str, model: object) -> Callable[[Storage, Any], None]:
         raise TypeError(f"view {name!r}: its read model has no row_fold and apply_row")
     apply_row: Callable[[Storage, Any], None] = getattr(model, "apply_row")  # noqa: B009 - typed
     return apply_row
+
+
+_DECODERS: dict[Any, msgspec.msgpack.Decoder[Any]] = {}
+
+
+def row_decoder(row_type: type[V]) -> msgspec.msgpack.Decoder[V]:
+    """Return the (shared) msgpack decoder of ``row_type``, for either backend's stored rows."""
+    decoder = _DECODERS.get(row_type)
+    if decoder is None:
+        # Built once per row type; decoding is stateless, so threads share them.
+        decoder = _DECODERS[row_type] = msgspec.msgpack.Decoder(row_type)
+    return decoder
