@@ -59,13 +59,18 @@ class _MemoryTable(Generic[V]):
     __slots__ = ("_decoder", "_encoded", "_names", "row_type", "rows")
 
     def __init__(
-        self, rows: dict[str, Any], row_type: type[V], *, encoded: bool = False, names: str = ""
+        self,
+        rows: dict[str, Any],
+        row_type: type[V],
+        *,
+        encoded: bool = False,
+        names: tuple[str, str] = ("", ""),
     ) -> None:
         self.rows = rows  # values: V, or msgspec.Raw while a restored row is not read yet
         self.row_type = row_type  # as first asked for: what a restored snapshot decodes with
         self._encoded = encoded  # whether rows may still hold a msgspec.Raw
         self._decoder = row_decoder(row_type)
-        self._names = names  # view and table, for the error a row that does not decode raises
+        self._names = names  # (view, table): for the error of a row that does not decode
 
     def get(self, key: str) -> V | None:
         row = self.rows.get(key)
@@ -74,8 +79,7 @@ class _MemoryTable(Generic[V]):
         return row
 
     def _decode(self, raw: msgspec.Raw) -> V:
-        view, _, table = self._names.partition("\0")
-        return decode_row(view, table, raw, self._decoder)
+        return decode_row(*self._names, raw, self._decoder)
 
     def put(self, key: str, value: V) -> None:
         self.rows[key] = value
@@ -144,7 +148,7 @@ class _MemoryState:
             # Raises SnapshotRowsError (the table stays pending, so every later use raises too).
             rows = {} if raw is None else decode_rows(self._view, name, raw, row_type)
             table = self._tables[name] = _MemoryTable(
-                rows, row_type, encoded=raw is not None, names=f"{self._view}\0{name}"
+                rows, row_type, encoded=raw is not None, names=(self._view, name)
             )
             self._pending.pop(name, None)
         return table

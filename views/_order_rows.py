@@ -41,7 +41,6 @@ __all__ = [
     "micros",
     "row_line",
     "row_matcher",
-    "share_lines",
     "shared_evolve",
     "texts_of",
 ]
@@ -153,11 +152,6 @@ def row_line(product_id: str, quantity: int, price: str) -> RowLine:
             _SHARED_LINES.clear()
         shared = _SHARED_LINES[line] = RowLine(_intern(product_id), quantity, _intern(price))
     return shared
-
-
-def share_lines(lines: tuple[RowLine, ...]) -> tuple[RowLine, ...]:
-    """Return ``lines`` with every line replaced by its shared copy (see :func:`row_line`)."""
-    return tuple([row_line(line.product_id, line.quantity, line.price) for line in lines])
 
 
 def _line(item: OrderItem) -> RowLine:

@@ -202,4 +202,3 @@ def test_equal_lines_are_one_object_and_the_shared_lines_stay_bounded(
     for quantity in range(3, 9):  # past the bound: the shared lines start over
         assert rows_module.row_line("sku-1", quantity, "1.50").quantity == quantity
     assert len(rows_module._SHARED_LINES) <= 4
-    assert rows_module.share_lines(first.lines) == first.lines
