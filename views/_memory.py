@@ -323,9 +323,11 @@ class MemoryView:
 
         Anything wrong with ``data`` (another view or model version, a torn or corrupted file,
         an unreadable payload) returns None, logged, and leaves the view empty at position 0:
-        the caller then replays from the start. A restored table is decoded when the read model
-        first asks for it; if its rows do not decode as the type asked for, that apply or
-        query raises :class:`~views._memory_codec.SnapshotRowsError`.
+        the caller then replays from the start. A restored table is split into its rows when
+        the read model first asks for it, and each row decoded when first read (see
+        :func:`~views._memory_codec.decode_rows`); if the first row, or a row read later, does
+        not decode as the type asked for, that apply or query raises
+        :class:`~views._memory_codec.SnapshotRowsError`.
 
         Raises:
             ValueError: The view is not empty at position 0.
