@@ -18,6 +18,7 @@ raises the same errors for an inconsistent log.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -70,7 +71,8 @@ def _created(event: OrderCreated, position: int) -> _State:
             return _Folded(evolve(None, event, position))
         quantities[item.product_id] = item.quantity
         prices[item.product_id] = item.price
-    return _Order(event.order_id, event.customer_id, event.created_at, position, quantities, prices)
+    customer_id = sys.intern(event.customer_id)  # one string per customer, as evolve's rows
+    return _Order(event.order_id, customer_id, event.created_at, position, quantities, prices)
 
 
 def _row(state: _State) -> OrderRow:

@@ -217,7 +217,7 @@ def evolve(row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
             )
         return OrderRow(
             order_id=event.order_id,
-            customer_id=event.customer_id,
+            customer_id=_intern(event.customer_id),  # one string per customer, not per order
             status="pending",
             total_amount=order_total(event.items),
             item_count=sum(map(_QUANTITY, event.items)),

@@ -90,8 +90,12 @@ class IdTexts:
             for text in texts_of(new):
                 self.number(text)  # the texts and grams stay complete meanwhile
         elif old is None:
+            customer_id = new.customer_id
             for text in texts_of(new):
-                add_owner(owners, self.number(text), order_id)
+                # A text equal to the row's own id string is registered as that string: the
+                # texts then hold no second copy of each order id (nor of most customer ids).
+                same = order_id if text == order_id else customer_id
+                add_owner(owners, self.number(same if text == same else text), order_id)
         else:
             self._reindex(owners, order_id, old, new)
 
