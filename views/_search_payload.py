@@ -14,11 +14,10 @@ grams]`` with whole rows; :func:`decode_payload` reads both (they differ by thei
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections.abc import Sequence
-from datetime import datetime
-from decimal import Decimal
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
@@ -29,20 +28,13 @@ from views._search_postings import decode_grams, encode_grams
 __all__ = ["decode_payload", "encode_payload"]
 
 
-class _Row(msgspec.Struct, array_like=True, gc=False):
-    """An :class:`OrderRow` as a version 5 payload stores it: its lines as numbers."""
+class _Row(OrderRow, frozen=True, array_like=True, gc=False):
+    """An :class:`OrderRow` as a version 5 payload stores it: its lines as numbers.
 
-    order_id: str
-    customer_id: str
-    status: str
-    total_amount: Decimal
-    item_count: int
-    created_at: datetime
-    shipped_at: datetime | None
-    position: int
-    lines: list[int]
-    created_us: int
-    haystack: str = ""
+    The redefined field keeps its place: the array is an OrderRow's but for that one field.
+    """
+
+    lines: list[Annotated[int, msgspec.Meta(ge=0)]]  # type: ignore[assignment]
 
 
 _LINES_AT: Final = OrderRow.__struct_fields__.index("lines")
@@ -120,7 +112,7 @@ def decode_payload(
 def _row(row: _Row, shared: list[RowLine]) -> OrderRow:
     return OrderRow(
         row.order_id,
-        row.customer_id,
+        sys.intern(row.customer_id),  # one string per customer, as the live rows
         row.status,
         row.total_amount,
         row.item_count,

@@ -484,11 +484,14 @@ def test_a_version_5_snapshot_naming_a_line_it_lacks_is_discarded() -> None:
     parts = search_payload.encode_payload(rows, texts, grams)
     numbered = msgspec.msgpack.decode(b"".join(parts))
     assert len(numbered[1]) > 1
-    numbered[1] = numbered[1][:1]  # keep one line: the other numbers point past the list
-    broken = encode_snapshot(view.name, 5, position, msgspec.msgpack.encode(numbered))
-    fresh = SearchView()
-    assert fresh.restore(broken) is None
-    assert fresh.position() == 0
+    short = [numbered[0], numbered[1][:1], *numbered[2:]]  # the other numbers point past it
+    at = search_payload._LINES_AT
+    negative = [[[*row[:at], [-1], *row[at + 1 :]] for row in numbered[0]], *numbered[1:]]
+    for payload in (short, negative):
+        broken = encode_snapshot(view.name, 5, position, msgspec.msgpack.encode(payload))
+        fresh = SearchView()
+        assert fresh.restore(broken) is None
+        assert fresh.position() == 0
 
 
 def test_the_id_texts_hold_no_second_copy_of_an_order_or_customer_id() -> None:
