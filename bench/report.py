@@ -2,7 +2,8 @@
 
 Runs ``bench_store.run(quick)``, ``bench_engine.run(quick)``, ``bench_views.run(quick)``,
 ``bench_pipeline.run(quick)`` (the read pipeline as users run it), ``bench_http.run(quick)`` and
-``bench_growth.run(quick)`` (cost as aggregates grow), ``bench_projection_process.run(quick)``
+``bench_growth.run(quick)`` (cost as aggregates grow), ``bench_memory.run(quick)`` (the memory
+views' bytes per order, live and restarted), ``bench_projection_process.run(quick)``
 (the views in the engine's process or in a projection process, against ``views=[]``) and
 ``bench_cluster.run(quick)`` (shards on a local Ray against one engine)
 in this process (the ``eventsourcing`` peer runs once and is shared by the engine and view
@@ -32,6 +33,7 @@ import bench_cluster
 import bench_engine
 import bench_growth
 import bench_http
+import bench_memory
 import bench_pipeline
 import bench_projection_process
 import bench_store
@@ -164,6 +166,7 @@ def _run_all(
         ("pipeline", bench_pipeline.run, lambda r: list(r["figures"])),
         ("http", bench_http.run, lambda r: list(r["figures"])),
         ("growth", bench_growth.run, lambda r: list(r["figures"])),
+        ("memory", bench_memory.run, lambda r: list(r["figures"])),
         ("projection", bench_projection_process.run, lambda r: list(r["figures"])),
         ("cluster", bench_cluster.run, lambda r: list(r["figures"])),
     ]
