@@ -401,6 +401,9 @@ class SearchIndex:
         """Build an index from a snapshot's rows, texts and postings."""
         index = cls()
         index.rows.update((row.order_id, row) for row in rows)
+        # A text equal to a row's order id is that id's string, as when folded live (no copy).
+        own = index.rows
+        texts = [text if (row := own.get(text)) is None else row.order_id for text in texts]
         index._ids = IdTexts(texts, grams, owners_built=False)  # built when needles need them
         by_status = index._by_status
         for row in rows:

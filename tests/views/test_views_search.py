@@ -497,10 +497,17 @@ def test_a_version_5_snapshot_naming_a_line_it_lacks_is_discarded() -> None:
 def test_the_id_texts_hold_no_second_copy_of_an_order_or_customer_id() -> None:
     # Memory: a text equal to its order's id (or customer id) string is that very string.
     log = random_log(14, 120, uuid_ids=True)  # lowercase uuids: each casefolds to itself
-    index = _applied(log)._index
+    view = _applied(log)
+    index = view._index
     ids = index._ids
     for row in index.rows.values():
         assert ids.texts[ids.numbers[row.order_id]] is row.order_id
+    restored = SearchView()
+    restored.restore(view.snapshot()[1])
+    again = restored._index
+    assert again.rows == index.rows
+    for row in again.rows.values():  # a restore registers them as the rows' own strings too
+        assert again._ids.texts[again._ids.numbers[row.order_id]] is row.order_id
     customers = {row.customer_id for row in index.rows.values()}
     shared = [text for text in ids.texts if text in customers]
     assert shared
