@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Run the benchmark suite (bench/report.py); --data is not used (it works in temp dirs).",
         _run(bench, "quick", json_file="json", chart_file="chart"),
     )
-    bench_command.add_argument("--quick", action="store_true", help="a small run, under a minute")
+    bench_command.add_argument("--quick", action="store_true", help="a small run, about 90 s")
     bench_command.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench_command.add_argument("--chart", metavar="FILE", help="also draw a chart (PNG)")
     command(
