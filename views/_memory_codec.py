@@ -127,10 +127,9 @@ def decode_rows(view: str, table: str, raw: msgspec.Raw, row_type: type[V]) -> d
         rows: dict[str, Any] = _raw_rows.decode(raw)
     except msgspec.DecodeError as error:  # ValidationError is a DecodeError
         raise SnapshotRowsError(view, table, row_type, error) from error
-    decoder = row_decoder(row_type)
-    for key, row in rows.items():  # the first row says whether they are row_type's
-        rows[key] = decode_row(view, table, row, decoder)
-        break
+    first = next(iter(rows), None)
+    if first is not None:  # the first row says whether they are row_type's
+        rows[first] = decode_row(view, table, rows[first], row_decoder(row_type))
     return rows
 
 
