@@ -13,10 +13,10 @@ import queue
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import pykka
-from pykka._future import GetHookFunc
+from pykka._future import GetHookFunc, _Unset
 from pykka._types import OptExcInfo
 
 from store import get_logger
@@ -31,6 +31,10 @@ log = get_logger(__name__)
 # each of the many futures in flight, and these sections never block.
 _FUTURES_LOCK = threading.Lock()
 _PENDING, _VALUE, _ERROR = 0, 1, 2
+# pykka's `Future.__init__` makes a fresh `_Unset()` marker per future, an object the cyclic
+# collector tracks, one more per command in flight; pykka only ever tests it with isinstance,
+# so every future here shares one.
+_UNSET: Final = _Unset()
 
 
 class DispatcherFuture(pykka.Future[T]):
@@ -53,12 +57,21 @@ class DispatcherFuture(pykka.Future[T]):
     """
 
     def __init__(self) -> None:
-        super().__init__()
+        # Not pykka's __init__: it only sets these two, with a marker object of its own.
+        self._get_hook: GetHookFunc[T] | None = None
+        self._get_hook_result: Any = _UNSET
         self._state = _PENDING
         self._value: Any = None
         self._exc_info: OptExcInfo | None = None
         self._event: threading.Event | None = None
-        self._callbacks: list[Callable[[DispatcherFuture[T]], object]] | None = None
+        # One callback as itself, more in a list: a command's future has exactly one (see
+        # CommandFuture), and a list per command in flight would be one more object for the
+        # cyclic collector to walk.
+        self._callbacks: (
+            Callable[[DispatcherFuture[T]], object]
+            | list[Callable[[DispatcherFuture[T]], object]]
+            | None
+        ) = None
 
     def done(self) -> bool:
         """Return whether `set()` or `set_exception()` has been called."""
@@ -101,9 +114,13 @@ class DispatcherFuture(pykka.Future[T]):
             if self._get_hook is not None:
                 raise TypeError("a derived (get-hook) future is never resolved; use its source")
             if self._state == _PENDING:
-                if self._callbacks is None:
-                    self._callbacks = []
-                self._callbacks.append(fn)
+                held = self._callbacks
+                if held is None:
+                    self._callbacks = fn
+                elif isinstance(held, list):
+                    held.append(fn)
+                else:
+                    self._callbacks = [held, fn]
                 return
         self._invoke(fn)
 
@@ -133,9 +150,11 @@ class DispatcherFuture(pykka.Future[T]):
             event, callbacks, self._callbacks = self._event, self._callbacks, None
         if event is not None:
             event.set()
-        if callbacks:
+        if isinstance(callbacks, list):
             for fn in callbacks:
                 self._invoke(fn)
+        elif callbacks is not None:
+            self._invoke(callbacks)
 
     def set_get_hook(self, func: GetHookFunc[T]) -> None:
         """Make this a lazy future computed by `func` in `get()`."""

@@ -72,10 +72,15 @@ class Execute(msgspec.Struct, frozen=True, gc=False):
     fingerprint: bytes  # computed at the door, where duplicates in flight are caught
 
 
-class AppendCommand(msgspec.Struct, frozen=True):
+class AppendCommand(msgspec.Struct, frozen=True, gc=False):
     """Aggregate -> writer: commit one command's events, then resolve ``reply``.
 
     ``owner`` is told to :class:`Reload` if the append cannot be committed.
+
+    Untracked by the cyclic collector (``gc=False``), as :class:`Execute`: one per command in
+    flight. It is part of a cycle only while it waits in the writer's inbox (``owner`` reaches
+    the writer's inbox through the aggregate's kit), and the writer answers and drops every
+    queued append, at stop too; a cycle through an untracked object would never be collected.
     """
 
     append: StreamAppend

@@ -610,6 +610,45 @@ def test_a_failing_done_callback_does_not_stop_the_others() -> None:
     assert seen == ["ok"]
 
 
+def _recorder(seen: list[tuple[int, int]], number: int) -> Callable[[DispatcherFuture[int]], None]:
+    return lambda future: seen.append((number, future.get(timeout=0)))
+
+
+def test_done_callbacks_run_once_each_in_the_order_they_were_added() -> None:
+    # One callback is kept as itself, more in a list: both shapes, and the step between them.
+    for count in (1, 2, 3):
+        future: DispatcherFuture[int] = DispatcherFuture()
+        calls: list[tuple[int, int]] = []
+        for number in range(count):
+            future.add_done_callback(_recorder(calls, number))
+        assert calls == []
+
+        future.set(5)
+        future.add_done_callback(_recorder(calls, -1))
+
+        assert calls == [*[(n, 5) for n in range(count)], (-1, 5)]
+
+
+def test_derived_futures_of_different_sources_keep_their_own_results() -> None:
+    # Every future shares one "not computed yet" marker: a derived future's result must still
+    # be its own, and computed once.
+    first: DispatcherFuture[int] = DispatcherFuture()
+    second: DispatcherFuture[int] = DispatcherFuture()
+    computed: list[int] = []
+
+    def double(value: int) -> int:
+        computed.append(value)
+        return value * 2
+
+    first_doubled, second_doubled = first.map(double), second.map(double)
+    first.set(1)
+    second.set(10)
+
+    assert (first_doubled.get(timeout=0), second_doubled.get(timeout=0)) == (2, 20)
+    assert (first_doubled.get(timeout=0), second_doubled.get(timeout=0)) == (2, 20)
+    assert computed == [1, 10]
+
+
 def test_derived_futures_refuse_done_callbacks() -> None:
     future: DispatcherFuture[int] = DispatcherFuture()
     derived = future.map(lambda value: value + 1)
