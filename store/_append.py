@@ -9,9 +9,8 @@ snapshots in one bulk put per table. The tables are described in :mod:`store._lo
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -38,33 +37,42 @@ __all__ = ["append_in_txn"]
 # Moved out of store._log as it was: the batch (its state, checks and flush) is one concept and
 # made up nearly half of that module; the log's keys, reads and lookups stay there.
 
-_FIRST: Final = operator.itemgetter(0)
-# The same getter as store._log's (which its reads use): a constant each module keeps.
-_SECOND: Final = operator.itemgetter(1)
-
 
 class _Batch:
-    """The state of one append batch while its transaction is open."""
+    """The state of one append batch while its transaction is open.
+
+    Keys and values are kept in parallel lists, never as (key, value) pairs: a pair is a tuple
+    the cyclic collector tracks, and a batch of 2,000 commands made ~7 per command (log, index,
+    heads, idempotency rows, and the lists that held them), enough to trigger a young collection
+    in the middle of most large commits. ``zip`` hands ``putmulti`` its pairs instead: it reuses
+    one tuple, since ``putmulti`` lets go of each pair before asking for the next.
+    """
 
     __slots__ = (
         "commands",
         "heads",
-        "index",
+        "index_keys",
+        "index_values",
         "known_commands",
-        "log",
+        "log_keys",
+        "log_values",
         "position",
-        "snapshots",
+        "snapshot_keys",
+        "snapshot_values",
         "written_heads",
     )
 
     def __init__(self, head: int) -> None:
         self.position = head
-        self.log: list[tuple[bytes, bytes]] = []
-        self.index: list[tuple[bytes, bytes]] = []
+        self.log_keys: list[bytes] = []
+        self.log_values: list[bytes] = []
+        self.index_keys: list[bytes] = []
+        self.index_values: list[bytes] = []
         self.heads: dict[bytes, int] = {}
         self.commands: dict[str, CommandRecord] = {}
         self.known_commands: dict[str, CommandRecord] = {}
-        self.snapshots: list[tuple[bytes, bytes]] = []
+        self.snapshot_keys: list[bytes] = []
+        self.snapshot_values: list[bytes] = []
         self.written_heads: set[bytes] = set()
 
 
@@ -179,27 +187,27 @@ def _append_one(codec: Codec, batch: _Batch, append: StreamAppend, now: int) -> 
     position = batch.position
     encode = codec.encode_record
     stream_type = append.stream_type
-    log_items: list[tuple[bytes, bytes]] = []
-    index_items: list[tuple[bytes, bytes]] = []
+    log_keys, log_values = batch.log_keys, batch.log_values
+    index_keys, index_values = batch.index_keys, batch.index_values
+    before = len(log_keys)
     try:
         for event in events:
             position += 1
             version += 1
             key = position.to_bytes(8, "big")
-            log_items.append(
-                (
-                    key,
-                    encode(position, stream_id, stream_type, version, event, timestamp, command_id),
-                )
+            log_values.append(
+                encode(position, stream_id, stream_type, version, event, timestamp, command_id)
             )
-            index_items.append((key_of_stream, version.to_bytes(4, "big") + key))
+            log_keys.append(key)
+            index_keys.append(key_of_stream)
+            index_values.append(version.to_bytes(4, "big") + key)
     except (msgspec.EncodeError, OverflowError, TypeError) as error:
-        # Encoded before anything is put, so the append can fail alone.
+        # Encoded before anything is put, so the append can fail alone: its rows go again.
+        for rows in (log_keys, log_values, index_keys, index_values):
+            del rows[before:]
         raise InvalidCommand(
             stream_id, "unencodable_event", f"an event cannot be encoded: {error}"
         ) from error
-    batch.log.extend(log_items)
-    batch.index.extend(index_items)
     batch.position = position
     last = position if events else 0
     batch.heads[key_of_stream] = version
@@ -209,41 +217,56 @@ def _append_one(codec: Codec, batch: _Batch, append: StreamAppend, now: int) -> 
             command_id, append.fingerprint, stream_id, version, first, last
         )
     if append.snapshot is not None:
-        batch.snapshots.append(
-            (key_of_stream, encode_snapshot(version, append.snapshot_schema, append.snapshot))
+        batch.snapshot_values.append(
+            encode_snapshot(version, append.snapshot_schema, append.snapshot)
         )
+        batch.snapshot_keys.append(key_of_stream)
     return Committed(stream_id, version, first, last)
 
 
 def _flush(txn: Txn, dbs: dict[str, Database], frames: LogFrames, batch: _Batch) -> None:
-    if batch.log:
+    count = len(batch.log_keys)
+    if count:
+        values = batch.log_values
         if frames.current is not None:
             # One zstd call for the whole batch (see store._frames: never one per record).
-            keys = list(map(_FIRST, batch.log))
-            batch.log = list(zip(keys, frames.compress(list(map(_SECOND, batch.log))), strict=True))
-        consumed, added = txn.cursor(db=dbs["log"]).putmulti(batch.log, append=True)
+            values = frames.compress(values)
+        consumed, added = txn.cursor(db=dbs["log"]).putmulti(
+            zip(batch.log_keys, values, strict=True), append=True
+        )
         # Append mode silently skips a key that is not above the last one: a skipped event
         # would be a lost event, so the whole transaction fails instead.
-        if added != len(batch.log) or consumed != len(batch.log):
+        if added != count or consumed != count:
             raise CommitFailed(
-                f"log append wrote {added} of {len(batch.log)} events: positions are not "
+                f"log append wrote {added} of {count} events: positions are not "
                 "above the log's head"
             )
         # dupdata=False: an entry already there is refused, not added twice. The heads table is
         # what rules out a version written twice (every append was checked against it).
-        _, added = txn.cursor(db=dbs["index"]).putmulti(batch.index, dupdata=False)
-        if added != len(batch.index):
+        _, added = txn.cursor(db=dbs["index"]).putmulti(
+            zip(batch.index_keys, batch.index_values, strict=True), dupdata=False
+        )
+        if added != len(batch.index_keys):
             raise CommitFailed("the stream index already holds some of these events")
     if batch.written_heads:
+        heads = batch.heads
         txn.cursor(db=dbs["heads"]).putmulti(
-            [(key, batch.heads[key].to_bytes(8, "big")) for key in batch.written_heads]
+            zip(
+                batch.written_heads,
+                [heads[key].to_bytes(8, "big") for key in batch.written_heads],
+                strict=True,
+            )
         )
     if batch.commands:
+        records = batch.commands.values()
         txn.cursor(db=dbs["commands"]).putmulti(
-            [
-                (command_key(record.command_id), encode_command(record))
-                for record in batch.commands.values()
-            ]
+            zip(
+                [command_key(record.command_id) for record in records],
+                [encode_command(record) for record in records],
+                strict=True,
+            )
         )
-    if batch.snapshots:
-        txn.cursor(db=dbs["snapshots"]).putmulti(batch.snapshots)
+    if batch.snapshot_keys:
+        txn.cursor(db=dbs["snapshots"]).putmulti(
+            zip(batch.snapshot_keys, batch.snapshot_values, strict=True)
+        )

@@ -280,6 +280,25 @@ def test_an_unencodable_event_fails_its_append_alone(store: EventStore) -> None:
     assert [committed(results[i]).last_position for i in (0, 2)] == [1, 2]
 
 
+def test_an_append_failing_after_its_first_events_leaves_none_of_them(store: EventStore) -> None:
+    # Its first two events were encoded into the batch before the third failed: they go again.
+    bad = StreamAppend(
+        stream_id="a",
+        stream_type="order",
+        expected_version=0,
+        events=[added("a"), added("a"), added("a", quantity=2**70)],
+    )
+    results = store.append_batch([append("b", 0, 2), bad, append("c", 0)])
+
+    assert isinstance(results[1], InvalidCommand)
+    assert [committed(results[i]).last_position for i in (0, 2)] == [2, 3]
+    assert store.stream_version("a", stream_type="order") == 0
+    assert list(store.read_stream("a", stream_type="order")) == []
+    log = [(r.position, r.stream_id, r.version) for batch in store.read_all() for r in batch]
+    assert log == [(1, "b", 1), (2, "b", 2), (3, "c", 1)]
+    assert [r.version for r in store.read_stream("b", stream_type="order")] == [1, 2]
+
+
 def test_read_all_uses_batches_and_starts_where_asked(store: EventStore) -> None:
     store.append_batch([append(f"s{i}", 0, 5) for i in range(7)])
     batches = list(store.read_all(from_position=3, batch_size=10))
