@@ -21,6 +21,7 @@ import msgspec
 import pykka
 
 from actors._dispatch import DispatcherActor
+from actors._mail import tell
 from actors._messages import (
     AppendCommand,
     Execute,
@@ -277,7 +278,7 @@ class AggregateActor(Supervised, DispatcherActor):
             snapshot=snapshot,
             snapshot_schema=self._kit.decider.state_schema_version,
         )
-        self._kit.writer.tell(AppendCommand(append, self.aggregate_id, reply, self.actor_ref))
+        tell(self._kit.writer, AppendCommand(append, self.aggregate_id, reply, self.actor_ref))
         self._state = state
         self._version = version
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pykka
 
 from actors._aggregate import AggregateActor, AggregateKit, SnapshotStore
+from actors._mail import tell
 from actors._messages import Execute, Passivate
 from actors._supervision import FaultSeam
 from store import get_logger
@@ -155,12 +156,12 @@ class AggregateRegistry:
                     self._index[aggregate_id] = entry
             entry.last_used = now
             try:
-                entry.ref.tell(message)
+                tell(entry.ref, message)
             except pykka.ActorDeadError:
                 # It died of an unexpected failure: a fresh actor resyncs and reloads.
                 log.warning("aggregate_actor_dead", aggregate_id=aggregate_id)
                 entry = self._activate(aggregate_id, now, resync=True)
-                entry.ref.tell(message)
+                tell(entry.ref, message)
             if len(self._index) > self._max_live:
                 self._shed()
 

@@ -237,6 +237,19 @@ def evolve(row: OrderRow | None, event: OrderEvent, position: int) -> OrderRow:
     return msgspec.structs.replace(row, status="cancelled")
 
 
+class _Fold(msgspec.Struct, frozen=True, gc=False):
+    """One entry of :class:`_SharedFolds`: an event, the row it was folded from, the result.
+
+    Not a tuple: a tuple is tracked by the cyclic collector until a collection finds it holds
+    only untracked objects, and the memo makes one per event (up to 8k alive); it holds only
+    untracked structs, so it can never be part of a cycle.
+    """
+
+    event: OrderEvent
+    seen: OrderRow | None
+    new: OrderRow
+
+
 class _SharedFolds:
     """The rows :func:`evolve` returned for the latest events, shared by the order views.
 
@@ -263,8 +276,8 @@ class _SharedFolds:
         self._size = size
         self._window = window  # calls per hit-rate window
         self._bypass = bypass  # calls folded directly after a window of too few hits
-        self._new: dict[int, tuple[OrderEvent, OrderRow | None, OrderRow]] = {}
-        self._old: dict[int, tuple[OrderEvent, OrderRow | None, OrderRow]] = {}
+        self._new: dict[int, _Fold] = {}
+        self._old: dict[int, _Fold] = {}
         self._calls = 0
         self._hits = 0
         self._direct = 0  # calls left to fold without the memo
@@ -283,19 +296,19 @@ class _SharedFolds:
         text = "" if row is None else row.haystack
         core = msgspec.structs.replace(row, haystack="") if text and row is not None else row
         entry = self._new.get(position) or self._old.get(position)
-        if entry is not None and entry[0] is event:
-            seen = entry[1]
+        if entry is not None and entry.event is event:
+            seen = entry.seen
             if seen is core or (
                 seen is not None and core is not None and seen.lines is core.lines and seen == core
             ):
                 self._hits += 1
-                new = entry[2]
+                new = entry.new
                 return msgspec.structs.replace(new, haystack=text) if text else new
             return evolve(row, event, position)  # another row: folded, the first one's kept
         new = evolve(core, event, position)  # raises for a poison event: nothing is kept
         if len(self._new) >= self._size:
             self._old, self._new = self._new, {}
-        self._new[position] = (event, core, new)
+        self._new[position] = _Fold(event, core, new)
         return msgspec.structs.replace(new, haystack=text) if text else new
 
 
