@@ -23,6 +23,7 @@ from domain.errors import (
 )
 from store._codec import Codec
 from store._commands import command_id_of, command_key, decode_command, encode_command
+from store._heads import HeadsCache
 from store._log import MAX_STREAM_VERSION, stream_key
 from store._log import checked_command_key as _command_key
 from store._records import CommandRecord, Committed, StreamAppend
@@ -84,8 +85,12 @@ def append_in_txn(  # noqa: PLR0917 - internal: the tables are passed explicitly
     appends: Sequence[StreamAppend],
     head: int,
     now: int,
+    heads: HeadsCache,
 ) -> tuple[list[Committed | EngineError], int]:
     """Append every valid append of the batch inside ``txn``; see ``EventStore.append_batch``.
+
+    The streams' heads are read from ``heads`` where it holds them (the caller has begun its
+    token), and the batch's are put there before the commit (see :mod:`store._heads`).
 
     Returns:
         One result per append, in order, and the new head position.
@@ -96,7 +101,7 @@ def append_in_txn(  # noqa: PLR0917 - internal: the tables are passed explicitly
             or the stream index already held a version: the caller aborts the transaction.
     """
     batch = _Batch(head)
-    _prefetch(txn, dbs, frames, appends, batch)
+    _prefetch(txn, dbs, frames, appends, batch, heads=heads)
     results: list[Committed | EngineError] = []
     for append in appends:
         try:
@@ -104,6 +109,7 @@ def append_in_txn(  # noqa: PLR0917 - internal: the tables are passed explicitly
         except (ConcurrencyConflict, IdempotencyConflict, InvalidCommand) as error:
             results.append(error)
     _flush(txn, dbs, frames, batch)
+    heads.put(batch.heads)
     return results, batch.position
 
 
@@ -113,6 +119,8 @@ def _prefetch(
     frames: LogFrames,
     appends: Sequence[StreamAppend],
     batch: _Batch,
+    *,
+    heads: HeadsCache,
 ) -> None:
     # One getmulti per table instead of a get per append: each py-lmdb call releases and
     # re-takes the GIL, which is what costs under contention with reader threads.
@@ -125,8 +133,10 @@ def _prefetch(
                 command_keys.add(_command_key(append.stream_id, append.command_id))
         except InvalidCommand:
             continue  # reported by _append_one, in order
-    found = dict(txn.cursor(db=dbs["heads"]).getmulti(sorted(stream_keys)))
-    batch.heads = {key: int.from_bytes(found.get(key, b""), "big") for key in stream_keys}
+    batch.heads, missing = heads.split(stream_keys)
+    if missing:
+        found = dict(txn.cursor(db=dbs["heads"]).getmulti(sorted(missing)))
+        batch.heads.update((key, int.from_bytes(found.get(key, b""), "big")) for key in missing)
     for key, raw in txn.cursor(db=dbs["commands"]).getmulti(sorted(command_keys)):
         command_id = command_id_of(bytes(key))
         batch.known_commands[command_id] = decode_command(txn, dbs["log"], frames, command_id, raw)

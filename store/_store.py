@@ -25,6 +25,7 @@ from store._codec import Codec
 from store._commands import command_key
 from store._env import ProcessLock, open_environment
 from store._frames import Dictionary, LogFrames
+from store._heads import HeadsCache
 from store._logging import get_logger
 from store._records import (
     CommandRecord,
@@ -103,6 +104,7 @@ class EventStore(Transactions):
         self._training = DictionaryTraining(self, self._dbs, self.frames)
         # Bounds of the idempotency and heads tables' keys: lookups above them need no read.
         self._bounds = KeyBounds(self.read, self._dbs)
+        self._heads = HeadsCache()  # the heads this store's appends committed
 
     @classmethod
     def open(
@@ -223,14 +225,21 @@ class EventStore(Transactions):
         frames = self.frames
         outcome: list[tuple[list[Committed | EngineError], int]] = []
 
+        heads = self._heads
+        tokens: list[int] = []
+
         def run(txn: Txn) -> None:
             outcome.clear()  # a retry after map growth starts from scratch
-            outcome.append(_append.append_in_txn(txn, dbs, codec, frames, appends, self._head, now))
+            tokens.append(heads.begin())
+            outcome.append(
+                _append.append_in_txn(txn, dbs, codec, frames, appends, self._head, now, heads)
+            )
 
         # Raised before the write, never after: whatever becomes of the transaction (even a
         # failure reported after its commit), the bounds cover every key it may write.
         self._bounds.raise_for(appends)
         self.write(run)
+        heads.settled(tokens[-1])
         results, head = outcome[0]
         self._head = head
         return results
