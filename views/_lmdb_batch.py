@@ -318,12 +318,16 @@ def compute(
 
 def commit(txn: lmdb.Transaction, db: Db, writes: _Writes) -> None:
     """Write ``writes`` into ``txn``, in key order (LMDB appends to sorted pages fastest)."""
-    puts: list[tuple[bytes, bytes]] = []
+    # Keys and values in two lists, zipped: (key, value) tuples would be objects for the cyclic
+    # collector, one per row written (zip reuses one, as putmulti lets go of each pair).
+    keys: list[bytes] = []
+    values: list[bytes] = []
     for key in sorted(writes):
         value = writes[key]
         if value is None:
             txn.delete(key, db=db)
         else:
-            puts.append((key, value))
-    if puts:
-        txn.cursor(db=db).putmulti(puts)
+            keys.append(key)
+            values.append(value)
+    if keys:
+        txn.cursor(db=db).putmulti(zip(keys, values, strict=True))
