@@ -30,8 +30,9 @@ from views._chunked import Parts
 from views._order_fold import ORDER_FOLD
 from views._order_rows import ORDER_TAGS, OrderRow
 from views._order_types import OrderView, Page, SearchOrders, validate_query
-from views._search_index import SearchIndex, finish
+from views._search_index import SearchIndex
 from views._search_payload import decode_payload, encode_payload
+from views._search_plan import finish
 from views._search_texts import build_owners
 from views._snapshot_file import decode_snapshot, frame_snapshot
 from views._view import Backend, RowFold, View, check_query_type, check_up_to

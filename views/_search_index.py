@@ -15,7 +15,8 @@ storage adapter), so they are identical to the generic view's, search text inclu
 - **Per status**, the set of its order ids (a needle's hits are intersected with it in C).
 
 A query is planned by :meth:`SearchIndex.plan` (reads only, fast, under the caller's lock) and
-finished by :func:`finish` (sorting hits, possibly many, on immutable rows: no lock needed).
+finished by :func:`~views._search_plan.finish` (sorting hits, possibly many, on immutable rows:
+no lock needed).
 """
 
 from __future__ import annotations
@@ -25,20 +26,21 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from operator import itemgetter
-from typing import Any, Final, NamedTuple, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
 
 # sortedcontainers ships no type information; its SortedList is used through a few typed helpers.
 from sortedcontainers import SortedList  # type: ignore[import-untyped]
 
 from store import RecordedEvent
-from views._order_models import OrderSearchModel, search_page
-from views._order_rows import ORDER_EVENTS, OrderRow, row_matcher
-from views._order_types import STATUSES, OrderView, Page, SearchOrders, make_page
+from views._order_models import OrderSearchModel
+from views._order_rows import ORDER_EVENTS, OrderRow
+from views._order_types import STATUSES, SearchOrders
 from views._search_owners import Owners, owner_count, union
+from views._search_plan import Plan
 from views._search_texts import IdTexts
 from views._view import Index, Table
 
-__all__ = ["Plan", "SearchIndex", "finish"]
+__all__ = ["SearchIndex"]
 
 _WALK_BUDGET: Final = 4  # a walk may visit this many entries per candidate before it gives up
 _SCAN_FACTOR: Final = 4  # a needle whose owners sum past this many times the orders scans
@@ -101,31 +103,6 @@ class _RowsStorage:
 
     def values(self) -> Iterator[OrderRow]:
         return iter(self._rows.values())
-
-
-class Plan(NamedTuple):
-    """What :meth:`SearchIndex.plan` found, for :func:`finish` to complete without the index.
-
-    Attributes:
-        items: The page itself, when the plan could pick it (then ``total`` is exact).
-        total: How many orders match (-1 when ``rows`` must be filtered first).
-        rows: Rows to order and page (``items`` is None then): the hits, or every row
-            when ``total`` is -1.
-    """
-
-    items: list[OrderView] | None
-    total: int
-    rows: list[OrderRow] | None = None
-
-
-def finish(query: SearchOrders, plan: Plan) -> Page[OrderView]:
-    """Complete ``plan`` into the answer: filter if asked, order, page. Needs no lock."""
-    if plan.items is not None:
-        return make_page(plan.items, plan.total, query.page, query.page_size)
-    rows = plan.rows or []
-    if plan.total < 0:
-        rows = list(filter(row_matcher(query), rows))
-    return search_page(rows, query, in_creation_order=False)
 
 
 def _page_slice(ordering: Any, low: int, high: int, start: int, stop: int, *, desc: bool) -> Any:
