@@ -24,7 +24,7 @@ from domain.errors import (
 from store._codec import Codec
 from store._commands import command_id_of, command_key, decode_command, encode_command
 from store._heads import HeadsCache
-from store._log import MAX_STREAM_VERSION, stream_key
+from store._log import MAX_STREAM_VERSION, last_command_key, stream_key
 from store._log import checked_command_key as _command_key
 from store._records import CommandRecord, Committed, StreamAppend
 from store._snapshots import encode_snapshot
@@ -110,6 +110,8 @@ def append_in_txn(  # noqa: PLR0917 - internal: the tables are passed explicitly
             results.append(error)
     _flush(txn, dbs, frames, batch)
     heads.put(batch.heads)
+    if batch.commands:
+        heads.raise_command_top(max(map(command_key, batch.commands)))
     return results, batch.position
 
 
@@ -137,9 +139,19 @@ def _prefetch(
     if missing:
         found = dict(txn.cursor(db=dbs["heads"]).getmulti(sorted(missing)))
         batch.heads.update((key, int.from_bytes(found.get(key, b""), "big")) for key in missing)
-    for key, raw in txn.cursor(db=dbs["commands"]).getmulti(sorted(command_keys)):
-        command_id = command_id_of(bytes(key))
-        batch.known_commands[command_id] = decode_command(txn, dbs["log"], frames, command_id, raw)
+    if command_keys:
+        top = heads.command_top
+        if top is None:
+            top = last_command_key(txn, dbs["commands"])
+            heads.raise_command_top(top)
+        # A key above the greatest the table holds is a new command: no lookup (time-ordered
+        # ids, the default, nearly always are).
+        known = sorted(key for key in command_keys if key <= top)
+        for key, raw in txn.cursor(db=dbs["commands"]).getmulti(known) if known else ():
+            command_id = command_id_of(bytes(key))
+            batch.known_commands[command_id] = decode_command(
+                txn, dbs["log"], frames, command_id, raw
+            )
 
 
 def _known_command(batch: _Batch, append: StreamAppend) -> Committed | None:

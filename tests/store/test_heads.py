@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import lmdb
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -169,6 +170,108 @@ def test_appends_conflict_exactly_as_the_heads_in_the_log_say(
                         assert isinstance(result, ConcurrencyConflict), result
             for stream in _STREAMS:
                 assert store.stream_version(stream, stream_type="order") == model[stream]
+        finally:
+            _append.append_in_txn = real
+            store.close()
+
+
+def test_the_command_top_is_raised_by_commits_and_forgotten_with_an_unsettled_batch() -> None:
+    heads = HeadsCache()
+    token = heads.begin()
+    assert _top(heads) is None  # unknown: the batch reads the table's last key
+    heads.raise_command_top(b"\x00b")
+    heads.raise_command_top(b"\x00a")  # lower: the top stays
+    heads.settled(token)
+    heads.begin()
+    assert _top(heads) == b"\x00b"
+    heads.raise_command_top(b"\x00c")  # this batch's commit never returns
+
+    heads.begin()
+
+    assert _top(heads) is None
+
+
+def _top(heads: HeadsCache) -> bytes | None:
+    # Read through a function: mypy would keep the narrowing of the assertion above.
+    return heads.command_top
+
+
+# Time-ordered (version 7) command ids, as new_id makes them: each above the ones before.
+_COMMAND_IDS = tuple(f"0190{n:04x}-0000-7000-8000-000000000000" for n in range(6))
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.lists(
+                st.tuples(
+                    st.sampled_from(_STREAMS),
+                    st.integers(-1, 0),
+                    st.integers(0, len(_COMMAND_IDS) - 1),
+                ),
+                min_size=1,
+                max_size=4,
+            ),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_a_retried_command_id_is_answered_as_recorded_and_a_new_one_commits(
+    codec: Codec,
+    steps: list[tuple[list[tuple[str, int, int]], bool]],
+) -> None:
+    # Ids are drawn in time order with retries of earlier ones mixed in; some batches fail
+    # before their commit. A model of what was recorded decides every outcome.
+    heads = dict.fromkeys(_STREAMS, 0)
+    recorded: dict[str, Committed] = {}
+    drawn = 0  # ids are first used in their time order, as a client's new_id gives them
+    with tempfile.TemporaryDirectory() as tmp:
+        store = EventStore.open(pathlib.Path(tmp) / "data", codec=codec, durability="async")
+        real = _append.append_in_txn
+        fail: list[bool] = []
+        _append.append_in_txn = _failing_after_the_batch(real, fail)
+        try:
+            for batch, fails in steps:
+                appends = []
+                for stream, offset, pick in batch:
+                    number = min(pick, drawn)
+                    drawn = max(drawn, number + 1)
+                    command_id = _COMMAND_IDS[number]
+                    appends.append(
+                        msgspec.structs.replace(
+                            _append_to(stream, max(0, heads[stream] + offset)),
+                            command_id=command_id,
+                            fingerprint=command_id.encode(),
+                        )
+                    )
+                fail[:] = [fails]
+                if fails:
+                    with pytest.raises(lmdb.Error):
+                        store.append_batch(appends)
+                    continue
+                for append, result in zip(appends, store.append_batch(appends), strict=True):
+                    earlier = recorded.get(append.command_id)
+                    if earlier is not None:
+                        assert result == msgspec.structs.replace(earlier, duplicate=True)
+                    elif append.expected_version == heads[append.stream_id]:
+                        assert isinstance(result, Committed), result
+                        assert not result.duplicate
+                        heads[append.stream_id] += 1
+                        recorded[append.command_id] = result
+                    else:
+                        assert isinstance(result, ConcurrencyConflict), result
+            for command_id, result in recorded.items():
+                found = store.lookup_command(command_id)
+                assert found is not None
+                assert (found.stream_id, found.last_position) == (
+                    result.stream_id,
+                    result.last_position,
+                )
         finally:
             _append.append_in_txn = real
             store.close()
