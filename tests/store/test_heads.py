@@ -150,7 +150,7 @@ def test_appends_conflict_exactly_as_the_heads_in_the_log_say(
         try:
             for batch, fails in steps:
                 # Expected versions from the heads before the batch: a second append to a
-                # stream in one batch conflicts unless the first one failed.
+                # stream in one batch commits only if it expects what the first one left.
                 appends = [
                     _append_to(stream, max(0, model[stream] + offset), count)
                     for stream, offset, count in batch
