@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.errors import ConcurrencyConflict
+from domain.errors import ConcurrencyConflict, EngineError
 from domain.orders import OrderItemAdded
 from store import Codec, Committed, EventStore, StreamAppend, _append
 from store._heads import HeadsCache
@@ -117,24 +118,55 @@ def test_heads_of_a_failed_commit_never_decide_an_append(
 
 _STREAMS = ("s0", "s1", "s2")
 
-
-@settings(
+_SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(
-    steps=st.lists(
-        st.tuples(
-            st.lists(
-                st.tuples(st.sampled_from(_STREAMS), st.integers(-1, 1), st.integers(1, 2)),
-                min_size=1,
-                max_size=4,
-            ),
-            st.booleans(),
-        ),
+
+
+def _steps(
+    append: st.SearchStrategy[tuple[str, int, int]],
+) -> st.SearchStrategy[list[tuple[list[tuple[str, int, int]], bool]]]:
+    """Batches of 1-4 appends, each batch failing before its commit or not."""
+    return st.lists(
+        st.tuples(st.lists(append, min_size=1, max_size=4), st.booleans()),
         min_size=1,
         max_size=12,
     )
-)
+
+
+Run = Callable[[list[StreamAppend], bool], "list[Committed | EngineError] | None"]
+
+
+@contextlib.contextmanager
+def _store_with_failing_batches(codec: Codec) -> Iterator[tuple[EventStore, Run]]:
+    """A fresh store, and ``run(appends, fails)``: the batch's results, or None if it failed.
+
+    A failing batch runs for real (its heads reach the cache), then its transaction fails
+    before the commit (fault injection around the real ``append_in_txn``).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        store = EventStore.open(pathlib.Path(tmp) / "data", codec=codec, durability="async")
+        real = _append.append_in_txn
+        fail: list[bool] = []
+        _append.append_in_txn = _failing_after_the_batch(real, fail)
+
+        def run(appends: list[StreamAppend], fails: bool) -> list[Committed | EngineError] | None:
+            fail[:] = [fails]
+            if not fails:
+                return store.append_batch(appends)
+            with pytest.raises(lmdb.Error, match="injected"):
+                store.append_batch(appends)
+            return None
+
+        try:
+            yield store, run
+        finally:
+            _append.append_in_txn = real
+            store.close()
+
+
+@_SETTINGS
+@given(steps=_steps(st.tuples(st.sampled_from(_STREAMS), st.integers(-1, 1), st.integers(1, 2))))
 def test_appends_conflict_exactly_as_the_heads_in_the_log_say(
     codec: Codec,
     steps: list[tuple[list[tuple[str, int, int]], bool]],
@@ -142,37 +174,26 @@ def test_appends_conflict_exactly_as_the_heads_in_the_log_say(
     # Each batch's appends expect their stream's true head (offset 0) or a wrong one; some
     # batches fail before their commit. A model of the heads decides every outcome.
     model = dict.fromkeys(_STREAMS, 0)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = EventStore.open(pathlib.Path(tmp) / "data", codec=codec, durability="async")
-        real = _append.append_in_txn
-        fail: list[bool] = []
-        _append.append_in_txn = _failing_after_the_batch(real, fail)
-        try:
-            for batch, fails in steps:
-                # Expected versions from the heads before the batch: a second append to a
-                # stream in one batch commits only if it expects what the first one left.
-                appends = [
-                    _append_to(stream, max(0, model[stream] + offset), count)
-                    for stream, offset, count in batch
-                ]
-                fail[:] = [fails]
-                if fails:
-                    with pytest.raises(lmdb.Error):
-                        store.append_batch(appends)
-                    continue
-                results = store.append_batch(appends)
-                for append, result in zip(appends, results, strict=True):
-                    head = model[append.stream_id]
-                    if append.expected_version == head:
-                        assert isinstance(result, Committed), result
-                        model[append.stream_id] = head + len(append.events)
-                    else:
-                        assert isinstance(result, ConcurrencyConflict), result
-            for stream in _STREAMS:
-                assert store.stream_version(stream, stream_type="order") == model[stream]
-        finally:
-            _append.append_in_txn = real
-            store.close()
+    with _store_with_failing_batches(codec) as (store, run):
+        for batch, fails in steps:
+            # Expected versions from the heads before the batch: a second append to a
+            # stream in one batch commits only if it expects what the first one left.
+            appends = [
+                _append_to(stream, max(0, model[stream] + offset), count)
+                for stream, offset, count in batch
+            ]
+            results = run(appends, fails)
+            if results is None:
+                continue
+            for append, result in zip(appends, results, strict=True):
+                head = model[append.stream_id]
+                if append.expected_version == head:
+                    assert isinstance(result, Committed), result
+                    model[append.stream_id] = head + len(append.events)
+                else:
+                    assert isinstance(result, ConcurrencyConflict), result
+        for stream in _STREAMS:
+            assert store.stream_version(stream, stream_type="order") == model[stream]
 
 
 def test_the_command_top_is_raised_by_commits_and_forgotten_with_an_unsettled_batch() -> None:
@@ -200,25 +221,14 @@ def _top(heads: HeadsCache) -> bytes | None:
 _COMMAND_IDS = tuple(f"0190{n:04x}-0000-7000-8000-000000000000" for n in range(6))
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@_SETTINGS
 @given(
-    steps=st.lists(
+    steps=_steps(
         st.tuples(
-            st.lists(
-                st.tuples(
-                    st.sampled_from(_STREAMS),
-                    st.integers(-1, 0),
-                    st.integers(0, len(_COMMAND_IDS) - 1),
-                ),
-                min_size=1,
-                max_size=4,
-            ),
-            st.booleans(),
-        ),
-        min_size=1,
-        max_size=12,
+            st.sampled_from(_STREAMS),
+            st.integers(-1, 0),
+            st.integers(0, len(_COMMAND_IDS) - 1),
+        )
     )
 )
 def test_a_retried_command_id_is_answered_as_recorded_and_a_new_one_commits(
@@ -230,48 +240,38 @@ def test_a_retried_command_id_is_answered_as_recorded_and_a_new_one_commits(
     heads = dict.fromkeys(_STREAMS, 0)
     recorded: dict[str, Committed] = {}
     drawn = 0  # ids are first used in their time order, as a client's new_id gives them
-    with tempfile.TemporaryDirectory() as tmp:
-        store = EventStore.open(pathlib.Path(tmp) / "data", codec=codec, durability="async")
-        real = _append.append_in_txn
-        fail: list[bool] = []
-        _append.append_in_txn = _failing_after_the_batch(real, fail)
-        try:
-            for batch, fails in steps:
-                appends = []
-                for stream, offset, pick in batch:
-                    number = min(pick, drawn)
-                    drawn = max(drawn, number + 1)
-                    command_id = _COMMAND_IDS[number]
-                    appends.append(
-                        msgspec.structs.replace(
-                            _append_to(stream, max(0, heads[stream] + offset)),
-                            command_id=command_id,
-                            fingerprint=command_id.encode(),
-                        )
+    with _store_with_failing_batches(codec) as (store, run):
+        for batch, fails in steps:
+            appends = []
+            for stream, offset, pick in batch:
+                number = min(pick, drawn)
+                drawn = max(drawn, number + 1)
+                command_id = _COMMAND_IDS[number]
+                appends.append(
+                    msgspec.structs.replace(
+                        _append_to(stream, max(0, heads[stream] + offset)),
+                        command_id=command_id,
+                        fingerprint=command_id.encode(),
                     )
-                fail[:] = [fails]
-                if fails:
-                    with pytest.raises(lmdb.Error):
-                        store.append_batch(appends)
-                    continue
-                for append, result in zip(appends, store.append_batch(appends), strict=True):
-                    earlier = recorded.get(append.command_id)
-                    if earlier is not None:
-                        assert result == msgspec.structs.replace(earlier, duplicate=True)
-                    elif append.expected_version == heads[append.stream_id]:
-                        assert isinstance(result, Committed), result
-                        assert not result.duplicate
-                        heads[append.stream_id] += 1
-                        recorded[append.command_id] = result
-                    else:
-                        assert isinstance(result, ConcurrencyConflict), result
-            for command_id, result in recorded.items():
-                found = store.lookup_command(command_id)
-                assert found is not None
-                assert (found.stream_id, found.last_position) == (
-                    result.stream_id,
-                    result.last_position,
                 )
-        finally:
-            _append.append_in_txn = real
-            store.close()
+            results = run(appends, fails)
+            if results is None:
+                continue
+            for append, result in zip(appends, results, strict=True):
+                earlier = recorded.get(append.command_id)
+                if earlier is not None:
+                    assert result == msgspec.structs.replace(earlier, duplicate=True)
+                elif append.expected_version == heads[append.stream_id]:
+                    assert isinstance(result, Committed), result
+                    assert not result.duplicate
+                    heads[append.stream_id] += 1
+                    recorded[append.command_id] = result
+                else:
+                    assert isinstance(result, ConcurrencyConflict), result
+        for command_id, result in recorded.items():
+            found = store.lookup_command(command_id)
+            assert found is not None
+            assert (found.stream_id, found.last_position) == (
+                result.stream_id,
+                result.last_position,
+            )
