@@ -108,10 +108,10 @@ def append_in_txn(  # noqa: PLR0917 - internal: the tables are passed explicitly
             results.append(_append_one(codec, batch, append, now))
         except (ConcurrencyConflict, IdempotencyConflict, InvalidCommand) as error:
             results.append(error)
-    _flush(txn, dbs, frames, batch)
+    command_keys = _flush(txn, dbs, frames, batch)
     heads.put(batch.heads)
-    if batch.commands:
-        heads.raise_command_top(max(map(command_key, batch.commands)))
+    if command_keys:
+        heads.raise_command_top(max(command_keys))
     return results, batch.position
 
 
@@ -246,7 +246,8 @@ def _append_one(codec: Codec, batch: _Batch, append: StreamAppend, now: int) -> 
     return Committed(stream_id, version, first, last)
 
 
-def _flush(txn: Txn, dbs: dict[str, Database], frames: LogFrames, batch: _Batch) -> None:
+def _flush(txn: Txn, dbs: dict[str, Database], frames: LogFrames, batch: _Batch) -> list[bytes]:
+    """Write the batch's rows; return the idempotency keys it wrote."""
     count = len(batch.log_keys)
     if count:
         values = batch.log_values
@@ -279,16 +280,14 @@ def _flush(txn: Txn, dbs: dict[str, Database], frames: LogFrames, batch: _Batch)
                 strict=True,
             )
         )
-    if batch.commands:
-        records = batch.commands.values()
+    records = batch.commands.values()
+    command_keys = [command_key(record.command_id) for record in records]
+    if command_keys:
         txn.cursor(db=dbs["commands"]).putmulti(
-            zip(
-                [command_key(record.command_id) for record in records],
-                [encode_command(record) for record in records],
-                strict=True,
-            )
+            zip(command_keys, [encode_command(record) for record in records], strict=True)
         )
     if batch.snapshot_keys:
         txn.cursor(db=dbs["snapshots"]).putmulti(
             zip(batch.snapshot_keys, batch.snapshot_values, strict=True)
         )
+    return command_keys
