@@ -23,12 +23,16 @@ import msgspec
 __all__ = ["KEPT_ROWS", "CachedStorage", "NeedsLmdb", "RowCache", "cacheable"]
 
 _MISSING: Final = object()
-# Rows kept per table; the oldest half goes when it is full. Sized for tens of thousands of open
-# orders: at 16,384 a rebuild of 1M events over 50k interleaved orders read and decoded every row
-# from LMDB, and each view's decoded copy defeated the shared fold (26k events/s, 1.36 GB peak);
-# at 65,536 it runs at 38-39k with a lower peak (1.16 GB), the kept rows being the very objects
-# the memory views hold. A kept row costs a dict slot when it is shared, ~2 KB (20 lines) if not.
-KEPT_ROWS: Final = 65536
+# Rows kept per table; the oldest half goes when it is full. Sized for a hundred thousand and
+# more open orders: the rows are dropped in insertion order, so orders used in turn that
+# outnumber the table all miss, and each miss reads and decodes the row from LMDB (py-lmdb lets
+# go of the GIL for it) and keeps a copy the memory views do not share. At 16,384 a rebuild of
+# 1M events over 50k interleaved orders ran at 26k events/s (1.36 GB peak), at 65,536 at 38-39k
+# (1.16 GB); at 65,536 a write load over 100k orders (x 10 commands, default views) ran at
+# 12.1-12.9k commands/s with a 1.59 GB peak, at 262,144 at 15.2-17.2k with 1.22 GB. A kept row
+# costs a dict slot when it is shared with the memory views (the default engine; the shared fold
+# makes rows read back from LMDB shared again), ~1.9 KB (9 lines) if not.
+KEPT_ROWS: Final = 262144
 _SCALARS: Final = (int, float, str, bytes, bool)
 
 
