@@ -19,31 +19,26 @@ from typing import TYPE_CHECKING, Final, Self
 import lmdb
 
 from domain.errors import EngineError
-from store import _append, _checkpoints, _log, _retention, _snapshots, _upgrade
+from store import _append, _log, _upgrade
 from store._bounds import KeyBounds
 from store._codec import Codec
 from store._commands import command_key
 from store._env import ProcessLock, open_environment
-from store._frames import Dictionary, LogFrames
+from store._frames import LogFrames
 from store._heads import HeadsCache
 from store._logging import get_logger
 from store._records import (
     CommandRecord,
     Committed,
     Durability,
-    ParkedEvent,
     RecordedEvent,
-    Snapshot,
     StreamAppend,
 )
-from store._retention import IdempotencyStats, PruneResult
 from store._tagged import decode_batch
 from store._training import DictionaryTraining
-from store._txns import Transactions
+from store._upkeep import StoreUpkeep
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from store._env import Database, Txn
 
 __all__ = ["EventStore"]
@@ -65,7 +60,7 @@ _TABLES: Final = (
 _DUP_TABLES: Final = frozenset({"index"})  # opened DUPSORT | DUPFIXED (see store._log)
 
 
-class EventStore(Transactions):
+class EventStore(StoreUpkeep):
     """The event log, stream index, idempotency table, snapshots and view checkpoints.
 
     Open it with :meth:`open`; it is also a context manager. A stream is named by its
@@ -320,16 +315,6 @@ class EventStore(Transactions):
         )
         return [(start + offset, value) for offset, value in enumerate(values)]
 
-    def _new_stream(self, key: bytes) -> bool:
-        """Return True if the stream of ``key`` has no event yet: its reads need no LMDB.
-
-        Checks that the store is open first, as a read would.
-        """
-        if self._bounds.stream_is_new(key):
-            self._check_open()
-            return True
-        return False
-
     def lookup_command(self, command_id: str) -> CommandRecord | None:
         """Return what ``command_id`` committed, or None if it was never recorded.
 
@@ -347,134 +332,6 @@ class EventStore(Transactions):
         dbs = self._dbs
         frames = self.frames
         return self.read(lambda txn: _log.lookup_command_in_txn(txn, dbs, frames, command_id))
-
-    # ------------------------------------------------------------ compression
-
-    def train_dictionary_if_due(self) -> Dictionary | None:
-        """Train a compression dictionary if the log grew enough since the last one.
-
-        The engine's housekeeping thread calls it; see :mod:`store._training`.
-        """
-        return self._training.if_due(self._head)
-
-    def train_dictionary(self) -> Dictionary | None:
-        """Train a dictionary on records sampled over the whole log; install it if it pays.
-
-        Returns:
-            The dictionary installed, or None (see :meth:`DictionaryTraining.now
-            <store._training.DictionaryTraining.now>`).
-        """
-        return self._training.now(self._head)
-
-    # ------------------------------------------------------------ snapshots
-
-    def save_snapshot(self, snapshot: Snapshot) -> None:
-        """Store ``snapshot`` as its stream's latest, unless a newer one is stored.
-
-        Raises:
-            InvalidCommand: The snapshot's stream type or id is not valid.
-        """
-        db = self._dbs["snapshots"]
-        key = _log.stream_key(snapshot.stream_type, snapshot.stream_id)
-        self._bounds.raise_for_snapshot(key)  # before the write: see store._bounds
-        self.write(lambda txn: _snapshots.save_snapshot_in_txn(txn, db, key, snapshot))
-
-    def load_snapshot(self, stream_id: str, *, stream_type: str) -> Snapshot | None:
-        """Return the latest snapshot of the stream ``(stream_type, stream_id)``, or None.
-
-        Raises:
-            InvalidCommand: The stream type or id is not valid.
-        """
-        db = self._dbs["snapshots"]
-        key = _log.stream_key(stream_type, stream_id)
-        if self._new_stream(key):
-            return None
-        return self.read(
-            lambda txn: _snapshots.load_snapshot_in_txn(txn, db, key, stream_id, stream_type)
-        )
-
-    def drop_stale_snapshots(
-        self, schemas: Mapping[str, int], after: bytes = b"", limit: int = 1000
-    ) -> tuple[bytes | None, int]:
-        """Drop up to ``limit`` walked snapshots whose schema is not ``schemas[stream type]``.
-
-        Returns:
-            Where to go on from (None: the whole table was walked) and how many were dropped.
-        """
-        db = self._dbs["snapshots"]
-        return self.write(
-            lambda txn: _snapshots.drop_stale_snapshots_in_txn(txn, db, after, schemas, limit)
-        )
-
-    def snapshot_count(self) -> int:
-        """Return how many snapshots are stored (at most one per stream)."""
-        db = self._dbs["snapshots"]
-        return self.read(lambda txn: int(txn.stat(db)["entries"]))
-
-    # ------------------------------------------------------------ idempotency retention
-
-    def prune_commands(
-        self, *, cutoff_ns: int | None = None, keep: int | None = None, limit: int = 1000
-    ) -> PruneResult:
-        """Forget the command ids of one small batch beyond the window, in one write txn.
-
-        See :mod:`store._retention`: walks at most ``limit`` log positions from the pruning
-        cursor, deleting the rows of commands older than ``cutoff_ns`` (ns, UTC) or beyond the
-        ``keep`` most recent; the cursor commits with the deletions.
-        """
-        dbs, head, frames = self._dbs, self._head, self.frames
-        return self.write(
-            lambda txn: _retention.prune_commands_in_txn(
-                txn, dbs, frames, head, cutoff_ns, keep, limit
-            )
-        )
-
-    def idempotency_stats(self) -> IdempotencyStats:
-        """Return the idempotency table's size, its oldest kept timestamp and the cursor."""
-        dbs, head, frames = self._dbs, self._head, self.frames
-        return self.read(lambda txn: _retention.idempotency_stats_in_txn(txn, dbs, frames, head))
-
-    # ------------------------------------------------------------ parked events
-
-    def park(self, parked: ParkedEvent) -> None:
-        """Record a poison event of a view with its error."""
-        db = self._dbs["parked"]
-        self.write(lambda txn: _checkpoints.park_in_txn(txn, db, parked))
-
-    def parked(self, view: str | None = None) -> list[ParkedEvent]:
-        """Return the parked events of ``view``, or of every view, by view then position."""
-        db = self._dbs["parked"]
-        return self.read(lambda txn: _checkpoints.parked_in_txn(txn, db, view))
-
-    def unpark(self, view: str, position: int) -> bool:
-        """Forget a parked event; return whether it was parked."""
-        db = self._dbs["parked"]
-        return self.write(lambda txn: _checkpoints.unpark_in_txn(txn, db, view, position))
-
-    def drop_legacy_views(self) -> int:
-        """Drop view data an older layout kept in the log's environment; return databases dropped.
-
-        Views now live in their own environment (:class:`~store.ViewStore`) and rebuild there
-        from the log; the old ``view:*`` databases and their checkpoints would only waste space.
-        """
-
-        def legacy(txn: Txn) -> list[bytes]:
-            names = txn.cursor().iternext(keys=True, values=False)
-            return [name for name in names if name.startswith(b"view:")]
-
-        names = self.read(legacy)
-        if not names:
-            return 0
-        checkpoints = self._dbs["checkpoints"]
-
-        def drop(txn: Txn) -> None:
-            for name in names:
-                txn.drop(self.env.open_db(name, txn=txn, create=False), delete=True)
-            txn.drop(checkpoints, delete=False)
-
-        self.write(drop)
-        log.info("legacy_views_dropped", path=str(self.path), databases=len(names))
-        return len(names)
 
 
 def _read_values(  # noqa: PLR0917 - a partial's arguments, in order
