@@ -3,11 +3,12 @@ r"""The LMDB backend: a read model's tables in named databases of the views envi
 The views environment (:class:`store.ViewStore`, ``<data>/views/``) is apart from the log: a view
 commit never takes the log's write lock nor adds an fsync to a command's commit.
 
-Layout. Each view owns two sub-databases, ``view:<name>:0`` and ``view:<name>:1`` (two *slots*);
-the shared database ``view:_slots`` records which slot is live. The live slot's checkpoint is
-the store checkpoint ``<name>``; a shadow (a rebuild in progress) fills the other slot under the
-checkpoint ``<name>:shadow``. Adopting a shadow flips the slot pointer, moves the checkpoint and
-empties the old slot in one write transaction, so a reader sees either the old or the new view.
+Layout (:mod:`views._lmdb_slots`). Each view owns two sub-databases, ``view:<name>:0`` and
+``view:<name>:1`` (two *slots*); the shared database ``view:_slots`` records which slot is live.
+The live slot's checkpoint is the store checkpoint ``<name>``; a shadow (a rebuild in progress)
+fills the other slot under the checkpoint ``<name>:shadow``. Adopting a shadow flips the slot
+pointer, moves the checkpoint and empties the old slot in one write transaction, so a reader
+sees either the old or the new view.
 The shared database ``view:_versions`` records the read-model ``version`` that wrote each view's
 rows and their key layout (none recorded: version 1, the only one before the record existed); a
 view opened by another version or layout is emptied and replays the log from 0, since its rows
@@ -40,8 +41,9 @@ from domain.errors import EngineClosed
 from store import RecordedEvent, ViewStore, get_logger
 from views._lmdb_batch import BatchChanges, commit, compute
 from views._lmdb_bulk import BULK_ROWS, BulkRows
-from views._lmdb_keys import KEY_LAYOUT, parse_version_record, version_record
-from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db, LmdbStorage
+from views._lmdb_keys import KEY_LAYOUT
+from views._lmdb_slots import Slots
+from views._lmdb_storage import LmdbStorage
 from views._row_cache import CachedStorage, NeedsLmdb, RowCache
 from views._view import (
     Backend,
@@ -95,23 +97,18 @@ class LmdbView:
         self.row_fold = row_fold_of(model)
         self._model = model
         self._store = store
-        self._slots_db: Db = store.open_db(SLOTS_DB)
-        self._versions_db: Db = store.open_db(VERSIONS_DB)
-        self._slot_dbs: tuple[Db, Db] = (
-            store.open_db(f"view:{model.name}:0"),
-            store.open_db(f"view:{model.name}:1"),
-        )
-        self._name_key = model.name.encode()
+        self._slots = Slots(store, model.name)
+        self._slot_dbs = self._slots.dbs
         self._version = model_version(model)
         self._cache = RowCache()  # this slot's committed rows, decoded: see views._row_cache
         self._closed = False
         if shadow_slot is None:
             self._checkpoint_key = model.name
             # Rows another read-model version wrote would be misread: start this one afresh.
-            stored = store.read(self._stored_version)
+            stored = store.read(self._slots.stored_version)
             if stored != (self._version, KEY_LAYOUT):
                 self._adopt_version(stored)
-            self._slot = store.read(self._live_slot)
+            self._slot = store.read(self._slots.live)
         else:  # a shadow writes to a fixed slot, never the live one
             self._slot = shadow_slot
             self._checkpoint_key = f"{model.name}:shadow"
@@ -156,25 +153,10 @@ class LmdbView:
         kind = "shadow " if self.is_shadow else ""
         return f"LmdbView({kind}{self.name!r}, slot={self._slot}, position={self._position})"
 
-    def _live_slot(self, txn: lmdb.Transaction) -> int:
-        return 1 if txn.get(self._name_key, db=self._slots_db) == b"1" else 0
-
-    def _stored_version(self, txn: lmdb.Transaction) -> tuple[int, int]:
-        return parse_version_record(txn.get(self._name_key, db=self._versions_db))
-
     def _adopt_version(self, stored: tuple[int, int]) -> None:
         """Empty both slots, reset both checkpoints and record this version: one transaction."""
         dropped = self._store.checkpoint(self._checkpoint_key)
-        shadow_key = f"{self.name}:shadow"
-
-        def reset(txn: lmdb.Transaction) -> None:
-            for db in self._slot_dbs:
-                txn.drop(db, delete=False)
-            self._store.set_checkpoint(self._checkpoint_key, 0, txn)
-            self._store.set_checkpoint(shadow_key, 0, txn)
-            txn.put(self._name_key, version_record(self._version), db=self._versions_db)
-
-        self._store.write(reset)
+        self._slots.restart(self._version, (self._checkpoint_key, f"{self.name}:shadow"))
         if dropped:
             _log.warning(
                 "view_version_changed",
@@ -330,9 +312,8 @@ class LmdbView:
             pass
         # Read the live slot inside the same transaction, so a concurrent adopt is either wholly
         # visible or not at all.
-        return self._store.read(
-            lambda txn: model.query(LmdbStorage(txn, dbs[self._live_slot(txn)]), query)
-        )
+        live = self._slots.live
+        return self._store.read(lambda txn: model.query(LmdbStorage(txn, dbs[live(txn)]), query))
 
     def new_shadow(self) -> LmdbView:
         """Return an empty shadow in the other slot (emptied now) at position 0.
@@ -346,18 +327,11 @@ class LmdbView:
         if self.is_shadow:
             raise TypeError(f"view {self.name!r}: a shadow cannot have a shadow")
         other = 1 - self._slot
-        shadow_key = f"{self.name}:shadow"
-        db, store = self._slot_dbs[other], self._store
-
-        def reset(txn: lmdb.Transaction) -> None:
-            txn.drop(db, delete=False)
-            store.set_checkpoint(shadow_key, 0, txn)
-
-        store.write(reset)
+        self._slots.empty(other, f"{self.name}:shadow")
         _log.info("view_shadow_created", view=self.name, backend=self.backend, slot=other)
         return LmdbView(
             self._model,
-            store,
+            self._store,
             skip_unknown=self.skip_unknown,
             shadow_slot=other,
             bulk_rows=self._bulk_rows,
@@ -385,17 +359,9 @@ class LmdbView:
         # rows are then the new slot's committed ones: kept decoded once it is live, the first
         # batches after a rebuild read none of them from LMDB (and the shared fold shares).
         kept = list(shadow.written_rows())
-        new_slot, position, shadow_key = shadow.slot, shadow.position(), shadow.checkpoint_key
-        old_db, store = self._slot_dbs[self._slot], self._store
-
-        def flip(txn: lmdb.Transaction) -> None:
-            txn.put(self._name_key, str(new_slot).encode(), db=self._slots_db)
-            store.set_checkpoint(self._checkpoint_key, position, txn)
-            store.set_checkpoint(shadow_key, 0, txn)
-            txn.drop(old_db, delete=False)
-
+        new_slot, position = shadow.slot, shadow.position()
         self._cache.clear()  # another slot's rows from now on
-        store.write(flip)
+        self._slots.flip(new_slot, position, self._checkpoint_key, shadow.checkpoint_key)
         self._slot, self._position = new_slot, position
         for table, rows in kept:
             self._cache.keep(table, {}, rows, b"")
@@ -405,14 +371,8 @@ class LmdbView:
     def clear(self) -> None:
         """Empty the view and reset its checkpoint to 0, in one transaction."""
         self._check_open()
-        db, store = self._slot_dbs[self._slot], self._store
-
-        def empty(txn: lmdb.Transaction) -> None:
-            txn.drop(db, delete=False)
-            store.set_checkpoint(self._checkpoint_key, 0, txn)
-
         self._cache.clear()
-        store.write(empty)
+        self._slots.empty(self._slot, self._checkpoint_key)
         self._position = 0
         if self._bulk is not None:
             self._bulk.clear()
