@@ -47,6 +47,7 @@ from actors._replay import (
     retry_parked,
     store_reader,
 )
+from actors._router_link import RouterLink
 from actors._supervision import FaultSeam, Supervised
 from actors._tail import EventTail
 from domain.errors import CorruptLog
@@ -76,9 +77,6 @@ _RESUME = "\x00resume"
 # See Projector._yield_to_commands.
 _SMALL_BACKLOG = 16  # events behind the head: at most this many, the projector yields first
 _YIELD_SECONDS = 0.0001
-# See Projector._hand_over.
-_HAND_OVER_SECONDS = 0.005  # per step, at most
-_HAND_OVER_POLL = 0.0001
 
 
 class Projector(Supervised, pykka.ThreadingActor):
@@ -96,21 +94,16 @@ class Projector(Supervised, pykka.ThreadingActor):
         batch_size: Events per catch-up batch.
         tail: The shared decoded events (default: decode from the store itself).
         on_batch: Called with the views that advanced after each batch (snapshot scheduling).
-        waiting: Returns how many queries wait in the router; when given, a batch that
-            nobody waits for is not told to the router (its thread is not woken for nothing:
-            measured, each wake-up under load delays the command path). The router checks the
-            view again after parking a query, so a batch and a parking that race are never
-            both missed.
+        waiting: Returns how many queries wait in the router: a batch nobody waits for is
+            not told (see :class:`~actors._router_link.RouterLink`). None: always told.
         wanted: Returns whether some query waits for the named view (a hint: it may lag the
             router by a moment); those views are stepped first, and again between the other
             views of a step when newer events arrived (see :meth:`_serve_wanted`). None: the
             views' order, one batch each per step.
-        due: Returns whether a query parked for the named view at or before the position is
-            still unanswered; after telling the router, the projector pauses until it is (see
-            :meth:`_hand_over`). None: it never pauses.
-        report_steps: Also tell the router every step's positions at its end, whether or not
-            queries wait (the ``router`` of a projection process is the pipe to the engine,
-            which keeps the positions of the views there from these reports).
+        due: Whether a query parked for a view at a position is still unanswered: after telling
+            the router, the projector pauses until it is not (see ``RouterLink``). None: never.
+        report_steps: Also tell the router every step's positions at its end (see
+            ``RouterLink``: the router of a projection process is the pipe to the engine).
         backoff: When a view whose storage failed is tried again (default:
             :data:`~actors._backoff.VIEW_RETRY`).
         fault_seam: Called before each message is handled (tests raise there); None in use.
@@ -138,17 +131,13 @@ class Projector(Supervised, pykka.ThreadingActor):
         fault_seam: FaultSeam | None = None,
     ) -> None:
         super().__init__()
-        self._waiting = waiting
+        self._link = RouterLink(router, waiting=waiting, due=due, report_steps=report_steps)
         self._wanted = wanted
-        self._due = due
-        self._hand_over_until = 0.0  # perf_counter() deadline of this step's pauses
-        self._report_steps = report_steps
         self._store = store
         # Misses decode only the tags these views handle (a view skips the others anyway).
         tags = handled_tags([progress.view for progress in progresses])
         self._read: Reader = tail.reader(tags) if tail is not None else store_reader(store, tags)
         self._progress = {progress.view.name: progress for progress in progresses}
-        self._router = router
         self._batch_size = batch_size
         self._on_batch = on_batch
         self._head = store.head()
@@ -244,7 +233,7 @@ class Projector(Supervised, pykka.ThreadingActor):
             self.actor_ref.tell(RetryDue(view, token))
 
     def _step(self) -> None:
-        self._hand_over_until = time.perf_counter() + _HAND_OVER_SECONDS
+        self._link.begin_step()
         head = max(self._head, self._store.head())
         self._head = head
         advanced: dict[str, int] = {}
@@ -262,15 +251,13 @@ class Projector(Supervised, pykka.ThreadingActor):
             if name in advanced:
                 # Told per view, as soon as it has applied the batch: a query waiting on the
                 # first view does not also wait for the other views' share of the batch.
-                self._tell_router({name: advanced[name]})
+                self._link.tell({name: advanced[name]})
             self._serve_wanted(advanced)
             if progress.view.position() < head:
                 behind = True
             else:
                 progress.behind_since = None
-        if advanced and self._report_steps and self._router is not None:
-            # Every step's positions, whether or not queries wait (see report_steps).
-            self._router.tell(ViewAdvanced(dict(advanced)))
+        self._link.end_step(advanced)
         if advanced and self._on_batch is not None:
             self._on_batch(advanced)
         self._failures = 0
@@ -292,7 +279,7 @@ class Projector(Supervised, pykka.ThreadingActor):
             progress.folded = positions.get(name, 0)  # shown by status while it folds
         for view in loaded:
             advanced[view.name] = view.position()
-            self._tell_router({view.name: view.position()})
+            self._link.tell({view.name: view.position()})
         return self._folding.names()
 
     def _serve_wanted(self, advanced: dict[str, int]) -> None:
@@ -305,7 +292,7 @@ class Projector(Supervised, pykka.ThreadingActor):
         ack -> visible p99 17.8 -> 13.3 ms (median of the runs; p50 2.3 -> 2.5 ms).
         """
         wanted = self._wanted
-        if wanted is None or not (self._waiting is None or self._waiting()):
+        if wanted is None or not self._link.queries_waiting():
             return
         head = self._store.head()
         folding = self._folding.names()
@@ -319,31 +306,7 @@ class Projector(Supervised, pykka.ThreadingActor):
                 and self._try_step(progress, head, advanced)
                 and name in advanced
             ):
-                self._tell_router({name: advanced[name]})
-
-    def _tell_router(self, positions: dict[str, int]) -> None:
-        # Positions are set before `waiting` is read; the router parks, then reads them.
-        if self._router is not None and (self._waiting is None or self._waiting()):
-            self._router.tell(ViewAdvanced(positions))
-            self._hand_over(positions)
-
-    def _hand_over(self, positions: dict[str, int]) -> None:
-        """Pause, the GIL free, until the router has answered the queries these positions wake.
-
-        Without it the router's thread, woken by the tell, waits for the GIL while this thread
-        goes on with the other views' batches (up to a switch interval, 5 ms, and longer if the
-        write path's threads win the GIL first), and then the caller waits again. Measured with a
-        paced load of 9.6k commands/s, six alternating runs each: ack -> visible p50 2.47 ->
-        2.14 ms, p99 14.1 -> 12.8 ms (medians of the runs). At most ``_HAND_OVER_SECONDS`` per
-        step, so many waiting queries cannot hold the views back; with no query waiting it
-        costs nothing.
-        """
-        due = self._due
-        if due is None:
-            return
-        for name, position in positions.items():
-            while due(name, position) and time.perf_counter() < self._hand_over_until:
-                time.sleep(_HAND_OVER_POLL)
+                self._link.tell({name: advanced[name]})
 
     def _try_step(self, progress: Progress, head: int, advanced: dict[str, int]) -> bool:
         """Step one view, noting it in ``advanced`` if it moved; False if it failed."""
@@ -437,8 +400,7 @@ class Projector(Supervised, pykka.ThreadingActor):
         view = self._progress[message.view].view
         self._folding.drop(view.name)  # its rebuilt copy replaces it, rows and all
         position = adopt_shadow(self._store, view, message.shadow, set(message.reparked))
-        if self._router is not None:
-            self._router.tell(ViewAdvanced({view.name: position}))
+        self._link.adopted(view.name, position)
         return position
 
     def _retry(self, name: str, position: int) -> bool:
