@@ -11,7 +11,7 @@ fresh process (``_memory_probe.py``), anonymous RSS after a full collection:
   from the snapshots the live one left at close), then a few fresh orders and searches by id
   part, as a restarted service meets them; against ``views=[]`` opened on it.
 
-Each figure is (RSS - its reference's RSS) / orders. The two LMDB views' row caches (65,536
+Each figure is (RSS - its reference's RSS) / orders. The two LMDB views' row caches (262,144
 rows per table) are in it, a bounded part.
 """
 

@@ -11,10 +11,12 @@ Engine: ``Engine.open(path)`` as the README shows it (durable, the four order vi
 its RSS then being the engine's and its projection process's together; ``--no-views`` soaks the
 write side alone (``views=[]``, labelled), to tell its decline from the views'.
 
-Every ``--every`` events (default 100k) it records the window's commands/s, the process's
-anonymous RSS (``/proc/self/statm``: the LMDB maps are file-backed and stay out), the live
-aggregates, and the bytes per event on disk (LMDB pages in use over both environments, and the
-files' allocated size). It prints a table of the checkpoints, writes JSON and a chart.
+Every ``--every`` events (default 100k) it records the window's commands/s, the events/s the
+slowest view applied in it (commands/s holds at the end only if that keeps up: the lag column
+says how far behind the views are), the process's anonymous RSS (``/proc/self/statm``: the LMDB
+maps are file-backed and stay out), the live aggregates, and the bytes per event on disk (LMDB
+pages in use over both environments, and the files' allocated size). It prints a table of the
+checkpoints, writes JSON and a chart.
 
 Aims (issue 13): throughput at the end >= 0.8x the throughput at 100k events; RSS flat once the
 live-aggregate cap is reached (reported as the RSS growth from the first checkpoint past the cap to
@@ -88,7 +90,23 @@ def _checkpoint(
         "bytes_used_per_event": (used + views_used) / max(events, 1),
         "bytes_on_disk_per_event": (on_disk + views_disk) / max(events, 1),
         "view_lag_events": max((v.lag_events for v in status.views.values()), default=0),
+        # The slowest view's position: with the previous checkpoint's, the rate the views kept.
+        "views_position": min((v.position for v in status.views.values()), default=events),
     }
+
+
+def _views_rate(points: list[dict[str, Any]]) -> None:
+    """Set the last checkpoint's ``views_events_per_s``: what the slowest view applied per second.
+
+    A load the views cannot follow shows here: commands/s then holds only because the views'
+    work is left for later (the lag column grows), and the rate the engine sustains with its
+    views is this one.
+    """
+    last = points[-1]
+    before = points[-2] if len(points) > 1 else {"views_position": 0, "elapsed_s": 0.0}
+    seconds = last["elapsed_s"] - before["elapsed_s"]
+    applied = last["views_position"] - before["views_position"]
+    last["views_events_per_s"] = applied / seconds if seconds > 0 else 0.0
 
 
 def run(
@@ -119,6 +137,7 @@ def run(
                     now = time.perf_counter()
                     rate = every / (now - window_start)
                     points.append(_checkpoint(engine, path, done, now - started, rate))
+                    _views_rate(points)
                     progress(
                         f"soak: {done:,} events, {rate:,.0f} cmd/s, "
                         f"RSS {points[-1]['rss_anon_mib']:.0f} MiB, "
@@ -150,7 +169,21 @@ def _verdicts(points: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "throughput_end_vs_first": ratio,
         "throughput_aim_met": ratio >= THROUGHPUT_AIM,
         "rss_growth_after_cap_mib": rss_growth,
+        # Commands/s at the end holds only if the views kept up: the lag they ended with, and
+        # the rate they applied over the last quarter of the run against the first checkpoint's.
+        "view_lag_end_events": last["view_lag_events"],
+        "views_rate_last_quarter_vs_first": _last_quarter_views_rate(points)
+        / max(first.get("views_events_per_s", 0.0), 1.0),
     }
+
+
+def _last_quarter_views_rate(points: Sequence[dict[str, Any]]) -> float:
+    """Return the events/s the slowest view applied over the run's last quarter."""
+    start = points[len(points) * 3 // 4 - 1] if len(points) >= 4 else points[0]
+    end = points[-1]
+    seconds = end["elapsed_s"] - start["elapsed_s"]
+    applied = end.get("views_position", 0) - start.get("views_position", 0)
+    return applied / seconds if seconds > 0 else 0.0
 
 
 def _engine_label(result: dict[str, Any]) -> str:
@@ -165,12 +198,14 @@ def _engine_label(result: dict[str, Any]) -> str:
 def print_points(result: dict[str, Any]) -> None:
     """Print the checkpoints and the verdicts as a table."""
     table = Table(title=f"soak, {_engine_label(result)} ({result['seconds']:.0f} s)")
-    for column in ("events", "cmd/s", "RSS MiB", "live", "B/event LMDB", "B/event disk", "lag"):
+    columns = ("events", "cmd/s", "views ev/s", "RSS MiB", "live", "B/event LMDB", "B/event disk")
+    for column in (*columns, "lag"):
         table.add_column(column, justify="right")
     for p in result["points"]:
         table.add_row(
             f"{p['events']:,}",
             f"{p['commands_per_s']:,.0f}",
+            f"{p.get('views_events_per_s', 0.0):,.0f}",
             f"{p['rss_anon_mib']:.0f}",
             f"{p['live_aggregates']:,}",
             f"{p['bytes_used_per_event']:.0f}",
@@ -198,7 +233,11 @@ def chart(result: dict[str, Any], target: Path) -> Path:
         ("commands/s", "anonymous RSS (MiB)", "bytes per event (LMDB pages in use)"),
         strict=True,
     ):
-        axis.plot(events, [p[key] for p in points])
+        axis.plot(events, [p[key] for p in points], label=label)
+        if key == "commands_per_s" and all("views_events_per_s" in p for p in points):
+            # The rate the slowest view applied: below commands/s, the views fall behind.
+            axis.plot(events, [p["views_events_per_s"] for p in points], label="views events/s")
+            axis.legend()
         axis.set_ylabel(label)
         axis.grid(visible=True, alpha=0.3)
     axes[-1].set_xlabel("events written (millions)")
