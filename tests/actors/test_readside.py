@@ -31,7 +31,7 @@ from readside_kit import (
 )
 from waiting import wait_until
 
-import actors._projector as projector_module
+import actors._router_link as router_link
 from actors import CommandResult, Engine, RebuildReport
 from actors._projector import ViewAdvanced
 from actors._router import LONG_QUERY_SECONDS
@@ -596,7 +596,7 @@ def _caught_up_then_held(engine: Engine, seam: _HeldWakes, last: _Recording) -> 
 def test_the_projector_lets_the_router_answer_before_going_on_with_the_other_views(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(projector_module, "_HAND_OVER_SECONDS", WAIT)
+    monkeypatch.setattr(router_link, "HAND_OVER_SECONDS", WAIT)
     engine, seam, last = _held_engine(tmp_path)
     with engine:
         done = _caught_up_then_held(engine, seam, last)
@@ -615,7 +615,7 @@ def test_the_projector_lets_the_router_answer_before_going_on_with_the_other_vie
 def test_a_query_the_router_is_slow_to_answer_holds_the_views_back_only_briefly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(projector_module, "_HAND_OVER_SECONDS", 0.05)
+    monkeypatch.setattr(router_link, "HAND_OVER_SECONDS", 0.05)
     engine, seam, last = _held_engine(tmp_path)
     with engine:
         done = _caught_up_then_held(engine, seam, last)
