@@ -78,6 +78,7 @@ class _BatchTable(Generic[V]):
         "_db",
         "_decode",
         "_dirty",
+        "_encoded",
         "_fulls",
         "_kept",
         "_name",
@@ -115,6 +116,7 @@ class _BatchTable(Generic[V]):
         self._kept: dict[str, Any] = {} if cache is None else cache.table(name)
         self._top: bytes | None = None if cache is None else cache.top(name)
         self._top_written = b""
+        self._encoded = (0, 0)  # bytes and rows encoded by flush(): their mean size
         self._rows: dict[str, Any] = {}  # None: no row (absent, or deleted in this batch)
         self._dirty: set[str] = set()
         self._written: dict[str, V | None] = {}  # every row this batch wrote, as written last
@@ -123,7 +125,9 @@ class _BatchTable(Generic[V]):
     def keep_into(self) -> None:
         """Tell the cache what this batch leaves committed (call once its commit succeeded)."""
         if self.cache is not None:
-            self.cache.keep(self._name, self._rows, self._written, self._top_written)
+            encoded, count = self._encoded
+            mean = encoded / count if count else 0.0
+            self.cache.keep(self._name, self._rows, self._written, self._top_written, mean)
 
     def _absent(self, full: bytes) -> bool:
         """Return True if ``full`` is above every key the committed table holds."""
@@ -185,12 +189,19 @@ class _BatchTable(Generic[V]):
         """Encode the rows changed since the last flush into the batch's writes."""
         writes, prefix, rows, fulls = self._writes, self._prefix, self._rows, self._fulls
         top = self._top_written
+        size = count = 0
         for key in self._dirty:
             value = rows[key]
             full = fulls.get(key) or prefix + _key(key)
-            writes[full] = None if value is None else _encode(value)
+            encoded = None if value is None else _encode(value)
+            writes[full] = encoded
+            if encoded is not None:
+                size += len(encoded)
+                count += 1
             top = max(top, full)
         self._top_written = top
+        before = self._encoded
+        self._encoded = (before[0] + size, before[1] + count)  # for the cache's byte budget
         self._dirty.clear()
         if len(rows) > _CACHED_ROWS:
             rows.clear()

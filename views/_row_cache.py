@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ["KEPT_ROWS", "CachedStorage", "NeedsLmdb", "RowCache", "cacheable"]
+__all__ = ["KEPT_BYTES", "KEPT_ROWS", "CachedStorage", "NeedsLmdb", "RowCache", "cacheable"]
 
 _MISSING: Final = object()
 # Rows kept per table; the oldest half goes when it is full. Sized for a hundred thousand and
@@ -33,6 +33,11 @@ _MISSING: Final = object()
 # costs a dict slot when it is shared with the memory views (the default engine; the shared fold
 # makes rows read back from LMDB shared again), ~1.9 KB (9 lines) if not.
 KEPT_ROWS: Final = 262144
+# ... and fewer when rows are large: about this many bytes of rows (as encoded) per table. The
+# rows count is sized for order rows (~300-500 bytes encoded, ~1.9 KB decoded); a read model with
+# 10 KB rows would otherwise keep 262k of them, gigabytes when not shared.
+KEPT_BYTES: Final = 128 * 2**20
+_MIN_KEPT: Final = 1024  # however large the rows, a batch's worth stays kept
 _SCALARS: Final = (int, float, str, bytes, bool)
 
 
@@ -47,15 +52,19 @@ class RowCache:
     """Decoded committed rows per table of one view slot (``None``: known to be absent).
 
     Args:
-        limit: Rows kept per table.
+        limit: Most rows kept per table.
+        budget: About the most bytes of rows (as encoded) kept per table: a table whose rows
+            are large keeps fewer than ``limit`` (never fewer than 1,024).
     """
 
-    __slots__ = ("_limit", "_tables", "_tops")
+    __slots__ = ("_budget", "_limit", "_row_bytes", "_tables", "_tops")
 
-    def __init__(self, limit: int = KEPT_ROWS) -> None:
+    def __init__(self, limit: int = KEPT_ROWS, budget: int = KEPT_BYTES) -> None:
         self._limit = limit
+        self._budget = budget
         self._tables: dict[str, dict[str, Any]] = {}
         self._tops: dict[str, bytes] = {}  # per table: no committed key is above it
+        self._row_bytes: dict[str, float] = {}  # per table: the mean size of the rows written
 
     def top(self, name: str) -> bytes | None:
         """Return a bound of table ``name``'s committed keys, None while unknown."""
@@ -78,7 +87,12 @@ class RowCache:
         return rows
 
     def keep(
-        self, name: str, read: dict[str, Any], written: dict[str, Any], top_written: bytes
+        self,
+        name: str,
+        read: dict[str, Any],
+        written: dict[str, Any],
+        top_written: bytes,
+        row_bytes: float = 0.0,
     ) -> None:
         """Record a committed batch of table ``name``.
 
@@ -87,17 +101,30 @@ class RowCache:
             read: Rows the batch read (or wrote) and still holds decoded, as committed.
             written: Every row the batch wrote, as it wrote it last (None: deleted).
             top_written: The greatest full key the batch wrote (``b""``: none).
+            row_bytes: The mean encoded size of the rows the batch wrote (0: not known).
         """
         top = self._tops.get(name)
         if top is not None and top_written > top:
             self._tops[name] = top_written  # unknown stays unknown: LMDB has them all
+        if row_bytes:
+            before = self._row_bytes.get(name)
+            # A running mean that follows the rows as they grow (orders gain lines).
+            self._row_bytes[name] = row_bytes if before is None else (before * 7 + row_bytes) / 8
         kept = self.table(name)
         kept.update(read)
         kept.update(written)
-        if len(kept) > self._limit:
+        limit = self.limit(name)
+        if len(kept) > limit:
             # Dicts keep insertion order: drop the older half at once (amortized O(1) per row).
-            keep_from = len(kept) - self._limit // 2
+            keep_from = len(kept) - limit // 2
             self._tables[name] = dict(list(kept.items())[keep_from:])
+
+    def limit(self, name: str) -> int:
+        """Return how many rows table ``name`` keeps, from the size of the rows it wrote."""
+        row_bytes = self._row_bytes.get(name)
+        if not row_bytes:
+            return self._limit
+        return max(_MIN_KEPT, min(self._limit, int(self._budget / row_bytes)))
 
     def clear(self) -> None:
         """Forget every row and bound (the slot was emptied, swapped or its state is unknown)."""

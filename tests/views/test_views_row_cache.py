@@ -26,7 +26,7 @@ from domain.orders import AddOrderItem, CreateOrder, OrderItem
 from store import ViewStore
 from views import LmdbView
 from views._order_rows import OrderRow
-from views._row_cache import RowCache, cacheable
+from views._row_cache import KEPT_ROWS, RowCache, cacheable
 from views._view import Storage
 from views.orders import (
     CustomerOrdersModel,
@@ -44,6 +44,49 @@ _P2 = Decimal("2.25")
 @pytest.fixture
 def log() -> OrderLog:
     return random_log(seed=23, commands=160)
+
+
+def test_a_table_of_large_rows_keeps_fewer_of_them_within_the_byte_budget() -> None:
+    cache = RowCache(limit=100_000, budget=1_000_000)
+    assert cache.limit("big") == 100_000  # nothing written yet: the row count alone
+    batch = {f"k{number}": number for number in range(500)}
+    cache.keep("big", {}, batch, b"", row_bytes=500.0)  # 500-byte rows: 2,000 fit the budget
+    assert cache.limit("big") == 2000
+    for start in range(500, 10_000, 500):
+        rows = {f"k{number}": number for number in range(start, start + 500)}
+        cache.keep("big", {}, rows, b"", row_bytes=500.0)
+        assert len(cache.table("big")) <= 2000
+    assert cache.table("big").get("k9999") == 9999  # the newest rows are the ones kept
+    cache.keep("small", {}, {"a": 1}, b"", row_bytes=10.0)
+    assert cache.limit("small") == 100_000  # the row count bounds small rows; tables apart
+    cache.keep("huge", {}, {"a": 1}, b"", row_bytes=10**9)
+    assert cache.limit("huge") == 1024  # however large, a batch's worth stays
+
+
+def test_the_mean_row_size_follows_the_rows_as_they_grow() -> None:
+    cache = RowCache(limit=100_000, budget=1_000_000)
+    cache.keep("t", {}, {"a": 1}, b"", row_bytes=100.0)
+    assert cache.limit("t") == 10_000
+    for _ in range(40):
+        cache.keep("t", {}, {"a": 1}, b"", row_bytes=1000.0)
+    assert cache.limit("t") < 1100  # close to 1,000 rows of 1,000 bytes
+
+
+def test_an_lmdb_view_learns_its_rows_size_from_what_it_writes(
+    tmp_path: Path, log: OrderLog
+) -> None:
+    with open_store(tmp_path / "views") as store:
+        view = LmdbView(OrderDetailsModel(), store)
+        head, tail = log.records[:-20], log.records[-20:]
+        view.apply(head, head[-1].position)
+        # Order rows encode to a few hundred bytes: the row count, not the budget, bounds them.
+        assert view._cache.limit("order") == KEPT_ROWS
+        # Against a 10 MB budget the rows' measured size decides (this log's rows: tens of bytes).
+        measured = RowCache(budget=10_000_000)
+        view._cache = measured  # empty: the next batch reads its rows from LMDB
+        view.apply(tail, tail[-1].position)
+        assert 5_000 <= measured.limit("order") < KEPT_ROWS
+        check_answers([view], log, only=True)
 
 
 def test_the_cache_keeps_written_rows_over_read_ones_and_halves_when_full() -> None:
