@@ -54,6 +54,7 @@ class EventTail:
         self.decoded = 0  # records decoded from LMDB (misses), for tests and the bench
         self.published = 0  # records handed over by the writer
         self.readers = 0  # projectors and sagas reading it: none, and the writer publishes nothing
+        self._next: list[int] = []  # per reader: the position its last read started at
 
     def reader(
         self, tags: frozenset[str] | None = None
@@ -79,7 +80,27 @@ class EventTail:
             if wanted != self._tags:
                 self._tags = wanted
                 self._chunks.clear()  # chunks decoded for fewer tags would lack records
-        return self.read
+            slot = len(self._next)
+            self._next.append(0)
+        starts, read = self._next, self.read
+
+        def read_from(start: int, limit: int) -> list[RecordedEvent]:
+            starts[slot] = start  # a list item under the GIL: no lock needed
+            return read(start, limit)
+
+        return read_from
+
+    def wanted(self, position: int) -> bool:
+        """Return whether a reader may still read ``position`` from the tail.
+
+        False when every reader is further behind ``position`` than the tail holds: the chunks
+        published there would be evicted (least recently used) before any reader got to them,
+        and each reader decodes them from the log anyway. The writer then builds no records for
+        them (~1-2 us per event), which under a load the views cannot follow (the soak at 200k+
+        orders) is write-side time given back to the projector.
+        """
+        starts = self._next
+        return not starts or max(starts) > position - self._max_chunks * CHUNK
 
     def publish(self, records: Sequence[RecordedEvent]) -> None:
         """Add freshly committed records (consecutive positions, in order): the writer's path."""

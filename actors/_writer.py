@@ -212,7 +212,8 @@ class LogWriter(Supervised, pykka.ThreadingActor):
             self._commit_failed(live, error, head_before)
             return
         head, events = self._settle(live, results)
-        if self._tail is not None and head and self._tail.readers:
+        tail = self._tail
+        if tail is not None and head and tail.readers and tail.wanted(head_before + 1):
             # Before HeadAdvanced: a projector woken by it finds the records already decoded.
             self._publish(live, results)
         self.batches += 1

@@ -90,6 +90,28 @@ def test_the_tail_keeps_a_bounded_number_of_chunks(tmp_path: Path) -> None:
         assert tail.decoded == 6 * CHUNK
 
 
+def test_records_are_wanted_only_while_some_reader_is_within_what_the_tail_holds(
+    tmp_path: Path,
+) -> None:
+    with _store(tmp_path) as store:
+        log = _fill(store, 3 * CHUNK)
+        tail = EventTail(store, max_chunks=2)  # holds 2,048 positions
+        assert tail.wanted(10 * CHUNK)  # no reader yet: nothing to decide (the writer checks)
+        slow = tail.reader()
+        assert [r.position for r in slow(1, 10)] == list(range(1, 11))
+        assert tail.wanted(2 * CHUNK)  # within reach of the reader at 1
+        assert not tail.wanted(2 * CHUNK + 2)  # evicted before it could get there
+        fast = tail.reader()
+        assert [r.position for r in fast(2 * CHUNK + 1, 10)] == [
+            r.position for r in log[2 * CHUNK : 2 * CHUNK + 10]
+        ]
+        assert tail.wanted(3 * CHUNK + 1)  # the fast reader will read it: published again
+        # What a reader gets is the log's either way (a skipped chunk is decoded on a miss).
+        assert [_as_tuple(r) for r in slow(CHUNK + 1, CHUNK)] == [
+            _as_tuple(r) for r in log[CHUNK : 2 * CHUNK]
+        ]
+
+
 def test_a_bad_record_is_reported_at_its_own_position_and_not_cached(tmp_path: Path) -> None:
     with _store(tmp_path) as store:
         _fill(store, 50)
