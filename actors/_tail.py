@@ -54,7 +54,7 @@ class EventTail:
         self.decoded = 0  # records decoded from LMDB (misses), for tests and the bench
         self.published = 0  # records handed over by the writer
         self.readers = 0  # projectors and sagas reading it: none, and the writer publishes nothing
-        self._next: list[int] = []  # per reader: the position its last read started at
+        self._next: list[int] = []  # per reader: the furthest position a read of it started at
 
     def reader(
         self, tags: frozenset[str] | None = None
@@ -85,7 +85,9 @@ class EventTail:
         starts, read = self._next, self.read
 
         def read_from(start: int, limit: int) -> list[RecordedEvent]:
-            starts[slot] = start  # a list item under the GIL: no lock needed
+            # The furthest, not the last: a projector reads for each of its views in turn, and
+            # one view far behind must not stop the records its caught-up views read.
+            starts[slot] = max(starts[slot], start)  # a list item under the GIL: no lock
             return read(start, limit)
 
         return read_from
@@ -93,12 +95,12 @@ class EventTail:
     def wanted(self, position: int) -> bool:
         """Return whether a reader may still read ``position`` from the tail.
 
-        False when every reader is further behind ``position`` than the tail holds: the chunks
-        published there would be evicted (least recently used) before any reader got to them,
-        and each reader decodes them from the log anyway. The writer then builds no records for
-        them (building them was 1.2-1.5% of all samples in profiles at 100k+ orders): under a
-        load the views cannot follow (the soak past 200k orders) that time goes back to the
-        projector.
+        False when every reader (the furthest of its views) is further behind ``position``
+        than the tail holds: the chunks published there would be evicted (least recently used)
+        before any reader got to them, and each reader decodes them from the log anyway. The
+        writer then builds no records for them (building them was 1.2-1.5% of all samples in
+        profiles at 100k+ orders): under a load the views cannot follow (the soak past 200k
+        orders) that time goes back to the projector.
         """
         starts = self._next
         return not starts or max(starts) > position - self._max_chunks * CHUNK

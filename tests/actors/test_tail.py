@@ -106,6 +106,13 @@ def test_records_are_wanted_only_while_some_reader_is_within_what_the_tail_holds
             r.position for r in log[2 * CHUNK : 2 * CHUNK + 10]
         ]
         assert tail.wanted(3 * CHUNK + 1)  # the fast reader will read it: published again
+        # A reader's furthest read counts, not its last: a projector reads for each view in
+        # turn, and a view far behind must not stop the records its caught-up views read.
+        both = EventTail(store, max_chunks=2)
+        views = both.reader()
+        views(2 * CHUNK + 1, 10)  # the caught-up view
+        views(1, 10)  # then the one far behind
+        assert both.wanted(3 * CHUNK + 1)
         # What a reader gets is the log's either way (a skipped chunk is decoded on a miss).
         assert [_as_tuple(r) for r in slow(CHUNK + 1, CHUNK)] == [
             _as_tuple(r) for r in log[CHUNK : 2 * CHUNK]
