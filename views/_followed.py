@@ -17,6 +17,7 @@ import lmdb
 
 from domain.errors import InvalidView
 from views._lmdb_keys import KEY_LAYOUT, UNREADABLE, parse_version_record
+from views._lmdb_slots import live_slot
 from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db, LmdbStorage
 from views._read_only import ReadOnlyView
 from views._view import Backend, ReadModel, check_query, model_version
@@ -123,7 +124,6 @@ class FollowedView(ReadOnlyView):
             stored = self._stored_version(txn, versions)
             if stored != (self._version, KEY_LAYOUT):
                 raise self._other_version(stored)  # its rows would be misread
-            slot = 1 if txn.get(key, db=slots) == b"1" else 0
-            return model.query(LmdbStorage(txn, dbs[slot]), query)
+            return model.query(LmdbStorage(txn, dbs[live_slot(txn, slots, key)]), query)
 
         return self._source.read(answer)

@@ -16,7 +16,16 @@ from store import ViewStore
 from views._lmdb_keys import parse_version_record, version_record
 from views._lmdb_storage import SLOTS_DB, VERSIONS_DB, Db
 
-__all__ = ["Slots"]
+__all__ = ["Slots", "live_slot"]
+
+
+def live_slot(txn: lmdb.Transaction, slots_db: Db, key: bytes) -> int:
+    """Return the live slot of the view named ``key`` in ``view:_slots`` (0 until a flip).
+
+    The one reader of the pointer's format (:meth:`Slots.flip` writes it), for the view that
+    writes the slots and for a :class:`~views._followed.FollowedView` of another process.
+    """
+    return 1 if txn.get(key, db=slots_db) == b"1" else 0
 
 
 class Slots:
@@ -38,7 +47,7 @@ class Slots:
 
     def live(self, txn: lmdb.Transaction) -> int:
         """Return the live slot (0 until a rebuild's shadow was adopted)."""
-        return 1 if txn.get(self._key, db=self._slots_db) == b"1" else 0
+        return live_slot(txn, self._slots_db, self._key)
 
     def stored_version(self, txn: lmdb.Transaction) -> tuple[int, int]:
         """Return the (read-model version, key layout) that wrote the view's rows."""
