@@ -31,6 +31,7 @@ from actors._saga_spec import check_sagas
 from actors._sagas import Sagas
 from actors._status import EngineStatus
 from actors._supervision import FaultSeam, guarded, guarded_async
+from actors._switching import ENGINE_SWITCH_INTERVAL, check_switch_interval, tune_switching
 from actors._writer import LogWriter
 from domain.errors import CommandTimeout
 from domain.orders import ORDERS
@@ -111,6 +112,7 @@ class Engine:
         codec: Codec | None = None,
         store_wrapper: Callable[[EventStore], Any] | None = None,
         tune_gc: bool = True,
+        switch_interval: float | None = ENGINE_SWITCH_INTERVAL,
         fault_seam: FaultSeam | None = None,
     ) -> Engine:
         """Open (creating if needed) the engine over the data directory ``path``.
@@ -159,6 +161,10 @@ class Engine:
             tune_gc: Raise the cyclic collector's thresholds (process-wide; see
                 :func:`tune_collector`) and freeze long-lived actors out of its scans; False
                 never touches ``gc`` (thresholds, freeze, unfreeze): the embedding program owns it.
+            switch_interval: Lower the interpreter's thread switch interval to this many
+                seconds (process-wide, never raising a shorter one; see
+                :mod:`actors._switching`): py-lmdb lets go of the GIL per key, and with the
+                default 5 ms the views fall behind a long write load. None leaves it alone.
             fault_seam: Called with (actor kind, message) before every actor message is handled;
                 raising there simulates a crash inside that actor (a test seam; see
                 :mod:`actors._supervision`).
@@ -172,14 +178,18 @@ class Engine:
             ProjectionUnavailable: ``projection="process"`` and the projection process did not
                 start (nothing was left open).
             UnknownView: ``view_backends`` names no view.
-            ValueError: An option is out of range (e.g. a negative ``idempotency_window``).
-            TypeError: ``idempotency_window`` is of another type.
+            ValueError: An option is out of range (e.g. a negative ``idempotency_window`` or
+                ``switch_interval``).
+            TypeError: ``idempotency_window`` or ``switch_interval`` is of another type.
         """
         check_projection(projection)
         window = normalize_window(idempotency_window)
         checked_sagas = check_sagas(sagas)
+        check_switch_interval(switch_interval)
         if tune_gc:
             tune_collector()
+        if switch_interval is not None:
+            tune_switching(switch_interval)
         deciders = list(deciders) if deciders is not None else [ORDERS]
         parts = assemble(
             path,

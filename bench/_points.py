@@ -63,8 +63,9 @@ def points_while_busy(
     """Measure the three set-ups for ``seconds`` each; return their percentiles and load rates."""
     raw = {"point_under_search_and_load": _points_while_busy(engine, creates, seconds)}
     # The tail above is the GIL's: a query thread forced to hand it over waits its turn behind
-    # the busy threads, a switch interval (5 ms) each. A shorter interval, set by the embedding
-    # program (the engine never changes a process-wide setting), shortens it.
+    # the busy threads, a switch interval each (the engine lowers CPython's 5 ms to 1 ms, see
+    # actors._switching). A shorter one still, which only the embedding program may choose
+    # (process-wide), shortens it further.
     interval = sys.getswitchinterval()
     sys.setswitchinterval(SHORT_SWITCH_INTERVAL)
     try:

@@ -23,8 +23,9 @@ Measured (``--quick``: smaller sizes, one run):
 - **point queries while searches and writes run**: a thread searching back to back and a full
   write load in the engine's process, while ``GetOrderById`` is asked 100 times a second, open
   loop (latency from each query's scheduled time, so waiting for the GIL counts), for 5 s (quick
-  2 s): in the engine's process (the default), the same with ``sys.setswitchinterval(0.0005)``
-  (labelled: a process-wide setting only the embedding program may choose), and from a
+  2 s): in the engine's process (the default; the engine sets a 1 ms switch interval), the same
+  with ``sys.setswitchinterval(0.0005)`` (labelled: a process-wide setting only the embedding
+  program may choose), and from a
   ``views.ViewReader`` in a process of its own (labelled: reads scaled apart from writes).
 
 Run: ``python bench/bench_pipeline.py [--quick] [--json FILE]``.
