@@ -163,8 +163,9 @@ class Engine:
                 never touches ``gc`` (thresholds, freeze, unfreeze): the embedding program owns it.
             switch_interval: Lower the interpreter's thread switch interval to this many
                 seconds (process-wide, never raising a shorter one; see
-                :mod:`actors._switching`): py-lmdb lets go of the GIL per key, and with the
-                default 5 ms the views fall behind a long write load. None leaves it alone.
+                :mod:`actors._switching`): py-lmdb lets go of the GIL per key, and at
+                CPython's 5 ms the views fell behind a long write load twice as soon. None
+                leaves it alone.
             fault_seam: Called with (actor kind, message) before every actor message is handled;
                 raising there simulates a crash inside that actor (a test seam; see
                 :mod:`actors._supervision`).

@@ -6,9 +6,11 @@ Python does at the latest after the switch interval (CPython's default: 5 ms). U
 load the projector (a row per event and LMDB view) and the writer (four keys per event) each
 wait so thousands of times a second: measured in the 10M-event soak workload, the views'
 commits spent 40-50% of the projector's wall time in ``putmulti`` for 2-3% of CPU, the
-writer's batch writes ~40% for 6-7%. Past ~200k orders the projector then fell behind the
-writers for good (1.7-1.8M events behind at 10M, twice). With a 1 ms interval it kept up
-(see the README's soak figures); the commands' own rate stayed within this machine's noise.
+writer's batch writes ~40% for 6-7%. From 1.5-3.25M events (150k+ orders) the projector then
+fell behind the writers for good (1.7-1.8M events behind at 10M, twice). With a 1 ms interval
+it kept up to 5M events and ended 1.27M behind (one soak: it moves the point, it does not remove
+it; see the README); commands in flight stayed within this machine's noise (-1%, alternating
+pairs), while 0.2 ms cost ~10% of them.
 """
 
 from __future__ import annotations
