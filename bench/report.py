@@ -5,7 +5,8 @@ Runs ``bench_store.run(quick)``, ``bench_engine.run(quick)``, ``bench_views.run(
 ``bench_growth.run(quick)`` (cost as aggregates grow), ``bench_memory.run(quick)`` (the memory
 views' bytes per order, live and restarted), ``bench_projection_process.run(quick)``
 (the views in the engine's process or in a projection process, against ``views=[]``) and
-``bench_cluster.run(quick)`` (shards on a local Ray against one engine)
+``bench_cluster.run(quick)`` (shards on a local Ray against one engine), ``bench_gil.run(quick)``
+(what a ``putmulti`` costs beside threads running Python)
 in this process (the ``eventsourcing`` peer runs once and is shared by the engine and view
 figures; the HTTP server runs in a subprocess), then prints one table: each figure, our value,
 every reference measured in the same run, the ratios, the aim and whether it is met. Progress
@@ -31,6 +32,7 @@ from typing import Any
 
 import bench_cluster
 import bench_engine
+import bench_gil
 import bench_growth
 import bench_http
 import bench_memory
@@ -169,6 +171,7 @@ def _run_all(
         ("memory", bench_memory.run, lambda r: list(r["figures"])),
         ("projection", bench_projection_process.run, lambda r: list(r["figures"])),
         ("cluster", bench_cluster.run, lambda r: list(r["figures"])),
+        ("gil", bench_gil.run, lambda r: list(r["figures"])),
     ]
     figures: list[Figure] = []
     results: dict[str, Any] = {}
