@@ -39,6 +39,7 @@ __all__ = [
     "Figure",
     "bench_main",
     "configure_logging",
+    "cpu_seconds",
     "deep_size",
     "figure",
     "fmt_value",
@@ -216,6 +217,21 @@ def rss_anon_bytes(pid: int | None = None) -> int:
     """
     fields = Path(f"/proc/{pid or 'self'}/statm").read_text().split()
     return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds(pid: int | None = None) -> tuple[float, float]:
+    """Return a process's CPU time so far: (user, system) seconds, all its threads.
+
+    Over a window, user seconds per second near 1.0 with a core idle is a process bound by
+    its GIL (one thread runs Python at a time).
+
+    Args:
+        pid: The process (None: this one).
+    """
+    # The command name (field 2) may hold spaces: split after its closing parenthesis.
+    fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks  # utime, stime
 
 
 _PEER_CACHE: dict[tuple[int, str, int], dict[str, float]] = {}

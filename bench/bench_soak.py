@@ -15,8 +15,10 @@ Every ``--every`` events (default 100k) it records the window's commands/s, the 
 slowest view applied in it (commands/s holds at the end only if that keeps up: the lag column
 says how far behind the views are), the process's anonymous RSS (``/proc/self/statm``: the LMDB
 maps are file-backed and stay out), the live aggregates, and the bytes per event on disk (LMDB
-pages in use over both environments, and the files' allocated size). It prints a table of the
-checkpoints, writes JSON and a chart.
+pages in use over both environments, and the files' allocated size), and the CPU cores the
+process used in the window, user and system (``/proc/self/stat``; with its projection process's
+in that mode): near one core of user time with a core to spare, the process is bound by its GIL.
+It prints a table of the checkpoints, writes JSON and a chart.
 
 Aims (issue 13): throughput at the end >= 0.8x the throughput at 100k events; RSS flat once the
 live-aggregate cap is reached (reported as the RSS growth from the first checkpoint past the cap to
@@ -37,7 +39,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from _common import RESULTS_DIR, configure_logging, progress, rss_anon_bytes, write_json
+from _common import (
+    RESULTS_DIR,
+    configure_logging,
+    cpu_seconds,
+    progress,
+    rss_anon_bytes,
+    write_json,
+)
 from _workload import order_waves
 from rich.console import Console
 from rich.table import Table
@@ -77,6 +86,10 @@ def _checkpoint(
     child_rss = rss_anon_bytes(child) if child else 0
     used = _pages_bytes(engine.store.env)
     views_used = _pages_bytes(engine._view_store.env)  # noqa: SLF001 - a benchmark's probe
+    user, system = cpu_seconds()
+    if child:
+        child_user, child_system = cpu_seconds(child)
+        user, system = user + child_user, system + child_system
     on_disk = (path / "data.mdb").stat().st_blocks * 512
     views_disk = (path / "views" / "data.mdb").stat().st_blocks * 512
     return {
@@ -92,21 +105,39 @@ def _checkpoint(
         "view_lag_events": max((v.lag_events for v in status.views.values()), default=0),
         # The slowest view's position: with the previous checkpoint's, the rate the views kept.
         "views_position": min((v.position for v in status.views.values()), default=events),
+        # CPU seconds so far (the engine's process and its projection process): per window,
+        # cores used (see _window_rates).
+        "cpu_user_s": user,
+        "cpu_system_s": system,
     }
 
 
-def _views_rate(points: list[dict[str, Any]]) -> None:
-    """Set the last checkpoint's ``views_events_per_s``: what the slowest view applied per second.
+def _window_rates(points: list[dict[str, Any]], cpu_start: tuple[float, float]) -> None:
+    """Set the last checkpoint's rates over its window (since the checkpoint before).
 
-    A load the views cannot follow shows here: commands/s then holds only because the views'
-    work is left for later (the lag column grows), and the rate the engine sustains with its
-    views is this one.
+    ``views_events_per_s``: what the slowest view applied per second. A load the views cannot
+    follow shows here: commands/s then holds only because the views' work is left for later
+    (the lag column grows), and the rate the engine sustains with its views is this one.
+    ``cpu_user_cores`` / ``cpu_system_cores``: CPU seconds per second; a process bound by its
+    GIL sits near one core of user time whatever the machine has spare.
     """
     last = points[-1]
-    before = points[-2] if len(points) > 1 else {"views_position": 0, "elapsed_s": 0.0}
+    before = (
+        points[-2]
+        if len(points) > 1
+        else {
+            "views_position": 0,
+            "elapsed_s": 0.0,
+            "cpu_user_s": cpu_start[0],
+            "cpu_system_s": cpu_start[1],
+        }
+    )
     seconds = last["elapsed_s"] - before["elapsed_s"]
     applied = last["views_position"] - before["views_position"]
     last["views_events_per_s"] = applied / seconds if seconds > 0 else 0.0
+    for key in ("user", "system"):
+        used = last[f"cpu_{key}_s"] - before[f"cpu_{key}_s"]
+        last[f"cpu_{key}_cores"] = used / seconds if seconds > 0 else 0.0
 
 
 def run(
@@ -120,6 +151,7 @@ def run(
     configure_logging()
     points: list[dict[str, Any]] = []
     started = time.perf_counter()
+    cpu_start = cpu_seconds()
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         path = Path(tmp) / "data"
         options: dict[str, Any] = {} if views else {"views": []}
@@ -137,7 +169,7 @@ def run(
                     now = time.perf_counter()
                     rate = every / (now - window_start)
                     points.append(_checkpoint(engine, path, done, now - started, rate))
-                    _views_rate(points)
+                    _window_rates(points, cpu_start)
                     progress(
                         f"soak: {done:,} events, {rate:,.0f} cmd/s, "
                         f"RSS {points[-1]['rss_anon_mib']:.0f} MiB, "
@@ -199,7 +231,7 @@ def print_points(result: dict[str, Any]) -> None:
     """Print the checkpoints and the verdicts as a table."""
     table = Table(title=f"soak, {_engine_label(result)} ({result['seconds']:.0f} s)")
     columns = ("events", "cmd/s", "views ev/s", "RSS MiB", "live", "B/event LMDB", "B/event disk")
-    for column in (*columns, "lag"):
+    for column in (*columns, "lag", "CPU cores user+sys"):
         table.add_column(column, justify="right")
     for p in result["points"]:
         table.add_row(
@@ -211,8 +243,10 @@ def print_points(result: dict[str, Any]) -> None:
             f"{p['bytes_used_per_event']:.0f}",
             f"{p['bytes_on_disk_per_event']:.0f}",
             f"{p['view_lag_events']:,}",
+            f"{p.get('cpu_user_cores', 0.0):.2f}+{p.get('cpu_system_cores', 0.0):.2f}",
         )
-    console = Console()
+    # Piped output would be cut to 80 columns: the table needs more.
+    console = Console(width=max(Console().width, 130))
     console.print(table)
     console.print(result["verdicts"])
 
