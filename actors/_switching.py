@@ -6,11 +6,13 @@ Python does at the latest after the switch interval (CPython's default: 5 ms). U
 load the projector (a row per event and LMDB view) and the writer (four keys per event) each
 wait so thousands of times a second: measured in the 10M-event soak workload, the views'
 commits spent 40-50% of the projector's wall time in ``putmulti`` for 2-3% of CPU, the
-writer's batch writes ~40% for 6-7%. From 1.5-3.25M events (150k+ orders) the projector then
-fell behind the writers for good (1.7-1.8M events behind at 10M, twice). With a 1 ms interval
-it kept up to 5M events and ended 1.27M behind (one soak: it moves the point, it does not remove
-it; see the README); commands in flight stayed within this machine's noise (-1%, alternating
-pairs), while 0.2 ms cost ~10% of them.
+writer's batch writes ~40% for 6-7%. The process is GIL-bound (one core of user time), so a
+thread letting go of the GIL per key gets a smaller share of it, and from 1-4M events (100k+
+orders) the projector fell behind the writers for good. With a 1 ms interval it fell behind
+later on the whole (soaks at 8.25M and 5M, probes at 2.25M and past 2.5M; at 5 ms probes at
+1M and 1.5M, soaks at ~3.25M and ~4M): it moves the point, it does not remove it (README).
+Commands in flight stayed within this machine's noise (-1%, alternating pairs); 0.2 ms cost
+~10% of them.
 """
 
 from __future__ import annotations
