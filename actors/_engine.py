@@ -21,6 +21,7 @@ from actors._future import CommandFuture, DispatcherFuture, bridge
 from actors._gate import InFlightGate
 from actors._housekeeping import Housekeeper
 from actors._idempotency import Idempotency
+from actors._lag_bound import check_max_view_lag
 from actors._messages import CommandResult, Execute
 from actors._read_wiring import check_projection
 from actors._readside import ReadSide
@@ -113,6 +114,7 @@ class Engine:
         store_wrapper: Callable[[EventStore], Any] | None = None,
         tune_gc: bool = True,
         switch_interval: float | None = ENGINE_SWITCH_INTERVAL,
+        max_view_lag: int | None = None,
         fault_seam: FaultSeam | None = None,
     ) -> Engine:
         """Open (creating if needed) the engine over the data directory ``path``.
@@ -164,8 +166,12 @@ class Engine:
             switch_interval: Lower the interpreter's thread switch interval to this many
                 seconds (process-wide, never raising a shorter one; see
                 :mod:`actors._switching`): py-lmdb lets go of the GIL per key, and at
-                CPython's 5 ms the views fell behind a long write load twice as soon. None
-                leaves it alone.
+                CPython's 5 ms the views fell behind a long write load sooner. None leaves
+                it alone.
+            max_view_lag: Hold new commands (up to their timeout, as for ``max_in_flight``)
+                while the views are more than this many events behind the head (see
+                :mod:`actors._lag_bound`); None (the default): writers never wait for views.
+                In-process projection only.
             fault_seam: Called with (actor kind, message) before every actor message is handled;
                 raising there simulates a crash inside that actor (a test seam; see
                 :mod:`actors._supervision`).
@@ -180,13 +186,15 @@ class Engine:
                 start (nothing was left open).
             UnknownView: ``view_backends`` names no view.
             ValueError: An option is out of range (e.g. a negative ``idempotency_window`` or
-                ``switch_interval``).
-            TypeError: ``idempotency_window`` or ``switch_interval`` is of another type.
+                ``switch_interval``, or ``max_view_lag`` below 1 or with another projection).
+            TypeError: ``idempotency_window``, ``switch_interval`` or ``max_view_lag`` is of
+                another type.
         """
         check_projection(projection)
         window = normalize_window(idempotency_window)
         checked_sagas = check_sagas(sagas)
         check_switch_interval(switch_interval)
+        check_max_view_lag(max_view_lag, projection)
         if tune_gc:
             tune_collector()
         if switch_interval is not None:
@@ -218,6 +226,9 @@ class Engine:
         except BaseException:
             take_apart(parts)
             raise
+        if max_view_lag is not None:
+            for bound in engine._read.bound_lag(max_view_lag, engine._gate.hold):
+                engine._writer.proxy().subscribe(bound).get(timeout=30)
         try:
             # Last: a saga may issue a command at once, through the engine's own door.
             engine._sagas.start(engine._writer, engine.submit)

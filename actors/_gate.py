@@ -32,6 +32,7 @@ class InFlightGate:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._waiters = 0
+        self._held = False  # see hold()
 
     @property
     def count(self) -> int:
@@ -59,7 +60,7 @@ class InFlightGate:
         with self._lock:
             if self._closed:
                 raise EngineClosed
-            if self._count >= self._limit:
+            if self._count >= self._limit or self._held:
                 return False
             self._count += 1
             return True
@@ -72,7 +73,7 @@ class InFlightGate:
         """
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._count >= self._limit:
+            while self._count >= self._limit or self._held:
                 if self._closed:
                     raise EngineClosed
                 remaining = deadline - time.monotonic()
@@ -83,6 +84,16 @@ class InFlightGate:
                 raise EngineClosed
             self._count += 1
             return True
+
+    def hold(self, held: bool) -> None:
+        """Admit nothing new while ``held`` (the views are too far behind, see ``LagBound``).
+
+        Commands already admitted go on; callers waiting in :meth:`enter` are woken on release.
+        """
+        with self._lock:
+            self._held = held
+            if not held and self._waiters:
+                self._cond.notify_all()
 
     def _wait(self, seconds: float) -> None:
         # Called with the lock held.

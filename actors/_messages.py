@@ -16,6 +16,7 @@ from store import StreamAppend
 
 __all__ = [
     "AppendCommand",
+    "BoundLag",
     "CatchUp",
     "CommandResult",
     "Execute",
@@ -120,6 +121,15 @@ class HeadAdvanced(msgspec.Struct, frozen=True):
 
 class CatchUp(msgspec.Struct, frozen=True):
     """Projector -> itself: apply the next batch if behind."""
+
+
+class BoundLag(msgspec.Struct, frozen=True):
+    """Engine -> projector: hold the engine's door while the views lag (``max_view_lag``).
+
+    ``bound`` is an :class:`~actors._lag_bound.LagBound`.
+    """
+
+    bound: Any
 
 
 class Swap(msgspec.Struct, frozen=True):

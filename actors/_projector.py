@@ -27,7 +27,9 @@ import pykka
 
 from actors._backoff import VIEW_RETRY, Backoff, RetryTimers
 from actors._folding import Folding
+from actors._lag_bound import LagBound
 from actors._messages import (
+    BoundLag,
     CatchUp,
     HeadAdvanced,
     RetryDue,
@@ -147,6 +149,7 @@ class Projector(Supervised, pykka.ThreadingActor):
         self.fault_seam = fault_seam
         self._failures = 0  # handler failures in a row (not a view's): paces the resumption
         self._folding = Folding(())  # set at start (see on_start)
+        self._lag: LagBound | None = None  # Engine.open(max_view_lag=...), see BoundLag
 
     def on_start(self) -> None:
         """Start catching up from every view's checkpoint."""
@@ -161,8 +164,10 @@ class Projector(Supervised, pykka.ThreadingActor):
         self._schedule()
 
     def on_stop(self) -> None:
-        """Cancel the pending retries."""
+        """Cancel the pending retries; let go of the engine's door (``max_view_lag``)."""
         self._timers.cancel_all()
+        if self._lag is not None:
+            self._lag.release()  # a stopped projector must never leave new commands waiting
 
     def on_resume(self) -> None:
         """Catch up again after a handler failure, once the backoff says so."""
@@ -194,7 +199,24 @@ class Projector(Supervised, pykka.ThreadingActor):
             return self._swap(message)
         elif isinstance(message, RetryParked):
             return self._retry(message.view, message.position)
+        elif isinstance(message, BoundLag):
+            self._lag = message.bound
+            self._check_lag()
         return None
+
+    def _check_lag(self) -> None:
+        """Hold or let go of the engine's door (``max_view_lag``): stepped views only."""
+        if self._lag is None:
+            return
+        folding = self._folding.names()
+        self._lag.update(
+            self._head,
+            (
+                p.view.position()
+                for p in self._progress.values()
+                if p.runnable and p.view.name not in folding
+            ),
+        )
 
     def _yield_to_commands(self) -> None:
         """Let the command path take the GIL first when only a few events are new.
@@ -253,11 +275,13 @@ class Projector(Supervised, pykka.ThreadingActor):
                 # first view does not also wait for the other views' share of the batch.
                 self._link.tell({name: advanced[name]})
             self._serve_wanted(advanced)
+            self._check_lag()  # after each view's batch: held commands go on sooner
             if progress.view.position() < head:
                 behind = True
             else:
                 progress.behind_since = None
         self._link.end_step(advanced)
+        self._check_lag()
         if advanced and self._on_batch is not None:
             self._on_batch(advanced)
         self._failures = 0

@@ -13,6 +13,8 @@ import msgspec
 import pykka
 
 from actors._future import DispatcherFuture, bridge
+from actors._lag_bound import LagBound
+from actors._messages import BoundLag
 from actors._progress import Progress, ViewStatus
 from actors._projector import Projector, RetryParked, RetryView, Teller
 from actors._rebuild import RebuildReport, rebuild_here, rebuild_split
@@ -357,6 +359,34 @@ class ReadSide:
         progress: Callable[[int, int], None] | None,
     ) -> RebuildReport:
         return rebuild_split(self._store, remote, names, progress, self._rebuild_here)
+
+    def bound_lag(self, limit: int, hold: Callable[[bool], None]) -> list[LagBound]:
+        """Bound the views' lag (``max_view_lag``); return the bounds, for the writer to tell.
+
+        ``hold(True)`` while any projector's views are more than ``limit`` events behind,
+        ``hold(False)`` once none is. Subscribe each bound returned to the writer's heads.
+        """
+        lock = threading.Lock()
+        held: set[int] = set()
+
+        def holder(index: int) -> Callable[[bool], None]:
+            def one(on: bool) -> None:
+                with lock:
+                    if on:
+                        held.add(index)
+                    else:
+                        held.discard(index)
+                    hold(bool(held))
+
+            return one
+
+        bounds = []
+        refs = {ref.actor_urn: ref for ref in self._projectors.values()}.values()
+        for index, ref in enumerate(refs):
+            bound = LagBound(limit, holder(index))
+            ref.ask(BoundLag(bound), timeout=30)  # counting its views before the writer tells
+            bounds.append(bound)
+        return bounds
 
     def retry_parked(self, view: str, position: int) -> bool:
         """Ask the view's projector to apply a parked event again."""

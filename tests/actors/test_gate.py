@@ -188,3 +188,44 @@ def test_an_async_caller_that_gave_up_leaves_no_error_when_its_command_commits_l
             wait_until(lambda: engine.status().in_flight == 0)
             assert engine.execute(Increment(counter_id="c")).version == 2
     assert [entry for entry in logs if entry["log_level"] in {"error", "warning"}] == []
+
+
+def test_a_held_gate_admits_nothing_new_until_let_go() -> None:
+    gate = InFlightGate(10)
+    assert gate.try_enter()  # admitted before the hold: goes on
+    gate.hold(True)  # noqa: FBT003 - the gate's one argument
+    assert not gate.try_enter()
+    assert not gate.enter(0.05)  # times out while held, with slots free
+    entered = threading.Event()
+
+    def waiter() -> None:
+        if gate.enter(TIMEOUT):
+            entered.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    wait_until(lambda: gate._waiters == 1)
+    assert not entered.is_set()
+    gate.hold(False)  # noqa: FBT003
+    thread.join(TIMEOUT)
+    assert entered.is_set()
+    assert gate.count == 2
+
+
+def test_closing_a_held_gate_wakes_its_waiters_with_engine_closed() -> None:
+    gate = InFlightGate(10)
+    gate.hold(True)  # noqa: FBT003
+    errors: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            gate.enter(TIMEOUT)
+        except EngineClosed as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    wait_until(lambda: gate._waiters == 1)
+    gate.close()
+    thread.join(TIMEOUT)
+    assert len(errors) == 1

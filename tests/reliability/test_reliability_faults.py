@@ -24,8 +24,9 @@ from reliability_kit import (
     command_for,
     command_id,
 )
+from waiting import wait_until
 
-from actors import CommitFailed, Engine, EngineError
+from actors import CommandTimeout, CommitFailed, Engine, EngineError
 from store import EventStore, RecordedEvent
 from views import View
 from views.orders import order_views
@@ -233,6 +234,95 @@ class SlowView:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+class SlowPerEvent(SlowView):
+    """A real view slowed down per event applied: it cannot follow a full write load."""
+
+    def apply(self, events: Sequence[RecordedEvent], up_to: int) -> None:
+        time.sleep(self.delay * len(events))  # the slowness under test, not a synchronisation
+        self.inner.apply(events, up_to)
+
+
+def _max_lag_while(engine: Engine, tag: str, orders: int) -> int:
+    """Run ``orders`` orders' commands; return the most the slow view was behind meanwhile."""
+    worst = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            worst[0] = max(worst[0], engine.status().views["order_stats"].lag_events)
+            done.wait(0.002)  # the sampling period, not a synchronisation
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        outcomes = run_orders(engine, tag, orders)
+    finally:
+        done.set()
+        sampler.join(30)
+    assert all(not isinstance(o, Exception) for _, o in outcomes)
+    return worst[0]
+
+
+def test_max_view_lag_bounds_how_far_a_slow_view_falls_behind(tmp_path: Path) -> None:
+    limit, in_flight = 100, 16
+
+    def views() -> list[Any]:
+        chosen: list[Any] = order_views(None)
+        chosen[3] = SlowPerEvent(chosen[3], delay=0.0005)  # ~2k events/s at most
+        return chosen
+
+    options: dict[str, Any] = {"durability": "async", "max_in_flight": in_flight}
+    with Engine.open(tmp_path / "free", views=views(), **options) as engine:
+        free = _max_lag_while(engine, "free", 300)
+    with Engine.open(tmp_path / "bounded", views=views(), max_view_lag=limit, **options) as engine:
+        bounded = _max_lag_while(engine, "bounded", 300)
+        assert engine.wait_for_views(timeout=60)
+        check_views_match_rebuild(engine, check_log(engine.store))
+    # The door closes at the commit that crosses the bound (the writer tells the bound every
+    # head): only commands admitted before it, at most the ones in flight (one event each here),
+    # still land; 116 = 100 + 16 in every run measured.
+    assert free > 4 * limit, "without the bound the slow view must really fall behind"
+    assert bounded <= limit + 2 * in_flight, (bounded, free)
+
+
+class GatedView(SlowView):
+    """A real view whose ``apply`` waits for ``opened``: it stands still until the test says."""
+
+    def __init__(self, inner: View) -> None:
+        super().__init__(inner, delay=0.0)
+        self.opened = threading.Event()
+
+    def apply(self, events: Sequence[RecordedEvent], up_to: int) -> None:
+        self.opened.wait(60)  # the stillness under test; the test opens it before closing
+        self.inner.apply(events, up_to)
+
+
+def test_commands_held_by_max_view_lag_time_out_then_go_on_once_the_view_moves(
+    tmp_path: Path,
+) -> None:
+    views: list[Any] = order_views(None)
+    gated = GatedView(views[3])
+    views[3] = gated
+    with Engine.open(tmp_path / "data", views=views, durability="async", max_view_lag=2) as engine:
+        try:
+            for step in range(3):  # one order's first 3 events, the view standing still
+                engine.execute(command_for(command_id("held", 0, 0, step)), timeout=10)
+            wait_until(lambda: engine.status().views["order_stats"].lag_events > 2)
+            with pytest.raises(CommandTimeout, match="engine busy"):
+                engine.submit(command_for(command_id("held", 0, 1, 0)), timeout=0.2)
+            waiting = threading.Thread(
+                target=lambda: engine.execute(command_for(command_id("held", 0, 2, 0)), timeout=30)
+            )
+            waiting.start()
+            gated.opened.set()  # the view moves: the held command is admitted and commits
+            waiting.join(30)
+            assert not waiting.is_alive()
+        finally:
+            gated.opened.set()
+        assert engine.wait_for_views(timeout=30)
+        check_views_match_rebuild(engine, check_log(engine.store))
 
 
 def rss_bytes() -> int:
