@@ -9,7 +9,9 @@ the benchmark's own memory stays flat. 10M events are a million orders: ten time
 Engine: ``Engine.open(path)`` as the README shows it (durable, the four order views);
 ``--projection process`` soaks ``Engine.open(path, projection="process")`` instead (labelled),
 its RSS then being the engine's and its projection process's together; ``--no-views`` soaks the
-write side alone (``views=[]``, labelled), to tell its decline from the views'.
+write side alone (``views=[]``, labelled), to tell its decline from the views'; ``--max-view-lag N``
+soaks ``Engine.open(path, max_view_lag=N)`` (labelled): the writers wait while the views are
+more than N events behind, so commands/s is what the engine sustains with its views current.
 
 Every ``--every`` events (default 100k) it records the window's commands/s, the events/s the
 slowest view applied in it (commands/s holds at the end only if that keeps up: the lag column
@@ -146,8 +148,9 @@ def run(
     projection: Literal["in-process", "process"] = "in-process",
     *,
     views: bool = True,
+    max_view_lag: int | None = None,
 ) -> dict[str, Any]:
-    """Soak the default engine (in ``projection`` mode, or without views); return checkpoints."""
+    """Soak the default engine (in ``projection`` mode, without views, or with a lag bound)."""
     configure_logging()
     points: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -155,6 +158,8 @@ def run(
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         path = Path(tmp) / "data"
         options: dict[str, Any] = {} if views else {"views": []}
+        if max_view_lag is not None:
+            options["max_view_lag"] = max_view_lag
         with Engine.open(path, projection=projection, **options) as engine:
             pending: list[Any] = []
             window_start = time.perf_counter()
@@ -182,6 +187,7 @@ def run(
         "bench": "soak",
         "projection": projection,
         "views": "default" if views else "none (views=[], labelled: not the default)",
+        "max_view_lag": max_view_lag,
         "events": total_events,
         "every": every,
         "seconds": time.perf_counter() - started,
@@ -224,6 +230,8 @@ def _engine_label(result: dict[str, Any]) -> str:
     parts = [] if mode == "in-process" else [f'projection="{mode}"']
     if result.get("views", "default") != "default":
         parts.append("views=[]")
+    if result.get("max_view_lag") is not None:
+        parts.append(f"max_view_lag={result['max_view_lag']:,}")
     return ", ".join(parts) if parts else "default engine"
 
 
@@ -299,12 +307,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-views", action="store_true", help="views=[]: the write side alone (labelled)"
     )
+    parser.add_argument(
+        "--max-view-lag",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Engine.open(max_view_lag=N): writers wait while the views lag (labelled)",
+    )
     args = parser.parse_args(argv)
     result = run(
         args.events,
         args.every,
         "process" if args.projection == "process" else "in-process",
         views=not args.no_views,
+        max_view_lag=args.max_view_lag,
     )
     print_points(result)
     progress(f"wrote {write_json(result, args.json, 'soak.json')}")
