@@ -226,10 +226,10 @@ class Engine:
         except BaseException:
             take_apart(parts)
             raise
-        if max_view_lag is not None:
-            for bound in engine._read.bound_lag(max_view_lag, engine._gate.hold):
-                engine._writer.proxy().subscribe(bound).get(timeout=30)
         try:
+            if max_view_lag is not None:
+                for bound in engine._read.bound_lag(max_view_lag, engine._gate.hold):
+                    engine._writer.proxy().subscribe(bound).get(timeout=30)
             # Last: a saga may issue a command at once, through the engine's own door.
             engine._sagas.start(engine._writer, engine.submit)
         except BaseException:
