@@ -66,22 +66,27 @@ class LagBound:
     def tell(self, message: object) -> None:
         """Take the writer's :class:`~actors._messages.HeadAdvanced` (in its thread)."""
         if isinstance(message, HeadAdvanced):
-            self._set(head=message.head)
+            with self._lock:
+                self._head = max(self._head, message.head)
+                self._decide()
 
     def update(self, head: int, positions: Iterable[int]) -> None:
         """Take the projector's counted views' positions (and the head it knows)."""
-        self._set(head=head, slowest=min(positions, default=None))
+        slowest = min(positions, default=None)
+        with self._lock:
+            self._head = max(self._head, head)
+            self._slowest = slowest
+            self._decide()
 
     def release(self) -> None:
         """Let go for good (the projector stops)."""
-        self._set(head=self._head, slowest=None)
-
-    def _set(self, *, head: int, slowest: int | object | None = ...) -> None:
         with self._lock:
-            self._head = max(self._head, head)
-            if slowest is not ...:
-                self._slowest = slowest  # type: ignore[assignment]
-            holding = self._slowest is not None and self._head - self._slowest > self.limit
-            if holding != self.holding:
-                self.holding = holding
-                self._hold(holding)
+            self._slowest = None
+            self._decide()
+
+    def _decide(self) -> None:
+        # Called with the lock held: the writer's and the projector's calls never interleave.
+        holding = self._slowest is not None and self._head - self._slowest > self.limit
+        if holding != self.holding:
+            self.holding = holding
+            self._hold(holding)
